@@ -1,0 +1,5 @@
+"""Entry point for ``python -m leakscan``."""
+
+from leakscan.cli import main
+
+main()

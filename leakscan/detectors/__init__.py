@@ -1,0 +1,82 @@
+"""The seam between leakscan and its secret-detection engines.
+
+Every engine is wrapped by one adapter module that imports it; nothing else in leakscan
+imports an engine. An adapter turns the engine's results into :class:`Match` objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Confidence = Literal["high", "medium", "low"]
+CONFIDENCE_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+
+
+@dataclass(frozen=True)
+class Match:
+    """One secret an engine found in a piece of text or bytes.
+
+    ``start``/``end`` are offsets into what was scanned; ``line`` is 1-based. ``raw`` is the
+    matched text as it stands in the input when that differs from ``secret`` (a base64
+    encoded credential, say), so that redaction can mask that form too.
+    """
+
+    rule_id: str
+    description: str
+    secret: str
+    start: int
+    end: int
+    line: int
+    confidence: Confidence
+    detector: str
+    raw: str | None = None
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """A rule an engine can report, for ``leakscan rules``."""
+
+    rule_id: str
+    description: str
+    detector: str
+
+
+class Detector(Protocol):
+    """An engine behind the seam."""
+
+    name: str
+
+    def scan(self, data: bytes) -> list[Match]:
+        """Find secrets in ``data``; offsets and lines are relative to it."""
+        ...
+
+    def rules(self) -> list[RuleInfo]:
+        """Every rule this engine can report."""
+        ...
+
+
+class Detectors:
+    """All engines in use, scanned as one."""
+
+    def __init__(self, engines: Sequence[Detector]) -> None:
+        self.engines = tuple(engines)
+
+    def scan(self, data: bytes) -> list[Match]:
+        """Matches of every engine over ``data``."""
+        out: list[Match] = []
+        for engine in self.engines:
+            out.extend(engine.scan(data))
+        return out
+
+    def rules(self) -> list[RuleInfo]:
+        """Rules of every engine."""
+        return [rule for engine in self.engines for rule in engine.rules()]
+
+
+def default_detectors() -> Detectors:
+    """The engines leakscan runs unless told otherwise."""
+    from leakscan.detectors.kingfisher import KingfisherDetector
+
+    return Detectors([KingfisherDetector()])

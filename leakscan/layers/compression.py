@@ -1,0 +1,190 @@
+"""Open a layer blob as an uncompressed tar stream, recognising the compression from the
+bytes themselves: media types lie (and docker-save tars carry none)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zlib
+from typing import BinaryIO, Literal
+
+import zstandard
+
+from leakscan.errors import LayerError
+
+Compression = Literal["none", "gzip", "zstd"]
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+READ_SIZE = 1 << 20
+
+
+def sniff(head: bytes) -> Compression:
+    """Name the compression whose magic bytes open ``head``."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+class HashingReader(io.RawIOBase):
+    """Passes bytes through while hashing them and counting them."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.hasher = hashlib.sha256()
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.hasher.update(data)
+        self.count += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read() if size is None or size < 0 else self._raw.read(size)
+        self.hasher.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self) -> None:
+        """Read to the end so the hash covers every byte."""
+        while self.read(READ_SIZE):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.hasher.hexdigest()
+
+
+class _GzipStream(io.RawIOBase):
+    """Streaming gzip decoder over a non-seekable stream, multi-member aware.
+
+    Written on zlib directly rather than gzip.GzipFile so that a truncated stream is an
+    error we name, and zero padding after the last member is tolerated.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._dec = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self._buf = b""
+        self._in_member = False
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buf and not self._eof:
+            self._step(max(len(b), READ_SIZE))
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def _step(self, want: int) -> None:
+        if not self._pending:
+            self._pending = self._raw.read(READ_SIZE)
+            if not self._pending:
+                if self._in_member:
+                    raise LayerError("gzip stream is truncated")
+                self._eof = True
+                return
+        if not self._in_member:
+            stripped = self._pending.lstrip(b"\x00")
+            if len(stripped) < 2:
+                more = self._raw.read(READ_SIZE)
+                if not more:
+                    if stripped:
+                        raise LayerError("gzip stream has trailing garbage")
+                    self._eof = True
+                    return
+                self._pending = stripped + more
+                return
+            if not stripped.startswith(GZIP_MAGIC):
+                raise LayerError("gzip stream has trailing garbage")
+            self._pending = stripped
+            self._dec = zlib.decompressobj(wbits=31)
+            self._in_member = True
+        try:
+            self._buf = self._dec.decompress(self._pending, want)
+        except zlib.error as exc:
+            raise LayerError(f"gzip stream is corrupt: {exc}") from None
+        if self._dec.eof:
+            self._pending = self._dec.unused_data
+            self._in_member = False
+        else:
+            self._pending = self._dec.unconsumed_tail
+
+
+class _ZstdStream(io.RawIOBase):
+    """Streaming zstd decoder that turns library errors into a named LayerError.
+
+    The library reports a stream cut short as a clean end; that is caught one level up,
+    by the tar reader (unexpected end of data) and by the diff_id / blob digest checks.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            raw, read_size=READ_SIZE, read_across_frames=True
+        )
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            data = self._reader.read(len(b))
+        except zstandard.ZstdError as exc:
+            raise LayerError(f"zstd stream is corrupt: {exc}") from None
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream with some already-read bytes put back in front of it."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def decompressed(raw: BinaryIO) -> tuple[Compression, BinaryIO]:
+    """Return the compression found and a buffered stream of the uncompressed bytes."""
+    head = b""
+    while len(head) < 4:
+        more = raw.read(4 - len(head))
+        if not more:
+            break
+        head += more
+    kind = sniff(head)
+    prefixed = _Prefixed(head, raw)
+    inner: io.RawIOBase
+    if kind == "gzip":
+        inner = _GzipStream(prefixed)  # type: ignore[arg-type]
+    elif kind == "zstd":
+        inner = _ZstdStream(prefixed)  # type: ignore[arg-type]
+    else:
+        inner = prefixed
+    return kind, io.BufferedReader(inner, buffer_size=READ_SIZE)

@@ -1,0 +1,152 @@
+"""The streaming tar walk of one layer.
+
+The walker reads a layer once, front to back, never seeking and never extracting. It hands
+each regular file to the caller as a stream and writes down what the layer does to the
+filesystem (a :class:`LayerRecord`): the entries it adds and the whiteouts and opaque
+markers it carries. It records whiteouts but does not interpret them; that happens in
+exactly one place, :mod:`leakscan.layers.status`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Literal
+
+from leakscan.errors import LayerError
+from leakscan.layers.compression import READ_SIZE, HashingReader
+
+EntryKind = Literal["file", "dir", "symlink", "hardlink", "other"]
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+
+
+@dataclass(frozen=True)
+class EntryRecord:
+    """One path a layer adds, with the sha256 of its bytes for files and hard links."""
+
+    kind: EntryKind
+    digest: str | None = None
+
+
+@dataclass
+class LayerRecord:
+    """What one layer does to the filesystem, exactly as its tar says it."""
+
+    entries: dict[str, EntryRecord] = field(default_factory=dict)
+    whiteouts: set[str] = field(default_factory=set)
+    opaques: set[str] = field(default_factory=set)
+    # paths that appear more than once in this layer: the last one wins on extraction
+    repeated: set[str] = field(default_factory=set)
+    # whiteout names that name nothing (a bare ".wh."), kept for the report
+    odd_whiteouts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A regular file met in the walk; ``stream`` is valid until the next entry."""
+
+    path: str
+    size: int
+    reader: HashingReader
+
+    @property
+    def stream(self) -> BinaryIO:
+        """The file's bytes."""
+        return self.reader  # type: ignore[return-value]
+
+    def digest(self) -> str:
+        """sha256 of the whole file (reads whatever the caller left unread)."""
+        self.reader.drain()
+        return self.reader.digest()
+
+
+def display_name(name: str) -> str:
+    """Make a tar name printable: bytes that are not UTF-8 become backslash escapes."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeError:
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def normalize(name: str) -> str:
+    """Absolute, normalised path for a tar member name (``./a/../b/`` -> ``/b``).
+
+    ``..`` cannot climb above the root, so a hostile name stays inside the image.
+    """
+    path = posixpath.normpath("/" + display_name(name))
+    # normpath keeps a leading "//" (POSIX allows it to be special); the image root is one
+    return "/" + path.lstrip("/")
+
+
+def _kind(info: tarfile.TarInfo) -> EntryKind:
+    if info.isreg():
+        return "file"
+    if info.isdir():
+        return "dir"
+    if info.issym():
+        return "symlink"
+    if info.islnk():
+        return "hardlink"
+    return "other"
+
+
+def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
+    """Yield every regular file of an uncompressed layer tar, filling ``record``.
+
+    The caller may read as much of each file's stream as it likes; the rest is read here
+    so that the file's digest covers all of it. Raises :class:`LayerError` when the tar
+    cannot be read to its end.
+    """
+    try:
+        tar = tarfile.open(fileobj=tar_stream, mode="r|", bufsize=READ_SIZE)  # noqa: SIM115
+    except tarfile.ReadError as exc:
+        raise LayerError(f"not a tar stream: {exc}") from None
+    path = ""
+    try:
+        for info in tar:
+            path = normalize(info.name)
+            base = posixpath.basename(path)
+            parent = posixpath.dirname(path)
+            if base.startswith(WHITEOUT_PREFIX):
+                _record_whiteout(record, parent, base)
+                continue
+            if path in record.entries:
+                record.repeated.add(path)
+            kind = _kind(info)
+            if kind == "file":
+                reader = tar.extractfile(info)
+                if reader is None:  # pragma: no cover - tarfile returns one for regular files
+                    record.entries[path] = EntryRecord("other")
+                    continue
+                entry = FileEntry(path, info.size, HashingReader(reader))  # type: ignore[arg-type]
+                yield entry
+                record.entries[path] = EntryRecord("file", entry.digest())
+            elif kind == "hardlink":
+                # the target is earlier in this same layer; its bytes were scanned there
+                target = record.entries.get(normalize(info.linkname))
+                digest = target.digest if target is not None else None
+                record.entries[path] = EntryRecord("hardlink", digest)
+            else:
+                record.entries[path] = EntryRecord(kind)
+    except tarfile.TarError as exc:
+        where = f" after {path}" if path else ""
+        raise LayerError(f"tar stream is corrupt{where}: {exc}") from None
+    except EOFError:
+        where = f" in {path}" if path else ""
+        raise LayerError(f"tar stream is truncated{where}") from None
+
+
+def _record_whiteout(record: LayerRecord, parent: str, base: str) -> None:
+    if base == OPAQUE_MARKER:
+        record.opaques.add(parent)
+    elif base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+        # other ".wh..wh." names are aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): no effect
+        return
+    elif base == WHITEOUT_PREFIX:
+        record.odd_whiteouts.append(posixpath.join(parent, base))
+    else:
+        record.whiteouts.add(posixpath.join(parent, base[len(WHITEOUT_PREFIX) :]))

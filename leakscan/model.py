@@ -1,0 +1,180 @@
+"""The data that flows through leakscan: images as sources describe them, and the
+findings, layers and history that a scan reports. Frozen dataclasses throughout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Literal
+
+from leakscan.detectors import Confidence
+
+SourceKind = Literal["daemon", "docker-archive", "oci", "oci-archive", "registry"]
+Status = Literal["present", "deleted", "overwritten"]
+
+
+# --- what a source hands to the scan ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """One layer as stored: identifiers, and a way to open its (maybe compressed) bytes."""
+
+    index: int
+    diff_id: str | None
+    digest: str | None
+    media_type: str | None
+    size: int | None
+    opener: Callable[[], BinaryIO] = field(repr=False, compare=False)
+    # why the layer cannot be read, when that is known before trying (a foreign layer)
+    unavailable: str | None = None
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """An annotation on a manifest or an index, where it was found."""
+
+    where: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One platform image, as every source describes it."""
+
+    reference: str
+    source: SourceKind
+    platform: str | None
+    manifest_digest: str | None
+    config_digest: str
+    config: Mapping[str, Any] = field(repr=False, compare=False)
+    layers: tuple[LayerBlob, ...]
+    annotations: tuple[Annotation, ...] = ()
+    # problems met while reading the manifest that do not stop the scan
+    errors: tuple[Problem, ...] = ()
+
+
+# --- what a scan reports ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that could not be read (an error) or was deliberately not scanned (a skip)."""
+
+    message: str
+    layer_index: int | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class FileLocation:
+    """A secret in a file of a layer."""
+
+    layer_index: int
+    diff_id: str
+    path: str
+    line: int | None
+    status: Status
+    removed_in_layer: int | None
+    kind: Literal["file"] = "file"
+
+
+@dataclass(frozen=True)
+class HistoryLocation:
+    """A secret in a history entry (a build argument, an ENV or LABEL instruction...)."""
+
+    history_index: int
+    layer_index: int | None
+    created_by: str | None
+    kind: Literal["history"] = "history"
+
+
+@dataclass(frozen=True)
+class ConfigLocation:
+    """A secret in the image config or a manifest annotation."""
+
+    field: str
+    key: str | None
+    kind: Literal["config"] = "config"
+
+
+Location = FileLocation | HistoryLocation | ConfigLocation
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One secret at one place. ``secret`` is None unless the user asked to see secrets."""
+
+    rule_id: str
+    description: str
+    secret_sha256: str
+    redacted: str
+    fingerprint: str
+    location: Location
+    confidence: Confidence
+    detectors: tuple[str, ...]
+    remediation: str
+    secret: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A layer of a scanned image, with the history entry that made it."""
+
+    index: int
+    digest: str | None
+    diff_id: str
+    media_type: str | None
+    size: int | None
+    history_index: int | None
+    created_by: str | None
+
+
+@dataclass(frozen=True)
+class HistoryInfo:
+    """A history entry of a scanned image."""
+
+    index: int
+    created_by: str | None
+    created: str | None
+    empty_layer: bool
+    layer_index: int | None
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """Everything found in one platform image."""
+
+    reference: str
+    source: SourceKind
+    platform: str | None
+    manifest_digest: str | None
+    config_digest: str
+    layers: tuple[LayerInfo, ...]
+    history: tuple[HistoryInfo, ...]
+    findings: tuple[Finding, ...]
+    errors: tuple[Problem, ...]
+    skipped: tuple[Problem, ...]
+    # findings below the confidence threshold, counted so they are never silently dropped
+    below_threshold: int = 0
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """The result of scanning one reference: one image per platform."""
+
+    reference: str
+    images: tuple[ImageReport, ...]
+    # errors that stopped a source before any image could be reported
+    errors: tuple[Problem, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """True when every image was read to the end."""
+        return not self.errors and all(not image.errors for image in self.images)
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """Findings of every image."""
+        return tuple(f for image in self.images for f in image.findings)

@@ -1,0 +1,107 @@
+"""The JSON report, as ../shared/report.schema.json defines it (schema_version 1)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from leakscan import __version__
+from leakscan import model as m
+
+SCHEMA_VERSION = 1
+
+
+def _problem(p: m.Problem, key: str) -> dict[str, Any]:
+    return {key: p.message, "layer_index": p.layer_index, "path": p.path}
+
+
+def _location(loc: m.Location) -> dict[str, Any]:
+    if isinstance(loc, m.FileLocation):
+        return {
+            "kind": "file",
+            "layer_index": loc.layer_index,
+            "diff_id": loc.diff_id,
+            "path": loc.path,
+            "line": loc.line,
+            "status": loc.status,
+            "removed_in_layer": loc.removed_in_layer,
+        }
+    if isinstance(loc, m.HistoryLocation):
+        return {
+            "kind": "history",
+            "history_index": loc.history_index,
+            "layer_index": loc.layer_index,
+            "created_by": loc.created_by,
+        }
+    return {"kind": "config", "field": loc.field, "key": loc.key}
+
+
+def finding_dict(f: m.Finding) -> dict[str, Any]:
+    """One finding as the schema spells it; ``secret`` only when the scan kept it."""
+    out: dict[str, Any] = {
+        "rule_id": f.rule_id,
+        "description": f.description,
+        "secret_sha256": f.secret_sha256,
+        "redacted": f.redacted,
+        "fingerprint": f.fingerprint,
+        "location": _location(f.location),
+        "confidence": f.confidence,
+        "detectors": list(f.detectors),
+        "remediation": f.remediation,
+    }
+    if f.secret is not None:
+        out["secret"] = f.secret
+    return out
+
+
+def image_dict(image: m.ImageReport) -> dict[str, Any]:
+    """One platform image."""
+    return {
+        "reference": image.reference,
+        "source": image.source,
+        "platform": image.platform,
+        "manifest_digest": image.manifest_digest,
+        "config_digest": image.config_digest,
+        "layers": [
+            {
+                "index": layer.index,
+                "digest": layer.digest,
+                "diff_id": layer.diff_id,
+                "media_type": layer.media_type,
+                "size": layer.size,
+                "history_index": layer.history_index,
+                "created_by": layer.created_by,
+            }
+            for layer in image.layers
+        ],
+        "history": [
+            {
+                "index": h.index,
+                "created_by": h.created_by,
+                "created": h.created,
+                "empty_layer": h.empty_layer,
+                "layer_index": h.layer_index,
+            }
+            for h in image.history
+        ],
+        "findings": [finding_dict(f) for f in image.findings],
+        "errors": [_problem(p, "message") for p in image.errors],
+        "skipped": [_problem(p, "reason") for p in image.skipped],
+        "below_threshold": image.below_threshold,
+    }
+
+
+def report_dict(report: m.ScanReport) -> dict[str, Any]:
+    """The whole report as plain data."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "leakscan", "version": __version__},
+        "reference": report.reference,
+        "images": [image_dict(image) for image in report.images],
+        "errors": [_problem(p, "message") for p in report.errors],
+    }
+
+
+def render(report: m.ScanReport, *, color: bool = False, width: int | None = None) -> str:
+    """The JSON text."""
+    return json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,107 @@
+"""Image sources: one module per way to get an image, all producing
+:class:`leakscan.model.SourceImage`. :func:`open_source` turns what the user typed into a
+source, in skopeo's transport spelling or as a plain path."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tarfile
+from dataclasses import dataclass
+from typing import Literal
+
+from leakscan.errors import InputError
+from leakscan.sources.base import Source
+
+Transport = Literal["docker-archive", "oci", "oci-archive", "docker", "docker-daemon", "name"]
+
+_PATH_TRANSPORTS: tuple[Transport, ...] = ("docker-archive", "oci-archive", "oci")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed image reference: the transport, the path or name, and a tag or ref within."""
+
+    transport: Transport
+    location: str
+    ref: str | None = None
+
+
+def _split_path_ref(rest: str) -> tuple[str, str | None]:
+    """``PATH[:REF]`` where PATH may itself hold colons: the longest existing prefix wins."""
+    if os.path.exists(rest):
+        return rest, None
+    cut = len(rest)
+    while True:
+        cut = rest.rfind(":", 0, cut)
+        if cut <= 0:
+            return rest, None
+        if os.path.exists(rest[:cut]):
+            return rest[:cut], rest[cut + 1 :] or None
+
+
+def parse_target(image: str) -> Target:
+    """Parse ``IMAGE`` as the CLI takes it."""
+    if not image:
+        raise InputError("no image given")
+    for transport in _PATH_TRANSPORTS:
+        prefix = transport + ":"
+        if image.startswith(prefix):
+            path, ref = _split_path_ref(image[len(prefix) :])
+            if not path:
+                raise InputError(f"{image}: no path after {prefix}")
+            return Target(transport, path, ref)
+    if image.startswith("docker://"):
+        return Target("docker", image[len("docker://") :])
+    if image.startswith("docker-daemon:"):
+        return Target("docker-daemon", image[len("docker-daemon:") :])
+    if os.path.exists(image):
+        return Target(_sniff_path(image), image)
+    return Target("name", image)
+
+
+def _sniff_path(path: str) -> Transport:
+    """Tell a plain path's layout from its contents."""
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "manifest.json")):
+            return "docker-archive"
+        if os.path.isfile(os.path.join(path, "index.json")):
+            return "oci"
+        raise InputError(f"{path}: directory has neither index.json nor manifest.json")
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            names = set()
+            for info in tar:
+                names.add(posixpath.normpath(info.name.lstrip("/")))
+                if "manifest.json" in names:
+                    return "docker-archive"
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise InputError(f"{path}: not a tar archive or image directory ({exc})") from None
+    if "index.json" in names:
+        return "oci-archive"
+    raise InputError(f"{path}: tar has neither manifest.json nor index.json")
+
+
+def open_source(image: str) -> Source:
+    """The source for ``image``; raise InputError when it names nothing we can read."""
+    from leakscan.sources.archive import DockerArchiveSource
+    from leakscan.sources.oci import OciLayoutSource
+
+    target = parse_target(image)
+    path = target.location
+    if target.transport in _PATH_TRANSPORTS and not os.path.exists(path):
+        raise InputError(f"{image}: no such file or directory: {path}")
+    if target.transport == "docker-archive":
+        return DockerArchiveSource.from_path(path, image, target.ref, os.path.isdir(path))
+    if target.transport == "oci":
+        if not os.path.isdir(path):
+            raise InputError(f"{image}: {path} is not a directory (for a tar use oci-archive:)")
+        return OciLayoutSource.from_dir(path, image, target.ref)
+    if target.transport == "oci-archive":
+        if os.path.isdir(path):
+            raise InputError(f"{image}: {path} is a directory (use oci:{path})")
+        return OciLayoutSource.from_archive(path, image, target.ref)
+    raise InputError(
+        f"{image}: no such file or directory, and registry and daemon sources are not "
+        "part of this build yet"
+    )

@@ -1,0 +1,157 @@
+"""``docker save`` archives (``docker-archive:PATH[:REF]``) in every layout seen in the
+wild: the classic ``<id>/layer.tar`` layout, Docker 25+'s OCI layout with a
+``manifest.json`` beside it, skopeo's top-level ``<diffid>.tar`` blobs behind in-archive
+symlinks, and gzip-compressed blobs inside the save. manifest.json is what ``docker
+load`` reads, so it is what we follow too."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from functools import partial
+from typing import Any
+
+from leakscan.errors import InputError, SourceError
+from leakscan.model import LayerBlob, Problem, SourceImage
+from leakscan.sources.base import check_digest, config_platform, platform_wanted, read_blob_json
+from leakscan.sources.oci import layer_diff_ids
+from leakscan.sources.store import BlobStore, DirStore, TarStore, read_json
+
+_BLOB_NAME = re.compile(r"^blobs/(sha256|sha512)/([0-9a-f]+)$")
+
+
+def _normalise_tag(ref: str) -> str:
+    """``app`` -> ``app:latest``; docker writes RepoTags with an explicit tag."""
+    last = ref.rsplit("/", 1)[-1]
+    return ref if ":" in last or "@" in last else ref + ":latest"
+
+
+def _tag_variants(tag: str) -> set[str]:
+    """A RepoTag in the forms a user may type it (with or without docker.io/library/)."""
+    tag = _normalise_tag(tag)
+    out = {tag}
+    for prefix in ("docker.io/library/", "docker.io/", "library/"):
+        if tag.startswith(prefix):
+            out.add(tag[len(prefix) :])
+    if "/" not in tag.split(":", 1)[0]:
+        out.add("docker.io/library/" + tag)
+    return out
+
+
+class DockerArchiveSource:
+    """Images listed in a docker-save ``manifest.json``."""
+
+    def __init__(self, store: BlobStore, reference: str, ref: str | None) -> None:
+        self.store = store
+        self.reference = reference
+        self.ref = ref
+
+    @classmethod
+    def from_path(
+        cls, path: str, reference: str, ref: str | None, is_dir: bool
+    ) -> DockerArchiveSource:
+        """A save tar, or a directory holding an unpacked save."""
+        store: BlobStore = DirStore(path) if is_dir else TarStore(path)
+        return cls(store, reference, ref)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _entries(self) -> list[tuple[int, dict[str, Any]]]:
+        if not self.store.exists("manifest.json"):
+            raise SourceError(
+                f"{self.store.location}: no manifest.json: not a docker-archive "
+                "(for an OCI layout use oci-archive:)"
+            )
+        manifest = read_json(self.store, "manifest.json", "manifest")
+        if not isinstance(manifest, list) or not all(isinstance(e, dict) for e in manifest):
+            raise SourceError(f"{self.store.location}: manifest.json is not a list of images")
+        entries = list(enumerate(manifest))
+        if self.ref is None:
+            return entries
+        if self.ref.startswith("@") and self.ref[1:].isdigit():
+            wanted = int(self.ref[1:])
+            chosen = [e for e in entries if e[0] == wanted]
+        else:
+            variants = _tag_variants(self.ref)
+            chosen = [e for e in entries if variants & {str(t) for t in e[1].get("RepoTags") or []}]
+        if not chosen:
+            tags = sorted(str(t) for _, e in entries for t in e.get("RepoTags") or [])
+            known = ", ".join(tags) if tags else "none"
+            raise InputError(f"{self.store.location}: no image {self.ref!r} (tags: {known})")
+        return chosen
+
+    def images(self, platforms: Sequence[str]) -> Iterator[SourceImage]:
+        for number, entry in self._entries():
+            image = self._image(number, entry)
+            if platform_wanted(image.platform, platforms):
+                yield image
+
+    def _image(self, number: int, entry: dict[str, Any]) -> SourceImage:
+        where = f"{self.store.location}: manifest.json entry {number}"
+        config_name = entry.get("Config")
+        if not isinstance(config_name, str):
+            raise SourceError(f"{where} has no Config")
+        expected = _digest_from_name(config_name)
+        config, config_digest = read_blob_json(self.store, config_name, "config", expected)
+        if not isinstance(config, dict):
+            raise SourceError(f"{self.store.location}: config {config_name} is not an object")
+        names = entry.get("Layers")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise SourceError(f"{where} has no Layers list")
+        diff_ids = layer_diff_ids(config)
+        errors: list[Problem] = []
+        if len(diff_ids) != len(names):
+            errors.append(
+                Problem(
+                    f"manifest.json lists {len(names)} layers but the config has "
+                    f"{len(diff_ids)} diff_ids"
+                )
+            )
+        foreign = entry.get("LayerSources")
+        if not isinstance(foreign, dict):
+            foreign = {}
+        layers = []
+        for i, name in enumerate(names):
+            diff_id = diff_ids[i] if i < len(diff_ids) else None
+            unavailable = None
+            media = None
+            source = foreign.get(diff_id) if diff_id else None
+            if not self.store.exists(name):
+                if isinstance(source, dict):
+                    media = source.get("mediaType")
+                    unavailable = "foreign layer: not stored in the archive, not scanned"
+                else:
+                    raise SourceError(f"{self.store.location}: layer {i} file {name} is missing")
+            layers.append(
+                LayerBlob(
+                    index=i,
+                    diff_id=diff_id,
+                    digest=_digest_from_name(name),
+                    media_type=media if isinstance(media, str) else None,
+                    size=self.store.size(name),
+                    opener=partial(self.store.open, name),
+                    unavailable=unavailable,
+                )
+            )
+        return SourceImage(
+            reference=self.reference,
+            source="docker-archive",
+            platform=config_platform(config),
+            manifest_digest=None,
+            config_digest=config_digest,
+            config=config,
+            layers=tuple(layers),
+            errors=tuple(errors),
+        )
+
+
+def _digest_from_name(name: str) -> str | None:
+    """Docker 25+ names blobs by digest; the classic layout names configs ``<hex>.json``."""
+    m = _BLOB_NAME.match(name)
+    if m:
+        return check_digest(f"{m.group(1)}:{m.group(2)}", name)
+    m = re.fullmatch(r"([0-9a-f]{64})\.json", name)
+    if m:
+        return f"sha256:{m.group(1)}"
+    return None

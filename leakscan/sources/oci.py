@@ -1,0 +1,219 @@
+"""OCI image layouts: a directory (``oci:DIR[:TAG]``) or a tar of one (``oci-archive:``,
+buildx ``type=oci`` output). index.json leads to manifests or to nested indexes; every
+platform is an image, attestation manifests are not."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import partial
+from typing import Any
+
+from leakscan.errors import InputError, SourceError
+from leakscan.model import Annotation, LayerBlob, Problem, SourceImage, SourceKind
+from leakscan.sources.base import (
+    blob_path,
+    check_digest,
+    config_platform,
+    platform_string,
+    platform_wanted,
+    read_blob_json,
+)
+from leakscan.sources.store import BlobStore, DirStore, TarStore, read_json
+
+INDEX_TYPES = {
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+MANIFEST_TYPES = {
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+}
+REF_NAME = "org.opencontainers.image.ref.name"
+MAX_INDEX_DEPTH = 8
+
+
+def is_attestation(descriptor: dict[str, Any]) -> bool:
+    """buildx attestation manifests sit in an index beside the images they describe."""
+    annotations = descriptor.get("annotations") or {}
+    if annotations.get("vnd.docker.reference.type") == "attestation-manifest":
+        return True
+    platform = descriptor.get("platform") or {}
+    return platform.get("os") == "unknown" and platform.get("architecture") == "unknown"
+
+
+def _annotations(where: str, value: Any) -> tuple[Annotation, ...]:
+    if not isinstance(value, dict):
+        return ()
+    return tuple(Annotation(where, str(k), str(v)) for k, v in value.items())
+
+
+def _kind_of(descriptor: dict[str, Any], doc: Any) -> str:
+    media = descriptor.get("mediaType") or (doc.get("mediaType") if isinstance(doc, dict) else None)
+    if media in INDEX_TYPES:
+        return "index"
+    if media in MANIFEST_TYPES:
+        return "manifest"
+    # mediaType is optional in older documents: look at the shape
+    if isinstance(doc, dict) and isinstance(doc.get("manifests"), list):
+        return "index"
+    if isinstance(doc, dict) and "config" in doc and "layers" in doc:
+        return "manifest"
+    return "unknown"
+
+
+class OciLayoutSource:
+    """Images of an OCI image layout, from a directory or a tar."""
+
+    def __init__(self, store: BlobStore, reference: str, kind: SourceKind, tag: str | None) -> None:
+        self.store = store
+        self.reference = reference
+        self.kind = kind
+        self.tag = tag
+
+    @classmethod
+    def from_dir(cls, path: str, reference: str, tag: str | None) -> OciLayoutSource:
+        """An ``oci:`` directory."""
+        return cls(DirStore(path), reference, "oci", tag)
+
+    @classmethod
+    def from_archive(cls, path: str, reference: str, tag: str | None) -> OciLayoutSource:
+        """An ``oci-archive:`` tar."""
+        return cls(TarStore(path), reference, "oci-archive", tag)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def images(self, platforms: Sequence[str]) -> Iterator[SourceImage]:
+        if not self.store.exists("index.json"):
+            raise SourceError(f"{self.store.location}: no index.json: not an OCI image layout")
+        index = read_json(self.store, "index.json", "index")
+        manifests = index.get("manifests") if isinstance(index, dict) else None
+        if not isinstance(manifests, list):
+            raise SourceError(f"{self.store.location}: index.json has no manifests list")
+        chosen = [d for d in manifests if isinstance(d, dict)]
+        if self.tag is not None:
+            chosen = [d for d in chosen if (d.get("annotations") or {}).get(REF_NAME) == self.tag]
+            if not chosen:
+                tags = sorted(
+                    str((d.get("annotations") or {}).get(REF_NAME))
+                    for d in manifests
+                    if isinstance(d, dict) and (d.get("annotations") or {}).get(REF_NAME)
+                )
+                known = ", ".join(tags) if tags else "none"
+                raise InputError(
+                    f"{self.store.location}: no image tagged {self.tag!r} (tags: {known})"
+                )
+        seen: set[str] = set()
+        top = _annotations("index", index.get("annotations"))
+        for descriptor in chosen:
+            yield from self._descend(descriptor, platforms, top, seen, 0)
+
+    def _descend(
+        self,
+        descriptor: dict[str, Any],
+        platforms: Sequence[str],
+        inherited: tuple[Annotation, ...],
+        seen: set[str],
+        depth: int,
+    ) -> Iterator[SourceImage]:
+        where = self.store.location
+        if depth > MAX_INDEX_DEPTH:
+            raise SourceError(f"{where}: indexes nested more than {MAX_INDEX_DEPTH} deep")
+        if is_attestation(descriptor):
+            return
+        digest = check_digest(descriptor.get("digest"), f"{where}: descriptor")
+        if digest in seen:
+            return  # the same manifest under two tags, or an index that loops
+        seen.add(digest)
+        described = descriptor.get("platform")
+        if isinstance(described, dict):
+            plat = platform_string(
+                described.get("os"), described.get("architecture"), described.get("variant")
+            )
+            if plat is not None and not platform_wanted(plat, platforms):
+                return
+        doc, _ = read_blob_json(self.store, blob_path(digest), "manifest", digest)
+        kind = _kind_of(descriptor, doc)
+        if kind == "index":
+            children = doc.get("manifests")
+            if not isinstance(children, list):
+                raise SourceError(f"{where}: index {digest} has no manifests list")
+            notes = inherited + _annotations(f"index {digest}", doc.get("annotations"))
+            for child in children:
+                if isinstance(child, dict):
+                    yield from self._descend(child, platforms, notes, seen, depth + 1)
+        elif kind == "manifest":
+            image = self._image(digest, doc, inherited)
+            if platform_wanted(image.platform, platforms):
+                yield image
+        else:
+            raise SourceError(f"{where}: {digest} is neither an image manifest nor an index")
+
+    def _image(
+        self, digest: str, manifest: dict[str, Any], inherited: tuple[Annotation, ...]
+    ) -> SourceImage:
+        where = f"{self.store.location}: manifest {digest}"
+        config_desc = manifest.get("config")
+        if not isinstance(config_desc, dict):
+            raise SourceError(f"{where} has no config")
+        config_digest = check_digest(config_desc.get("digest"), f"{where} config")
+        config, _ = read_blob_json(self.store, blob_path(config_digest), "config", config_digest)
+        if not isinstance(config, dict):
+            raise SourceError(f"{self.store.location}: config {config_digest} is not an object")
+        descriptors = manifest.get("layers")
+        if not isinstance(descriptors, list):
+            raise SourceError(f"{where} has no layers list")
+        diff_ids = layer_diff_ids(config)
+        errors: list[Problem] = []
+        if len(diff_ids) != len(descriptors):
+            errors.append(
+                Problem(
+                    f"manifest lists {len(descriptors)} layers but the config has "
+                    f"{len(diff_ids)} diff_ids"
+                )
+            )
+        layers = []
+        for i, desc in enumerate(descriptors):
+            if not isinstance(desc, dict):
+                raise SourceError(f"{where}: layer {i} is not a descriptor")
+            layer_digest = check_digest(desc.get("digest"), f"{where} layer {i}")
+            media = desc.get("mediaType")
+            size = desc.get("size")
+            name = blob_path(layer_digest)
+            unavailable = None
+            if not self.store.exists(name):
+                if isinstance(media, str) and ("foreign" in media or "nondistributable" in media):
+                    unavailable = "foreign layer: not stored in the image, not scanned"
+                else:
+                    raise SourceError(f"{self.store.location}: layer {i} blob {name} is missing")
+            layers.append(
+                LayerBlob(
+                    index=i,
+                    diff_id=diff_ids[i] if i < len(diff_ids) else None,
+                    digest=layer_digest,
+                    media_type=media if isinstance(media, str) else None,
+                    size=size if isinstance(size, int) else None,
+                    opener=partial(self.store.open, name),
+                    unavailable=unavailable,
+                )
+            )
+        return SourceImage(
+            reference=self.reference,
+            source=self.kind,
+            platform=config_platform(config),
+            manifest_digest=digest,
+            config_digest=config_digest,
+            config=config,
+            layers=tuple(layers),
+            annotations=inherited + _annotations("manifest", manifest.get("annotations")),
+            errors=tuple(errors),
+        )
+
+
+def layer_diff_ids(config: dict[str, Any]) -> list[str]:
+    """The config's rootfs.diff_ids, each checked to be a digest."""
+    rootfs = config.get("rootfs")
+    ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(ids, list):
+        return []
+    return [check_digest(d, f"config diff_id {i}") for i, d in enumerate(ids)]

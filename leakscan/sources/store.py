@@ -1,0 +1,195 @@
+"""Blob stores: named files inside an image directory or an image tar, opened safely.
+
+A name that climbs out of the store (``../``, an absolute path, a link that points
+outside) is refused with :class:`UnsafePathError`: leakscan reads nothing outside the input
+it was given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import stat
+import tarfile
+from typing import Any, BinaryIO, Protocol
+
+from leakscan.errors import SourceError, UnsafePathError
+
+# manifests, indexes and configs are small; a bigger one is hostile or broken
+MAX_JSON_BYTES = 32 << 20
+MAX_LINK_HOPS = 40
+
+
+class BlobStore(Protocol):
+    """Read access to the files of one image layout."""
+
+    location: str
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` names a readable file in the store."""
+        ...
+
+    def open(self, name: str) -> BinaryIO:
+        """Open ``name`` for reading; SourceError if it is missing or unsafe."""
+        ...
+
+    def size(self, name: str) -> int | None:
+        """Size of ``name`` in bytes, when the store knows it cheaply."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store holds open."""
+        ...
+
+
+def _relative(name: str, location: str) -> str:
+    """Check a name from a manifest and make it a clean path relative to the store."""
+    if not name or "\x00" in name:
+        raise UnsafePathError(f"{location}: empty or invalid blob name {name!r}")
+    if name.startswith("/"):
+        raise UnsafePathError(f"{location}: blob name {name!r} is an absolute path")
+    clean = posixpath.normpath(name)
+    if clean == ".." or clean.startswith("../"):
+        raise UnsafePathError(f"{location}: blob name {name!r} points outside the image")
+    return clean
+
+
+def read_json(store: BlobStore, name: str, what: str) -> Any:
+    """Read and parse a small JSON file from ``store``; ``what`` names it in errors."""
+    with store.open(name) as fh:
+        data = fh.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise SourceError(f"{store.location}: {what} {name} is larger than 32 MiB")
+    return parse_json(data, f"{store.location}: {what} {name}")
+
+
+def parse_json(data: bytes, where: str) -> Any:
+    """Parse JSON bytes, naming ``where`` in the error."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{where} is not valid JSON: {exc}") from None
+
+
+class DirStore:
+    """Files under a directory (an OCI layout or an unpacked docker save)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+        self.location = root
+
+    def _resolve(self, name: str) -> str:
+        path = os.path.join(self.root, _relative(name, self.location))
+        real = os.path.realpath(path)
+        if real != self.root and not real.startswith(self.root + os.sep):
+            raise UnsafePathError(f"{self.location}: {name} links outside the image directory")
+        return real
+
+    def exists(self, name: str) -> bool:
+        try:
+            return os.path.isfile(self._resolve(name))
+        except UnsafePathError:
+            return False
+
+    def open(self, name: str) -> BinaryIO:
+        real = self._resolve(name)
+        try:
+            st = os.stat(real)
+        except FileNotFoundError:
+            raise SourceError(f"{self.location}: {name} is missing") from None
+        except OSError as exc:
+            raise SourceError(f"{self.location}: cannot read {name}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceError(f"{self.location}: {name} is not a regular file")
+        try:
+            return open(real, "rb")  # noqa: SIM115 - the caller closes it
+        except OSError as exc:
+            raise SourceError(f"{self.location}: cannot read {name}: {exc.strerror}") from None
+
+    def size(self, name: str) -> int | None:
+        try:
+            return os.stat(self._resolve(name)).st_size
+        except (OSError, UnsafePathError):
+            return None
+
+    def close(self) -> None:
+        return None
+
+
+class TarStore:
+    """Members of an image tar (``docker save`` output, an OCI archive), read in place.
+
+    Members are read straight out of the tar file; nothing is extracted. Symlinks inside
+    the archive are followed (skopeo's docker-archive links ``<id>/layer.tar`` to a
+    top-level blob) as long as they stay inside it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.location = path
+        try:
+            self._tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed in close()
+            members = self._tar.getmembers()
+        except tarfile.TarError as exc:
+            raise SourceError(f"{path}: not a readable tar archive: {exc}") from None
+        except EOFError:
+            raise SourceError(f"{path}: tar archive is truncated") from None
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        self._members: dict[str, tarfile.TarInfo] = {}
+        for info in members:
+            clean = posixpath.normpath(info.name.lstrip("/"))
+            if clean == ".." or clean.startswith("../"):
+                continue  # a member outside the archive root is never a blob we read
+            self._members[clean] = info
+
+    def names(self) -> list[str]:
+        """Every member name, normalised."""
+        return list(self._members)
+
+    def _member(self, name: str) -> tarfile.TarInfo:
+        clean = _relative(name, self.location)
+        for _ in range(MAX_LINK_HOPS):
+            info = self._members.get(clean)
+            if info is None:
+                raise SourceError(f"{self.location}: {name} is missing from the archive")
+            if info.isfile():
+                return info
+            if info.issym() or info.islnk():
+                if info.issym():
+                    target = posixpath.join(posixpath.dirname(clean), info.linkname)
+                else:
+                    target = info.linkname
+                if info.linkname.startswith("/"):
+                    raise UnsafePathError(
+                        f"{self.location}: {name} links to an absolute path outside the archive"
+                    )
+                clean = posixpath.normpath(target)
+                if clean == ".." or clean.startswith("../"):
+                    raise UnsafePathError(f"{self.location}: {name} links outside the archive")
+                continue
+            raise SourceError(f"{self.location}: {name} is not a regular file")
+        raise UnsafePathError(f"{self.location}: {name} is a link loop")
+
+    def exists(self, name: str) -> bool:
+        try:
+            self._member(name)
+        except SourceError:
+            return False
+        return True
+
+    def open(self, name: str) -> BinaryIO:
+        info = self._member(name)
+        fh = self._tar.extractfile(info)
+        if fh is None:  # pragma: no cover - regular members always have a reader
+            raise SourceError(f"{self.location}: {name} cannot be read")
+        return fh  # type: ignore[return-value]
+
+    def size(self, name: str) -> int | None:
+        try:
+            return self._member(name).size
+        except SourceError:
+            return None
+
+    def close(self) -> None:
+        self._tar.close()
