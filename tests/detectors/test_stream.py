@@ -1,0 +1,80 @@
+"""Chunked scanning: a secret across any chunk boundary is found once, whole, with the
+right absolute offset and line."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from imagebuilder import fake_token
+
+from leakscan.detectors import Detectors
+from leakscan.detectors.stream import CHUNK_SIZE, OVERLAP, scan_stream
+
+SMALL_CHUNK, SMALL_OVERLAP = 4096, 512
+
+
+def _scan(detectors: Detectors, data: bytes, chunk: int, overlap: int) -> list:
+    return scan_stream(detectors.scan, io.BytesIO(data), chunk_size=chunk, overlap=overlap)
+
+
+def _planted(token: str, at: int, size: int) -> bytes:
+    # filler lines, so that line numbers are checked too
+    filler = (b"lorem ipsum dolor sit amet\n" * (size // 27 + 1))[:size]
+    line = f"TOKEN={token}\n".encode()
+    return filler[:at] + line + filler[at : size - len(line)]
+
+
+@pytest.mark.parametrize("boundary", [SMALL_CHUNK, SMALL_CHUNK - SMALL_OVERLAP])
+@pytest.mark.parametrize("shift", [-1, 0, 1])
+@pytest.mark.parametrize("straddle", [0, 10, 20, 39])
+def test_secret_across_small_boundaries(
+    detectors: Detectors, boundary: int, shift: int, straddle: int
+) -> None:
+    token = fake_token("github")
+    at = boundary - len("TOKEN=") - straddle + shift
+    data = _planted(token, at, 3 * SMALL_CHUNK)
+    found = [m for m in _scan(detectors, data, SMALL_CHUNK, SMALL_OVERLAP) if m.secret == token]
+    assert len(found) == 1, found
+    start = data.index(token.encode())
+    assert (found[0].start, found[0].end) == (start, start + len(token))
+    assert found[0].line == data[:start].count(b"\n") + 1
+
+
+@pytest.mark.parametrize("boundary", [CHUNK_SIZE, CHUNK_SIZE - OVERLAP])
+@pytest.mark.parametrize("shift", [-1, 0, 1])
+def test_secret_across_the_real_boundaries(detectors: Detectors, boundary: int, shift: int) -> None:
+    token = fake_token("github")
+    at = boundary - len("TOKEN=") - len(token) // 2 + shift
+    data = _planted(token, at, CHUNK_SIZE + OVERLAP * 2)
+    found = [m for m in scan_stream(detectors.scan, io.BytesIO(data)) if m.secret == token]
+    assert len(found) == 1
+    assert found[0].start == data.index(token.encode())
+
+
+def test_every_copy_of_a_repeated_secret_is_reported_once(detectors: Detectors) -> None:
+    token = fake_token("github")
+    data = b"".join(_planted(token, 100, SMALL_CHUNK - 700) for _ in range(6))
+    found = [m for m in _scan(detectors, data, SMALL_CHUNK, SMALL_OVERLAP) if m.secret == token]
+    starts = [m.start for m in found]
+    assert len(starts) == 6 and len(set(starts)) == 6
+
+
+def test_empty_and_tiny_streams(detectors: Detectors) -> None:
+    assert _scan(detectors, b"", SMALL_CHUNK, SMALL_OVERLAP) == []
+    token = fake_token("github")
+    found = _scan(detectors, token.encode(), SMALL_CHUNK, SMALL_OVERLAP)
+    assert [m.secret for m in found] == [token]
+
+
+def test_exact_chunk_size_stream(detectors: Detectors) -> None:
+    token = fake_token("github")
+    data = _planted(token, SMALL_CHUNK - 60, SMALL_CHUNK)
+    assert len(data) == SMALL_CHUNK
+    found = [m for m in _scan(detectors, data, SMALL_CHUNK, SMALL_OVERLAP) if m.secret == token]
+    assert len(found) == 1
+
+
+def test_overlap_must_be_smaller_than_chunk(detectors: Detectors) -> None:
+    with pytest.raises(ValueError):
+        _scan(detectors, b"x", 10, 10)
