@@ -12,12 +12,12 @@ from imagebuilder import (
     write_oci_archive,
     write_oci_layout,
 )
+from schema import validate_report
 
 from leakscan import model as m
 from leakscan.detectors import Detectors
 from leakscan.report.json import report_dict
 from leakscan.scan import ScanOptions, scan
-from schema import validate_report
 
 # every layout a local image can come in, and the reference that names it
 LAYOUTS = [
@@ -89,8 +89,19 @@ def summary(image: m.ImageReport) -> set[tuple[Any, ...]]:
         loc = f.location
         if isinstance(loc, m.FileLocation):
             created_by = image.layers[loc.layer_index].created_by
-            out.add((f.rule_id, f.secret_sha256, "file", loc.path, loc.line, loc.status,
-                     loc.layer_index, loc.removed_in_layer, created_by))
+            out.add(
+                (
+                    f.rule_id,
+                    f.secret_sha256,
+                    "file",
+                    loc.path,
+                    loc.line,
+                    loc.status,
+                    loc.layer_index,
+                    loc.removed_in_layer,
+                    created_by,
+                )
+            )
         elif isinstance(loc, m.HistoryLocation):
             out.add((f.rule_id, f.secret_sha256, "history", loc.history_index, loc.layer_index))
         else:

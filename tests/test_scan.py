@@ -15,7 +15,9 @@ from leakscan.detectors import Detectors
 def classic_leak(token: str, compression: str = "gzip") -> Image:
     """ARG NPM_TOKEN; RUN echo ... > /root/.npmrc; RUN rm /root/.npmrc (as docker records it)."""
     base = Layer(created_by="/bin/sh -c #(nop) ADD file:busybox in / ")
-    base.file("bin/busybox", b"\x7fELF not really busybox").file("etc/passwd", "root:x:0:0::/root:/bin/sh\n")
+    base.file("bin/busybox", b"\x7fELF not really busybox").file(
+        "etc/passwd", "root:x:0:0::/root:/bin/sh\n"
+    )
     base.dir("root", 0o700)
     write_rc = Layer(
         created_by=f'|1 NPM_TOKEN={token} /bin/sh -c echo "//npm.example.internal/:_authToken='
@@ -31,8 +33,9 @@ def classic_leak(token: str, compression: str = "gzip") -> Image:
         {"created_by": write_rc.created_by},
         {"created_by": remove.created_by},
     ]
-    return Image(layers=[base, write_rc, remove], history=history, cmd=["/bin/sh"],
-                 compression=compression)
+    return Image(
+        layers=[base, write_rc, remove], history=history, cmd=["/bin/sh"], compression=compression
+    )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -63,7 +66,9 @@ def test_every_layout_reports_the_same(tmp_path: Path, detectors: Detectors) -> 
     results = {}
     for layout in LAYOUTS:
         (tmp_path / layout).mkdir()
-        results[layout] = summary(only_image(scan_ref(write(layout, leak, tmp_path / layout), detectors)))
+        results[layout] = summary(
+            only_image(scan_ref(write(layout, leak, tmp_path / layout), detectors))
+        )
     first = results["docker-legacy"]
     assert first
     for layout, got in results.items():
@@ -77,7 +82,9 @@ def test_layer_compressions(compression: str, tmp_path: Path, detectors: Detecto
     ref = write("oci-dir", leak, tmp_path)
     image = only_image(scan_ref(ref, detectors))
     assert image.layers[1].media_type is not None
-    assert image.layers[1].media_type.endswith({"none": "tar", "gzip": "gzip", "zstd": "zstd"}[compression])
+    assert image.layers[1].media_type.endswith(
+        {"none": "tar", "gzip": "gzip", "zstd": "zstd"}[compression]
+    )
     assert [f.location.status for f in file_findings(image)] == ["deleted"]
 
 
@@ -154,9 +161,13 @@ def test_whiteouts_and_overwrites(tmp_path: Path, detectors: Detectors) -> None:
 
 def test_hardlink_scanned_once_at_target(tmp_path: Path, detectors: Detectors) -> None:
     token = fake_token("github")
-    layer = Layer().file("app/real.env", f"TOKEN={token}\n").hardlink("app/link.env", "app/real.env")
+    layer = (
+        Layer().file("app/real.env", f"TOKEN={token}\n").hardlink("app/link.env", "app/real.env")
+    )
     later = Layer().whiteout("app/link.env")
-    image = only_image(scan_ref(write("oci-dir", Image(layers=[layer, later]), tmp_path), detectors))
+    image = only_image(
+        scan_ref(write("oci-dir", Image(layers=[layer, later]), tmp_path), detectors)
+    )
     found = file_findings(image)
     assert [(f.location.path, f.location.status) for f in found] == [("/app/real.env", "present")]
 
@@ -175,14 +186,21 @@ def test_symlinks_are_not_followed(tmp_path: Path, detectors: Detectors) -> None
 
 def test_replacing_file_with_symlink_is_overwritten(tmp_path: Path, detectors: Detectors) -> None:
     token = fake_token("github")
-    layers = [Layer().file("app/.env", f"TOKEN={token}\n"), Layer().symlink("app/.env", "/dev/null")]
+    layers = [
+        Layer().file("app/.env", f"TOKEN={token}\n"),
+        Layer().symlink("app/.env", "/dev/null"),
+    ]
     got = _statuses(Image(layers=layers), tmp_path, detectors)
     assert got == {("/app/.env", 0): ("overwritten", 1)}
 
 
 def test_empty_layers_in_history_map_in_order(tmp_path: Path, detectors: Detectors) -> None:
     token = fake_token("github")
-    layers = [Layer().file("a", "a"), Layer().file("b.env", f"TOKEN={token}\n"), Layer().file("c", "c")]
+    layers = [
+        Layer().file("a", "a"),
+        Layer().file("b.env", f"TOKEN={token}\n"),
+        Layer().file("c", "c"),
+    ]
     history = [
         {"created_by": "ADD a"},
         {"created_by": "ENV X=1", "empty_layer": True},
@@ -191,7 +209,9 @@ def test_empty_layers_in_history_map_in_order(tmp_path: Path, detectors: Detecto
         {"created_by": "LABEL y=2", "empty_layer": True},
         {"created_by": "COPY c /"},
     ]
-    image = only_image(scan_ref(write("oci-dir", Image(layers=layers, history=history), tmp_path), detectors))
+    image = only_image(
+        scan_ref(write("oci-dir", Image(layers=layers, history=history), tmp_path), detectors)
+    )
     assert [(layer.history_index, layer.created_by) for layer in image.layers] == [
         (0, "ADD a"),
         (3, "COPY b.env /"),
@@ -226,11 +246,25 @@ def test_no_history_at_all(tmp_path: Path, detectors: Detectors) -> None:
 
 
 def test_secrets_in_history_and_config(tmp_path: Path, detectors: Detectors) -> None:
-    tok = {k: fake_token("github") for k in ("arg", "env_inst", "label_inst", "env", "label",
-                                              "cmd", "entrypoint", "annotation")}
+    tok = {
+        k: fake_token("github")
+        for k in (
+            "arg",
+            "env_inst",
+            "label_inst",
+            "env",
+            "label",
+            "cmd",
+            "entrypoint",
+            "annotation",
+        )
+    }
     history = [
         {"created_by": f"|2 A=1 GH={tok['arg']} /bin/sh -c make"},
-        {"created_by": f"/bin/sh -c #(nop)  ENV GITHUB_TOKEN={tok['env_inst']}", "empty_layer": True},
+        {
+            "created_by": f"/bin/sh -c #(nop)  ENV GITHUB_TOKEN={tok['env_inst']}",
+            "empty_layer": True,
+        },
         {"created_by": f'LABEL ci.token="{tok["label_inst"]}"', "empty_layer": True},
     ]
     img = Image(
@@ -248,14 +282,21 @@ def test_secrets_in_history_and_config(tmp_path: Path, detectors: Detectors) -> 
     def where(key: str):  # noqa: ANN202
         return by_sha[hashlib.sha256(tok[key].encode()).hexdigest()]
 
-    assert (where("arg").kind, where("arg").history_index, where("arg").layer_index) == ("history", 0, 0)
+    assert (where("arg").kind, where("arg").history_index, where("arg").layer_index) == (
+        "history",
+        0,
+        0,
+    )
     assert (where("env_inst").kind, where("env_inst").history_index) == ("history", 1)
     assert (where("label_inst").kind, where("label_inst").history_index) == ("history", 2)
     assert (where("env").field, where("env").key) == ("Env", "GITHUB_TOKEN")
     assert (where("label").field, where("label").key) == ("Labels", "ci.token")
     assert where("cmd").field == "Cmd"
     assert where("entrypoint").field == "Entrypoint"
-    assert (where("annotation").field, where("annotation").key) == ("annotations", "org.example.token")
+    assert (where("annotation").field, where("annotation").key) == (
+        "annotations",
+        "org.example.token",
+    )
     # nothing printable carries a token in clear
     text = repr(image)
     assert not any(t in text for t in tok.values())
