@@ -7,6 +7,7 @@ completed (errors win over findings).
 from __future__ import annotations
 
 import enum
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -59,7 +60,7 @@ class _Bar:
             console=Console(stderr=True),
             transient=True,
         )
-        self._task = self._progress.add_task("starting", total=None)
+        self._task = self._progress.add_task("loading detection rules", total=None)
 
     def __enter__(self) -> ProgressCallback:
         self._progress.start()
@@ -119,7 +120,8 @@ def scan_command(
         from leakscan.report import renderer
 
         to_terminal = output is None and sys.stdout.isatty()
-        text = renderer(format.value)(report, color=to_terminal)
+        width = shutil.get_terminal_size().columns if to_terminal else None
+        text = renderer(format.value)(report, color=to_terminal, width=width)
         if output is None:
             sys.stdout.write(text)
             sys.stdout.flush()

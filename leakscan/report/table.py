@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections import Counter
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -32,22 +33,24 @@ def _secret(f: m.Finding) -> str:
     return f.secret if f.secret is not None else f.redacted
 
 
-def _file_table(image: m.ImageReport) -> Table | None:
+def _layer_tables(image: m.ImageReport) -> list[Text | Table]:
+    """A heading per layer that leaked (index, diff_id, instruction), then its findings."""
     by_layer: dict[int, list[m.Finding]] = {}
     for f in image.findings:
         if isinstance(f.location, m.FileLocation):
             by_layer.setdefault(f.location.layer_index, []).append(f)
-    if not by_layer:
-        return None
-    table = Table(title="Secrets in layers", title_justify="left", expand=False)
-    for col in ("layer", "path:line", "rule", "secret", "status", "confidence"):
-        table.add_column(col, overflow="fold")
+    out: list[Text | Table] = []
     for layer in image.layers:
         found = by_layer.get(layer.index)
         if not found:
             continue
-        header = Text(f"{layer.index}  {_short(layer.diff_id)}  {_clip(layer.created_by)}")
-        table.add_row(header, "", "", "", "", "", style="bold")
+        heading = Text(f"  layer {layer.index}  ", style="bold")
+        heading.append(_short(layer.diff_id), style="dim")
+        heading.append(f"  {_clip(layer.created_by)}")
+        out.append(heading)
+        table = Table(box=box.SIMPLE, padding=(0, 1), pad_edge=True, show_edge=False)
+        for col in ("path:line", "rule", "secret", "status", "confidence"):
+            table.add_column(col, overflow="fold")
         for f in found:
             loc = f.location
             assert isinstance(loc, m.FileLocation)
@@ -56,21 +59,23 @@ def _file_table(image: m.ImageReport) -> Table | None:
                 status += f" in layer {loc.removed_in_layer}"
             place = loc.path + (f":{loc.line}" if loc.line else "")
             table.add_row(
-                "",
                 place,
                 f.rule_id,
                 _secret(f),
                 Text(status, style=_STATUS_STYLE[loc.status]),
                 f.confidence,
             )
-    return table
+        out.append(table)
+    return out
 
 
 def _meta_table(image: m.ImageReport) -> Table | None:
     found = [f for f in image.findings if not isinstance(f.location, m.FileLocation)]
     if not found:
         return None
-    table = Table(title="Secrets in history and config", title_justify="left")
+    table = Table(
+        title="  history and config", title_justify="left", box=box.SIMPLE, show_edge=False
+    )
     for col in ("where", "rule", "secret", "confidence"):
         table.add_column(col, overflow="fold")
     for f in found:
@@ -85,6 +90,10 @@ def _meta_table(image: m.ImageReport) -> Table | None:
     return table
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _summary(report: m.ScanReport) -> str:
     findings = report.findings
     kinds: Counter[str] = Counter()
@@ -94,14 +103,13 @@ def _summary(report: m.ScanReport) -> str:
     parts = [f"{n} {k}" for k, n in kinds.items()]
     detail = f" ({', '.join(parts)})" if parts else ""
     images = len(report.images)
-    line = f"{len(findings)} finding{'s' * (len(findings) != 1)}{detail} in {images} image"
-    line += "s" * (images != 1)
+    line = f"{_count(len(findings), 'finding')}{detail} in {_count(images, 'image')}"
     below = sum(i.below_threshold for i in report.images)
     if below:
         line += f"; {below} below the confidence threshold not shown"
     errors = len(report.errors) + sum(len(i.errors) for i in report.images)
     if errors:
-        line += f"; {errors} error{'s' * (errors != 1)}: the scan is INCOMPLETE"
+        line += f"; {_count(errors, 'error')}: the scan is INCOMPLETE"
     return line
 
 
@@ -112,7 +120,7 @@ def render(report: m.ScanReport, *, color: bool = False, width: int | None = Non
         file=buf,
         force_terminal=color,
         no_color=not color,
-        width=width or 160,
+        width=width or 120,
         highlight=False,
         soft_wrap=False,
     )
@@ -121,11 +129,13 @@ def render(report: m.ScanReport, *, color: bool = False, width: int | None = Non
         console.print(Text(f"{image.reference}{platform}", style="bold"))
         console.print(
             f"  source {image.source}, config {_short(image.config_digest)}, "
-            f"{len(image.layers)} layers, {len(image.findings)} findings"
+            f"{len(image.layers)} layers, {_count(len(image.findings), 'finding')}"
         )
-        for table in (_file_table(image), _meta_table(image)):
-            if table is not None:
-                console.print(table)
+        for part in _layer_tables(image):
+            console.print(part)
+        meta = _meta_table(image)
+        if meta is not None:
+            console.print(meta)
         for p in image.errors:
             console.print(Text(f"  error: {p.message}", style="red"))
         for p in image.skipped:
