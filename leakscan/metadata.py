@@ -144,11 +144,11 @@ def config_texts(config: Mapping[str, Any], annotations: Sequence[Annotation]) -
         for name in _LIST_FIELDS:
             value = block.get(name)
             if isinstance(value, list):
-                joined = " ".join(str(v) for v in value)
-                if joined:
-                    yield Text(ConfigLocation(prefix + name, None), joined)
-            elif isinstance(value, str) and value:
-                yield Text(ConfigLocation(prefix + name, None), value)
+                value = " ".join(str(v) for v in value)
+            if isinstance(value, str) and value:
+                # docker's container_config.Cmd holds "|1 ARG=value /bin/sh -c ..." lines
+                for piece in split_created_by(value):
+                    yield Text(ConfigLocation(prefix + name, None), piece)
         health = block.get("Healthcheck")
         if isinstance(health, dict) and isinstance(health.get("Test"), list):
             joined = " ".join(str(v) for v in health["Test"])

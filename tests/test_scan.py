@@ -300,3 +300,103 @@ def test_secrets_in_history_and_config(tmp_path: Path, detectors: Detectors) -> 
     # nothing printable carries a token in clear
     text = repr(image)
     assert not any(t in text for t in tok.values())
+
+
+def _oci_manifest(layout: Path) -> tuple[dict, Path]:
+    import json
+
+    index = json.loads((layout / "index.json").read_text())
+    path = layout / "blobs/sha256" / index["manifests"][0]["digest"].split(":")[1]
+    return json.loads(path.read_text()), path
+
+
+def test_blob_and_diff_id_mismatch_are_errors(tmp_path: Path, detectors: Detectors) -> None:
+    token = fake_token("github")
+    img = Image(layers=[Layer().file("a", "a"), Layer().file("b.env", f"T={token}\n")])
+    ref = write("oci-dir", img, tmp_path)
+    layout = Path(ref.split(":")[1])
+    manifest, _ = _oci_manifest(layout)
+    # swap layer 0's bytes for another valid layer: it still reads, but is not what was named
+    blob = layout / "blobs/sha256" / manifest["layers"][0]["digest"].split(":")[1]
+    blob.write_bytes(Layer().file("a", "changed").blob("gzip"))
+    report = scan_ref(ref, detectors)
+    image = only_image(report)
+    messages = [e.message for e in image.errors]
+    assert any("does not match its diff_id" in msg for msg in messages)
+    assert any("does not match its digest" in msg for msg in messages)
+    assert all(e.layer_index == 0 for e in image.errors)
+    assert [f.location.path for f in file_findings(image)] == ["/b.env"]
+
+
+def test_missing_layer_blob_names_it(tmp_path: Path, detectors: Detectors) -> None:
+    ref = write("oci-dir", Image(layers=[Layer().file("a", "a")]), tmp_path)
+    layout = Path(ref.split(":")[1])
+    manifest, _ = _oci_manifest(layout)
+    digest = manifest["layers"][0]["digest"]
+    (layout / "blobs/sha256" / digest.split(":")[1]).unlink()
+    report = scan_ref(ref, detectors)
+    assert not report.complete
+    assert f"blobs/sha256/{digest.split(':')[1]} is missing" in report.errors[0].message
+
+
+def test_fingerprints_are_stable_and_secret_hash_exact(
+    tmp_path: Path, detectors: Detectors
+) -> None:
+    token = fake_token("npm")
+    ref = write("docker-legacy", classic_leak(token), tmp_path)
+    first = only_image(scan_ref(ref, detectors))
+    second = only_image(scan_ref(ref, detectors))
+    assert [f.fingerprint for f in first.findings] == [f.fingerprint for f in second.findings]
+    assert len({f.fingerprint for f in first.findings}) == len(first.findings)
+    sha = hashlib.sha256(token.encode()).hexdigest()
+    assert {f.secret_sha256 for f in first.findings} == {sha}
+    # the same leak in another layout has the same fingerprints
+    (tmp_path / "o").mkdir()
+    other = only_image(
+        scan_ref(write("oci-archive", classic_leak(token), tmp_path / "o"), detectors)
+    )
+    assert {f.fingerprint for f in other.findings} == {f.fingerprint for f in first.findings}
+
+
+def test_show_secrets_keeps_them(tmp_path: Path, detectors: Detectors) -> None:
+    token = fake_token("npm")
+    ref = write("oci-dir", classic_leak(token), tmp_path)
+    image = only_image(scan_ref(ref, detectors, show_secrets=True))
+    assert {f.secret for f in image.findings} == {token}
+    assert token in (image.layers[1].created_by or "")
+
+
+class _LowEngine:
+    """A stand-in engine that reports every 'maybe-secret' word at low confidence."""
+
+    name = "test-low"
+
+    def scan(self, data: bytes) -> list:
+        from leakscan.detectors import Match
+
+        at = data.find(b"maybe-secret-value")
+        if at < 0:
+            return []
+        return [
+            Match("test.low", "a low one", "maybe-secret-value", at, at + 18, 1, "low", self.name)
+        ]
+
+    def rules(self) -> list:
+        return []
+
+
+def test_min_confidence_filters_and_counts(tmp_path: Path, detectors: Detectors) -> None:
+    from leakscan.detectors import Detectors as Engines
+
+    engines = Engines([*detectors.engines, _LowEngine()])
+    token = fake_token("github")
+    layer = Layer().file("a.env", f"GITHUB_TOKEN={token}\nX=maybe-secret-value\n")
+    ref = write("oci-dir", Image(layers=[layer]), tmp_path)
+    default = only_image(scan_ref(ref, engines))
+    assert [f.rule_id for f in default.findings] == ["betterleaks.github-pat"]
+    assert default.below_threshold == 1
+    low = only_image(scan_ref(ref, engines, min_confidence="low"))
+    assert sorted(f.rule_id for f in low.findings) == ["betterleaks.github-pat", "test.low"]
+    assert low.below_threshold == 0
+    high = only_image(scan_ref(ref, engines, min_confidence="high"))
+    assert [f.confidence for f in high.findings] == ["high"]

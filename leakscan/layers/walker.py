@@ -45,6 +45,21 @@ class LayerRecord:
     odd_whiteouts: list[str] = field(default_factory=list)
 
 
+class _MemberReader(HashingReader):
+    """A tar member's bytes; a tar that ends inside the member is a LayerError here too,
+    since the caller, not the walker, is the one reading."""
+
+    def __init__(self, raw: BinaryIO, path: str) -> None:
+        super().__init__(raw)
+        self._path = path
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return super().read(size)
+        except (tarfile.TarError, EOFError):
+            raise LayerError(f"tar stream is truncated in {self._path}") from None
+
+
 @dataclass(frozen=True)
 class FileEntry:
     """A regular file met in the walk; ``stream`` is valid until the next entry."""
@@ -122,7 +137,7 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
                 if reader is None:  # pragma: no cover - tarfile returns one for regular files
                     record.entries[path] = EntryRecord("other")
                     continue
-                entry = FileEntry(path, info.size, HashingReader(reader))  # type: ignore[arg-type]
+                entry = FileEntry(path, info.size, _MemberReader(reader, path))  # type: ignore[arg-type]
                 yield entry
                 record.entries[path] = EntryRecord("file", entry.digest())
             elif kind == "hardlink":

@@ -1,0 +1,124 @@
+"""The streaming tar walk: what it records, what it hands to the detectors."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+from imagebuilder import Layer
+
+from leakscan.errors import LayerError
+from leakscan.layers.walker import EntryRecord, LayerRecord, normalize, walk
+
+
+def _walk(data: bytes, read: bool = True) -> tuple[LayerRecord, dict[str, bytes]]:
+    record = LayerRecord()
+    seen: dict[str, bytes] = {}
+    for entry in walk(io.BytesIO(data), record):
+        seen[entry.path] = entry.stream.read() if read else b""
+    return record, seen
+
+
+def test_files_dirs_links_and_whiteouts() -> None:
+    layer = (
+        Layer()
+        .file("etc/app.conf", "a=1\n")
+        .symlink("etc/link", "/etc/app.conf")
+        .hardlink("etc/hard", "etc/app.conf")
+        .fifo("run/fifo")
+        .whiteout("etc/old.conf")
+        .opaque("var/cache")
+    )
+    record, seen = _walk(layer.tar_bytes())
+    assert seen == {"/etc/app.conf": b"a=1\n"}
+    digest = record.entries["/etc/app.conf"].digest
+    assert digest and digest.startswith("sha256:")
+    assert record.entries["/etc/hard"] == EntryRecord("hardlink", digest)
+    assert record.entries["/etc/link"] == EntryRecord("symlink")
+    assert record.entries["/run/fifo"] == EntryRecord("other")
+    assert record.entries["/etc"] == EntryRecord("dir")
+    assert record.whiteouts == {"/etc/old.conf"}
+    assert record.opaques == {"/var/cache"}
+    # whiteout markers are not entries
+    assert not any(".wh." in p for p in record.entries)
+
+
+def test_digest_covers_unread_bytes() -> None:
+    layer = Layer().file("big", b"x" * 100_000)
+    read_all, _ = _walk(layer.tar_bytes(), read=True)
+    read_none, _ = _walk(layer.tar_bytes(), read=False)
+    assert read_all.entries["/big"].digest == read_none.entries["/big"].digest
+
+
+def test_same_path_twice_last_wins() -> None:
+    layer = Layer().file("a", "first").file("a", "second")
+    record, _ = _walk(layer.tar_bytes())
+    assert record.repeated == {"/a"}
+    _, seen = _walk(Layer().file("a", "second").tar_bytes())
+    assert (
+        record.entries["/a"].digest
+        == _walk(Layer().file("a", "second").tar_bytes())[0].entries["/a"].digest
+    )
+
+
+def test_aufs_markers_and_bare_whiteout() -> None:
+    layer = Layer(auto_dirs=False)
+    for name in (".wh..wh.plnk/1.2", ".wh..wh.aufs", "dir/.wh."):
+        info = tarfile.TarInfo(name)
+        layer.raw(info, b"")
+    record, _ = _walk(layer.tar_bytes())
+    assert record.whiteouts == set() and record.opaques == set()
+    assert record.odd_whiteouts == ["/dir/.wh."]
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("./etc/passwd", "/etc/passwd"),
+        ("etc/passwd", "/etc/passwd"),
+        ("/etc/passwd", "/etc/passwd"),
+        ("etc/", "/etc"),
+        ("./", "/"),
+        ("a/../../../../etc/shadow", "/etc/shadow"),
+        ("//x//y", "/x/y"),
+    ],
+)
+def test_normalize(name: str, path: str) -> None:
+    assert normalize(name) == path
+
+
+def test_non_utf8_names_are_printable() -> None:
+    layer = Layer(auto_dirs=False)
+    info = tarfile.TarInfo("caf\udce9.env")  # the byte 0xe9 alone, as tarfile decodes it
+    layer.raw(info, b"x")
+    data = io.BytesIO()
+    with tarfile.open(
+        fileobj=data,
+        mode="w",
+        format=tarfile.GNU_FORMAT,
+        encoding="utf-8",
+        errors="surrogateescape",
+    ) as tar:
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    _, seen = _walk(data.getvalue())
+    assert list(seen) == ["/caf\\xe9.env"]
+
+
+def test_long_pax_names() -> None:
+    name = "d/" + "n" * 5000 + ".env"
+    _, seen = _walk(Layer().file(name, "v").tar_bytes())
+    assert list(seen) == ["/" + name]
+
+
+@pytest.mark.parametrize("cut", [100, 600, 1500])
+def test_truncated_tar_is_an_error(cut: int) -> None:
+    data = Layer().file("a", b"y" * 5000).file("b", "z").tar_bytes()[:cut]
+    with pytest.raises(LayerError):
+        _walk(data)
+
+
+def test_not_a_tar_is_an_error() -> None:
+    with pytest.raises(LayerError):
+        _walk(b"\x01" * 2048)
