@@ -9,7 +9,14 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 
 from leakscan import model as m
-from leakscan.detectors import CONFIDENCE_RANK, Confidence, Detectors, Match, default_detectors
+from leakscan.detectors import (
+    CONFIDENCE_RANK,
+    Confidence,
+    Detectors,
+    Match,
+    Subject,
+    default_detectors,
+)
 from leakscan.detectors.stream import scan_stream
 from leakscan.errors import LeakscanError
 from leakscan.layers.compression import HashingReader, decompressed
@@ -140,7 +147,8 @@ def _scan_layer(
             tar = HashingReader(stream)
             for entry in walk(tar, out.record):  # type: ignore[arg-type]
                 path = entry.path
-                matches = scan_stream(engines.scan, entry.stream)
+                scanner = engines.scanner(Subject(entry.path, entry.size))
+                matches = scan_stream(scanner, entry.stream) if scanner else []
                 if matches:
                     digest = entry.digest()
                     out.hits.extend(_FileHit(i, entry.path, digest, x) for x in matches)

@@ -371,7 +371,10 @@ class _LowEngine:
 
     name = "test-low"
 
-    def scan(self, data: bytes) -> list:
+    def wants(self, subject: object) -> bool:
+        return True
+
+    def scan(self, data: bytes, subject: object) -> list:
         from leakscan.detectors import Match
 
         at = data.find(b"maybe-secret-value")

@@ -6,7 +6,7 @@ imports an engine. An adapter turns the engine's results into :class:`Match` obj
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -35,6 +35,15 @@ class Match:
 
 
 @dataclass(frozen=True)
+class Subject:
+    """What a piece of scanned data is: a file of a layer (its path in the image, an archive
+    member written ``OUTER!INNER``), or, with no path, a history or config string."""
+
+    path: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
 class RuleInfo:
     """A rule an engine can report, for ``leakscan rules``."""
 
@@ -48,8 +57,13 @@ class Detector(Protocol):
 
     name: str
 
-    def scan(self, data: bytes) -> list[Match]:
-        """Find secrets in ``data``; offsets and lines are relative to it."""
+    def wants(self, subject: Subject) -> bool:
+        """Whether this engine scans ``subject`` at all (an engine may keep to some files)."""
+        ...
+
+    def scan(self, data: bytes, subject: Subject) -> list[Match]:
+        """Find secrets in ``data``, a part of ``subject``; offsets and lines are relative
+        to ``data``."""
         ...
 
     def rules(self) -> list[RuleInfo]:
@@ -63,12 +77,25 @@ class Detectors:
     def __init__(self, engines: Sequence[Detector]) -> None:
         self.engines = tuple(engines)
 
-    def scan(self, data: bytes) -> list[Match]:
-        """Matches of every engine over ``data``."""
-        out: list[Match] = []
-        for engine in self.engines:
-            out.extend(engine.scan(data))
-        return out
+    def scanner(self, subject: Subject) -> Callable[[bytes], list[Match]] | None:
+        """A function that scans data of ``subject`` with every engine that wants it, or
+        None when no engine does."""
+        engines = [engine for engine in self.engines if engine.wants(subject)]
+        if not engines:
+            return None
+
+        def scan(data: bytes) -> list[Match]:
+            out: list[Match] = []
+            for engine in engines:
+                out.extend(engine.scan(data, subject))
+            return out
+
+        return scan
+
+    def scan(self, data: bytes, subject: Subject | None = None) -> list[Match]:
+        """Matches of every engine that wants ``subject`` over ``data``."""
+        scan = self.scanner(subject or Subject())
+        return scan(data) if scan is not None else []
 
     def rules(self) -> list[RuleInfo]:
         """Rules of every engine."""

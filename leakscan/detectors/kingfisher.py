@@ -9,7 +9,7 @@ from typing import cast
 
 from kingfisher_sdk import Rules, Scanner
 
-from leakscan.detectors import Confidence, Match, RuleInfo
+from leakscan.detectors import Confidence, Match, RuleInfo, Subject
 
 _CONFIDENCES = ("high", "medium", "low")
 
@@ -26,7 +26,11 @@ class KingfisherDetector:
         # which skip site-packages and node_modules, and we want every path of a layer
         self._scanner = Scanner(self._rules, base64=True, dedup=False, redact=False)
 
-    def scan(self, data: bytes) -> list[Match]:
+    def wants(self, subject: Subject) -> bool:
+        """Every byte of every file and string."""
+        return True
+
+    def scan(self, data: bytes, subject: Subject) -> list[Match]:
         """Run the engine over ``data``."""
         out = []
         for found in self._scanner.scan(data):
