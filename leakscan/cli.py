@@ -10,14 +10,17 @@ import enum
 import shutil
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from leakscan import __version__
+from leakscan.errors import LeakscanError
 from leakscan.model import ScanReport
 from leakscan.scan import Progress, ProgressCallback, ScanOptions, scan
+from leakscan.suppress import Suppressions, baseline_json, load_config, read_baseline
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE = 0, 1, 2
 
@@ -78,70 +81,178 @@ class _Bar:
         )
 
 
-def scan_command(
-    image: Annotated[
-        str,
-        typer.Argument(
-            help="Image: a name, or docker-archive:PATH, "
-            "oci:DIR[:TAG], oci-archive:PATH, a tar or a directory.",
-            show_default=False,
-        ),
-    ],
-    format: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.table,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")
-    ] = None,
-    platform: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--platform",
-            help="Only this platform, os/arch[/variant] (repeatable). Default: every platform.",
-        ),
-    ] = None,
-    min_confidence: Annotated[
-        Level, typer.Option("--min-confidence", help="Report findings of at least this confidence.")
-    ] = Level.medium,
-    show_secrets: Annotated[
-        bool,
-        typer.Option("--show-secrets", help="Print secrets in clear (they are masked otherwise)."),
-    ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show a traceback on internal errors.")
-    ] = False,
-) -> None:
-    """Find secrets leaked into a container image, layer by layer."""
-    options = ScanOptions(
-        platforms=tuple(platform or ()),
-        min_confidence=min_confidence.value,
-        show_secrets=show_secrets,
-    )
-    try:
-        report = _run(image, options)
-        from leakscan.report import renderer
+ImageArg = Annotated[
+    str,
+    typer.Argument(
+        help="Image: a name, or docker-archive:PATH, "
+        "oci:DIR[:TAG], oci-archive:PATH, a tar or a directory.",
+        show_default=False,
+    ),
+]
+PlatformOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--platform",
+        help="Only this platform, os/arch[/variant] (repeatable). Default: every platform.",
+    ),
+]
+LevelOpt = Annotated[
+    Level | None,
+    typer.Option(
+        "--min-confidence",
+        help="Report findings of at least this confidence. Default: medium.",
+        show_default=False,
+    ),
+]
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        help="Settings file. Default: .leakscan.toml, else [tool.leakscan] in pyproject.toml.",
+    ),
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show a traceback on internal errors.")]
 
-        to_terminal = output is None and sys.stdout.isatty()
-        width = shutil.get_terminal_size().columns if to_terminal else None
-        text = renderer(format.value)(report, color=to_terminal, width=width)
-        if output is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        else:
-            output.write_text(text, encoding="utf-8", errors="backslashreplace")
+
+def _options(
+    config_path: str | None,
+    platform: list[str] | None,
+    min_confidence: Level | None,
+    show_secrets: bool = False,
+    baseline: Path | None = None,
+    ignore_rule: list[str] | None = None,
+    ignore_path: list[str] | None = None,
+) -> ScanOptions:
+    """Flags and the config file, merged: flags add to the lists and win over single values."""
+    config = load_config(config_path)
+    fingerprints: frozenset[str] = frozenset()
+    baseline_file = str(baseline) if baseline is not None else config.baseline
+    if baseline_file is not None:
+        fingerprints = read_baseline(baseline_file)
+    level = min_confidence.value if min_confidence is not None else config.min_confidence
+    return ScanOptions(
+        platforms=tuple(platform or ()),
+        min_confidence=level or "medium",  # type: ignore[arg-type]
+        show_secrets=show_secrets,
+        suppressions=Suppressions(
+            fingerprints=fingerprints,
+            rules=config.ignore_rules + tuple(ignore_rule or ()),
+            paths=config.ignore_paths + tuple(ignore_path or ()),
+        ),
+    )
+
+
+def _guarded(debug: bool, work: Callable[[], int]) -> None:
+    """Run ``work`` and exit with its status; every failure is one line on stderr."""
+    try:
+        status = work()
+    except LeakscanError as exc:
+        _say(f"error: {exc}")
+        status = EXIT_INCOMPLETE
     except OSError as exc:
-        _say(f"error: cannot write the report to {exc.filename or output}: {exc.strerror}")
-        raise typer.Exit(EXIT_INCOMPLETE) from None
+        _say(f"error: {exc.filename or ''}: {exc.strerror or exc}")
+        status = EXIT_INCOMPLETE
     except KeyboardInterrupt:
         _say("interrupted")
-        raise typer.Exit(130) from None
+        status = 130
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
         if debug:
             traceback.print_exc()
         # the message of an unexpected error could quote image content: name the type only
         _say(f"internal error ({type(exc).__name__}); run with --debug for details")
-        raise typer.Exit(EXIT_INCOMPLETE) from None
+        status = EXIT_INCOMPLETE
+    raise typer.Exit(status)
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_text(text, encoding="utf-8", errors="backslashreplace")
+    except OSError as exc:
+        raise LeakscanError(f"cannot write {output}: {exc.strerror}") from None
+
+
+def _report_problems(report: ScanReport) -> None:
     for problem in list(report.errors) + [p for i in report.images for p in i.errors]:
         _say(f"error: {problem.message}")
-    raise typer.Exit(exit_status(report))
+
+
+def scan_command(
+    image: ImageArg,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")
+    ] = None,
+    platform: PlatformOpt = None,
+    min_confidence: LevelOpt = None,
+    show_secrets: Annotated[
+        bool,
+        typer.Option("--show-secrets", help="Print secrets in clear (they are masked otherwise)."),
+    ] = False,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="Accept the findings listed in FILE (leakscan baseline)."),
+    ] = None,
+    ignore_rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore-rule", help="Suppress findings of this rule id or glob (repeatable)."
+        ),
+    ] = None,
+    ignore_path: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore-path", help="Suppress findings in files matching GLOB (repeatable)."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Find secrets leaked into a container image, layer by layer."""
+
+    def work() -> int:
+        options = _options(
+            config, platform, min_confidence, show_secrets, baseline, ignore_rule, ignore_path
+        )
+        report = _run(image, options)
+        from leakscan.report import renderer
+
+        to_terminal = output is None and sys.stdout.isatty()
+        width = shutil.get_terminal_size().columns if to_terminal else None
+        _write(renderer(format.value)(report, color=to_terminal, width=width), output)
+        _report_problems(report)
+        return exit_status(report)
+
+    _guarded(debug, work)
+
+
+def baseline_command(
+    image: ImageArg,
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Where to write the baseline.", show_default=False),
+    ],
+    platform: PlatformOpt = None,
+    min_confidence: LevelOpt = None,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a baseline accepting every finding in IMAGE; scan later with --baseline FILE.
+
+    Exit status 0 when written, 2 when the scan was incomplete (the baseline is still
+    written, so that what was read can be reviewed)."""
+
+    def work() -> int:
+        options = _options(config, platform, min_confidence)
+        report = _run(image, options)
+        _write(baseline_json(report), output)
+        _report_problems(report)
+        return EXIT_CLEAN if report.complete else EXIT_INCOMPLETE
+
+    _guarded(debug, work)
 
 
 def _run(image: str, options: ScanOptions) -> ScanReport:
@@ -165,18 +276,28 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _app(command: Callable[..., None], epilog: str | None = None) -> typer.Typer:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    app.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=epilog)(command)
+    return app
+
+
+SUBCOMMANDS: dict[str, Callable[..., None]] = {
+    "rules": rules_command,
+    "baseline": baseline_command,
+}
+
+
 def main() -> None:
-    """Console entry point: ``leakscan IMAGE ...`` or ``leakscan rules``."""
-    if len(sys.argv) > 1 and sys.argv[1] == "rules":
-        sys.argv.pop(1)
-        typer.run(rules_command)
+    """Console entry point: ``leakscan IMAGE ...``, ``leakscan rules``, ``leakscan baseline``."""
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        name = sys.argv.pop(1)
+        _app(SUBCOMMANDS[name])(prog_name=f"leakscan {name}")
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--version":
         _version(True)
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-    app.command(
-        context_settings={"help_option_names": ["-h", "--help"]},
-        epilog="Exit status: 0 nothing found, 1 findings, 2 the scan could not be completed. "
-        "Other commands: leakscan rules.",
-    )(scan_command)
-    app(prog_name="leakscan")
+    epilog = (
+        "Exit status: 0 nothing found, 1 findings, 2 the scan could not be completed. "
+        "Other commands: leakscan rules, leakscan baseline IMAGE -o FILE."
+    )
+    _app(scan_command, epilog)(prog_name="leakscan")

@@ -158,6 +158,8 @@ class ImageReport:
     skipped: tuple[Problem, ...]
     # findings below the confidence threshold, counted so they are never silently dropped
     below_threshold: int = 0
+    # findings the user accepted (baseline, ignored rule or path), counted by reason
+    suppressed: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,11 @@ from leakscan.layers.walker import LayerRecord, walk
 from leakscan.metadata import HistoryMap, Text, config_texts, history_texts, map_history
 from leakscan.redact import Redactor, mask
 from leakscan.sources import open_source
+from leakscan.suppress import Suppressions
 
 UNKNOWN_DIGEST = "sha256:unknown"
+# two engines' values on one line are one secret when one holds the other and is this long
+MIN_MERGE_LENGTH = 8
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class ScanOptions:
     platforms: tuple[str, ...] = ()
     min_confidence: Confidence = "medium"
     show_secrets: bool = False
+    suppressions: Suppressions = field(default_factory=Suppressions)
 
 
 @dataclass(frozen=True)
@@ -210,23 +214,56 @@ def _place(loc: m.Location) -> str:
     return f"config\0{loc.field}\0{loc.key or ''}"
 
 
+@dataclass
+class _Cluster:
+    """Matches of one secret at one place, from any engine and rule."""
+
+    location: m.Location
+    matches: list[Match]
+
+
+def _merge(clusters: list[_Cluster], match: Match) -> bool:
+    """Add ``match`` to the cluster of the same secret at this place, if there is one: the
+    same value anywhere in the place, or on the same line a value that contains it or is
+    contained in it (engines differ in where a secret starts and ends)."""
+    for cluster in clusters:
+        for other in cluster.matches:
+            shorter, longer = sorted((other.secret, match.secret), key=len)
+            if shorter == longer or (
+                other.line == match.line and len(shorter) >= MIN_MERGE_LENGTH and shorter in longer
+            ):
+                cluster.matches.append(match)
+                return True
+    return False
+
+
+def _redacted(loc: m.Location, redact: Redactor) -> m.Location:
+    if isinstance(loc, m.FileLocation):
+        return replace(loc, path=redact(loc.path))
+    if isinstance(loc, m.HistoryLocation):
+        return replace(loc, created_by=redact.optional(loc.created_by))
+    return replace(loc, key=redact.optional(loc.key))
+
+
 def _finding(loc: m.Location, matches: list[Match], redact: Redactor, show: bool) -> m.Finding:
-    first = matches[0]
-    secret_sha = hashlib.sha256(first.secret.encode("utf-8", "surrogatepass")).hexdigest()
+    """One finding from every match of one secret at one place (the location in clear: the
+    fingerprint must not depend on whether secrets are shown)."""
+    # the most confident engine's view of the secret (its exact extent) is the one reported
+    best = max(matches, key=lambda x: CONFIDENCE_RANK[x.confidence])
+    secret_sha = hashlib.sha256(best.secret.encode("utf-8", "surrogatepass")).hexdigest()
     key = loc.status if isinstance(loc, m.FileLocation) else loc.kind
     detectors = tuple(sorted({f"{x.detector}:{x.rule_id}" for x in matches}))
-    best = max(matches, key=lambda x: CONFIDENCE_RANK[x.confidence])
     return m.Finding(
-        rule_id=first.rule_id,
-        description=first.description,
+        rule_id=best.rule_id,
+        description=best.description,
         secret_sha256=secret_sha,
-        redacted=mask(first.secret),
-        fingerprint=_fingerprint(first.rule_id, secret_sha, _place(loc)),
-        location=loc,
+        redacted=mask(best.secret),
+        fingerprint=_fingerprint(best.rule_id, secret_sha, _place(loc)),
+        location=_redacted(loc, redact),
         confidence=best.confidence,
         detectors=detectors,
         remediation=_REMEDIATION[key],
-        secret=first.secret if show else None,
+        secret=best.secret if show else None,
     )
 
 
@@ -268,41 +305,39 @@ def _image_report(one: _ImageScan, redact: Redactor, options: ScanOptions) -> m.
                 created_by=redact.optional(created_by),
             )
         )
-    grouped: dict[tuple[str | int, ...], tuple[m.Location, list[Match]]] = {}
+    places: dict[tuple[str | int, ...], list[_Cluster]] = {}
     for layer in one.layers:
         for hit in layer.hits:
-            key: tuple[str | int, ...] = (
-                "file",
-                hit.layer_index,
-                hit.path,
-                hit.match.rule_id,
-                hit.match.secret,
-            )
-            if key not in grouped:
+            clusters = places.setdefault(("file", hit.layer_index, hit.path), [])
+            if not _merge(clusters, hit.match):
                 where = fate(records, hit.layer_index, hit.path, hit.digest)
-                loc: m.Location = m.FileLocation(
+                file_loc = m.FileLocation(
                     layer_index=hit.layer_index,
                     diff_id=layer_infos[hit.layer_index].diff_id,
-                    path=redact(hit.path),
+                    path=hit.path,
                     line=hit.match.line,
                     status=where.status,
                     removed_in_layer=where.removed_in_layer,
                 )
-                grouped[key] = (loc, [])
-            grouped[key][1].append(hit.match)
+                clusters.append(_Cluster(file_loc, [hit.match]))
     for text, match in one.texts:
-        loc = text.location
-        if isinstance(loc, m.HistoryLocation):
-            loc = replace(loc, created_by=redact.optional(loc.created_by))
-        key = (loc.kind, _place(text.location), match.rule_id, match.secret)
-        grouped.setdefault(key, (loc, []))[1].append(match)
+        clusters = places.setdefault((text.location.kind, _place(text.location)), [])
+        if not _merge(clusters, match):
+            clusters.append(_Cluster(text.location, [match]))
+    grouped = [(c.location, c.matches) for group in places.values() for c in group]
     threshold = CONFIDENCE_RANK[options.min_confidence]
     findings = []
     below = 0
-    for loc, matches in grouped.values():
+    suppressed: dict[str, int] = {}
+    for loc, matches in grouped:
         finding = _finding(loc, matches, redact, options.show_secrets)
         if CONFIDENCE_RANK[finding.confidence] < threshold:
             below += 1
+            continue
+        # suppressions see the path in clear, as the user wrote the glob against it
+        why = options.suppressions.reason(replace(finding, location=loc))
+        if why is not None:
+            suppressed[why] = suppressed.get(why, 0) + 1
         else:
             findings.append(finding)
     errors = list(one.errors)
@@ -324,4 +359,5 @@ def _image_report(one: _ImageScan, redact: Redactor, options: ScanOptions) -> m.
         errors=tuple(_redact_problems(errors, redact)),
         skipped=tuple(_redact_problems(skipped, redact)),
         below_threshold=below,
+        suppressed=tuple(sorted(suppressed.items())),
     )

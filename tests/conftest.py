@@ -38,14 +38,14 @@ class Run:
         return data
 
 
-def run_leakscan(args: Sequence[str], timeout: float = 120) -> Run:
+def run_leakscan(args: Sequence[str], timeout: float = 120, cwd: Path | None = None) -> Run:
     """Run the real CLI in a subprocess, as a user or CI would."""
     proc = subprocess.run(
         [sys.executable, "-m", "leakscan", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=REPO,
+        cwd=cwd or REPO,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 

@@ -88,6 +88,7 @@ def image_dict(image: m.ImageReport) -> dict[str, Any]:
         "errors": [_problem(p, "message") for p in image.errors],
         "skipped": [_problem(p, "reason") for p in image.skipped],
         "below_threshold": image.below_threshold,
+        "suppressed": dict(image.suppressed),
     }
 
 

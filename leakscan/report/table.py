@@ -107,6 +107,9 @@ def _summary(report: m.ScanReport) -> str:
     below = sum(i.below_threshold for i in report.images)
     if below:
         line += f"; {below} below the confidence threshold not shown"
+    suppressed = sum(n for i in report.images for _, n in i.suppressed)
+    if suppressed:
+        line += f"; {suppressed} suppressed (baseline or ignore rules)"
     errors = len(report.errors) + sum(len(i.errors) for i in report.images)
     if errors:
         line += f"; {_count(errors, 'error')}: the scan is INCOMPLETE"
