@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal, Protocol
 
 Confidence = Literal["high", "medium", "low"]
@@ -102,8 +103,39 @@ class Detectors:
         return [rule for engine in self.engines for rule in engine.rules()]
 
 
-def default_detectors() -> Detectors:
-    """The engines leakscan runs unless told otherwise."""
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Which engines to build, and how; plain data, so that it pickles to worker processes,
+    which build their own engines from it."""
+
+    detect_secrets: bool = True
+    detect_secrets_plugins: tuple[str, ...] = ()
+    detect_secrets_max_file_size: int = 1 << 20
+
+
+def build_detectors(config: DetectorConfig = DetectorConfig()) -> Detectors:
+    """The engines ``config`` asks for: kingfisher always, detect-secrets when enabled.
+
+    Raises ValueError when a detect-secrets plugin file cannot be loaded.
+    """
+    # adapters are imported here: each imports its engine, which costs time to load
     from leakscan.detectors.kingfisher import KingfisherDetector
 
-    return Detectors([KingfisherDetector()])
+    engines: list[Detector] = [KingfisherDetector()]
+    if config.detect_secrets:
+        from leakscan.detectors.detect_secrets import DetectSecretsDetector
+
+        engines.append(
+            DetectSecretsDetector(
+                plugin_files=config.detect_secrets_plugins,
+                max_file_size=config.detect_secrets_max_file_size,
+            )
+        )
+    return Detectors(engines)
+
+
+@cache
+def default_detectors() -> Detectors:
+    """The engines leakscan runs unless told otherwise; built once per process (compiling
+    kingfisher's rules takes a while)."""
+    return build_detectors(DetectorConfig())

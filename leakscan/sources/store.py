@@ -143,6 +143,19 @@ class TarStore:
                 continue  # a member outside the archive root is never a blob we read
             self._members[clean] = info
 
+    def __getstate__(self) -> dict[str, object]:
+        # a worker process re-opens the archive itself; the member index (with each
+        # member's offset) travels along, so the archive is not listed again
+        return {"location": self.location, "members": self._members}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.location = str(state["location"])
+        self._members = state["members"]  # type: ignore[assignment]
+        try:
+            self._tar = tarfile.open(self.location, mode="r:*")  # noqa: SIM115
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise SourceError(f"{self.location}: cannot reopen: {exc}") from None
+
     def names(self) -> list[str]:
         """Every member name, normalised."""
         return list(self._members)
