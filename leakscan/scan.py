@@ -61,7 +61,7 @@ ProgressCallback = Callable[[Progress], None]
 class _FileHit:
     layer_index: int
     path: str
-    digest: str
+    digest: bytes
     match: Match
 
 

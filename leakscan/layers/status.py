@@ -40,7 +40,7 @@ def ancestors(path: str) -> list[str]:
 
 
 def _after(
-    record: LayerRecord, path: str, parents: list[str], digest: str, state: _State
+    record: LayerRecord, path: str, parents: list[str], digest: bytes, state: _State
 ) -> _State:
     """The state of ``path`` once ``record`` is laid over it."""
     if (
@@ -56,7 +56,7 @@ def _after(
     return state
 
 
-def fate(records: Sequence[LayerRecord], layer_index: int, path: str, digest: str) -> Fate:
+def fate(records: Sequence[LayerRecord], layer_index: int, path: str, digest: bytes) -> Fate:
     """Decide the fate of the file ``path`` with content ``digest`` from layer ``layer_index``.
 
     ``records`` holds every layer of the image in order. ``removed_in_layer`` names the

@@ -24,12 +24,19 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EntryRecord:
-    """One path a layer adds, with the sha256 of its bytes for files and hard links."""
+    """One path a layer adds, with the raw sha256 of its bytes for files and hard links.
+
+    Records live until the whole image is walked, one per path of every layer: they are kept
+    small (slots, 32-byte digests, one shared record for each kind without content).
+    """
 
     kind: EntryKind
-    digest: str | None = None
+    digest: bytes | None = None
+
+
+_SHARED = {kind: EntryRecord(kind) for kind in ("dir", "symlink", "other", "hardlink")}
 
 
 @dataclass
@@ -73,10 +80,10 @@ class FileEntry:
         """The file's bytes."""
         return self.reader  # type: ignore[return-value]
 
-    def digest(self) -> str:
-        """sha256 of the whole file (reads whatever the caller left unread)."""
+    def digest(self) -> bytes:
+        """Raw sha256 of the whole file (reads whatever the caller left unread)."""
         self.reader.drain()
-        return self.reader.digest()
+        return self.reader.hasher.digest()
 
 
 def display_name(name: str) -> str:
@@ -122,7 +129,10 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
         raise LayerError(f"not a tar stream: {exc}") from None
     path = ""
     try:
-        for info in tar:
+        while (info := tar.next()) is not None:
+            # a streaming TarFile still appends every header to tar.members; nothing here
+            # looks back, and a layer of 200,000 files would otherwise hold them all
+            tar.members.clear()  # type: ignore[attr-defined]
             path = normalize(info.name)
             base = posixpath.basename(path)
             parent = posixpath.dirname(path)
@@ -135,7 +145,7 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
             if kind == "file":
                 reader = tar.extractfile(info)
                 if reader is None:  # pragma: no cover - tarfile returns one for regular files
-                    record.entries[path] = EntryRecord("other")
+                    record.entries[path] = _SHARED["other"]
                     continue
                 entry = FileEntry(path, info.size, _MemberReader(reader, path))  # type: ignore[arg-type]
                 yield entry
@@ -144,9 +154,11 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
                 # the target is earlier in this same layer; its bytes were scanned there
                 target = record.entries.get(normalize(info.linkname))
                 digest = target.digest if target is not None else None
-                record.entries[path] = EntryRecord("hardlink", digest)
+                record.entries[path] = (
+                    EntryRecord("hardlink", digest) if digest else _SHARED["hardlink"]
+                )
             else:
-                record.entries[path] = EntryRecord(kind)
+                record.entries[path] = _SHARED[kind]
     except tarfile.TarError as exc:
         where = f" after {path}" if path else ""
         raise LayerError(f"tar stream is corrupt{where}: {exc}") from None

@@ -5,12 +5,12 @@ from __future__ import annotations
 from leakscan.layers.status import Fate, ancestors, fate
 from leakscan.layers.walker import EntryRecord, LayerRecord
 
-SECRET = "sha256:" + "a" * 64
-OTHER = "sha256:" + "b" * 64
+SECRET = b"a" * 32
+OTHER = b"b" * 32
 
 
 def rec(
-    files: dict[str, str] | None = None,
+    files: dict[str, bytes] | None = None,
     dirs: tuple[str, ...] = (),
     whiteouts: tuple[str, ...] = (),
     opaques: tuple[str, ...] = (),
