@@ -16,9 +16,14 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
 
 from leakscan.errors import LayerError
-from leakscan.layers.compression import READ_SIZE, HashingReader
+from leakscan.layers.compression import HashingReader
 
 EntryKind = Literal["file", "dir", "symlink", "hardlink", "other"]
+
+# tarfile's stream mode slices its whole buffer on every 512-byte header read: a large
+# buffer makes each small read cost its size (a 1 MiB buffer made small files 5x slower);
+# the BufferedReader under it does the large reads
+TAR_BUFSIZE = 16 << 10
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -124,7 +129,7 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
     cannot be read to its end.
     """
     try:
-        tar = tarfile.open(fileobj=tar_stream, mode="r|", bufsize=READ_SIZE)  # noqa: SIM115
+        tar = tarfile.open(fileobj=tar_stream, mode="r|", bufsize=TAR_BUFSIZE)  # noqa: SIM115
     except tarfile.ReadError as exc:
         raise LayerError(f"not a tar stream: {exc}") from None
     path = ""
