@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from leakscan import __version__
+from leakscan.detectors import DetectorConfig
 from leakscan.errors import LeakscanError
 from leakscan.model import ScanReport
 from leakscan.scan import Progress, ProgressCallback, ScanOptions, scan
@@ -112,6 +113,22 @@ ConfigOpt = Annotated[
     ),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show a traceback on internal errors.")]
+PluginOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--detect-secrets-plugin",
+        help="A detect-secrets plugin file of your own (repeatable).",
+    ),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        "-j",
+        min=0,
+        help="Processes scanning layers side by side (0: one per CPU; 1: none).",
+    ),
+]
 
 
 def _options(
@@ -122,6 +139,8 @@ def _options(
     baseline: Path | None = None,
     ignore_rule: list[str] | None = None,
     ignore_path: list[str] | None = None,
+    detect_secrets_plugin: list[str] | None = None,
+    workers: int = 0,
 ) -> ScanOptions:
     """Flags and the config file, merged: flags add to the lists and win over single values."""
     config = load_config(config_path)
@@ -130,10 +149,13 @@ def _options(
     if baseline_file is not None:
         fingerprints = read_baseline(baseline_file)
     level = min_confidence.value if min_confidence is not None else config.min_confidence
+    plugins = config.detect_secrets_plugins + tuple(detect_secrets_plugin or ())
     return ScanOptions(
         platforms=tuple(platform or ()),
         min_confidence=level or "medium",  # type: ignore[arg-type]
         show_secrets=show_secrets,
+        detectors=DetectorConfig(detect_secrets_plugins=plugins),
+        workers=workers,
         suppressions=Suppressions(
             fingerprints=fingerprints,
             rules=config.ignore_rules + tuple(ignore_rule or ()),
@@ -208,6 +230,8 @@ def scan_command(
             "--ignore-path", help="Suppress findings in files matching GLOB (repeatable)."
         ),
     ] = None,
+    detect_secrets_plugin: PluginOpt = None,
+    workers: WorkersOpt = 0,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -215,7 +239,15 @@ def scan_command(
 
     def work() -> int:
         options = _options(
-            config, platform, min_confidence, show_secrets, baseline, ignore_rule, ignore_path
+            config,
+            platform,
+            min_confidence,
+            show_secrets,
+            baseline,
+            ignore_rule,
+            ignore_path,
+            detect_secrets_plugin,
+            workers,
         )
         report = _run(image, options)
         from leakscan.report import renderer
@@ -237,6 +269,8 @@ def baseline_command(
     ],
     platform: PlatformOpt = None,
     min_confidence: LevelOpt = None,
+    detect_secrets_plugin: PluginOpt = None,
+    workers: WorkersOpt = 0,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -246,7 +280,13 @@ def baseline_command(
     written, so that what was read can be reviewed)."""
 
     def work() -> int:
-        options = _options(config, platform, min_confidence)
+        options = _options(
+            config,
+            platform,
+            min_confidence,
+            detect_secrets_plugin=detect_secrets_plugin,
+            workers=workers,
+        )
         report = _run(image, options)
         _write(baseline_json(report), output)
         _report_problems(report)
@@ -262,12 +302,24 @@ def _run(image: str, options: ScanOptions) -> ScanReport:
     return scan(image, options)
 
 
-def rules_command() -> None:
-    """List every rule of every detection engine."""
-    from leakscan.detectors import default_detectors
+def rules_command(
+    detect_secrets_plugin: PluginOpt = None, config: ConfigOpt = None, debug: DebugOpt = False
+) -> None:
+    """List every rule of every detection engine (id, engine, description)."""
 
-    for rule in sorted(default_detectors().rules(), key=lambda r: r.rule_id):
-        print(f"{rule.rule_id}\t{rule.detector}\t{rule.description}")
+    def work() -> int:
+        from leakscan.detectors import build_detectors
+
+        plugins = load_config(config).detect_secrets_plugins + tuple(detect_secrets_plugin or ())
+        try:
+            engines = build_detectors(DetectorConfig(detect_secrets_plugins=plugins))
+        except ValueError as exc:
+            raise LeakscanError(str(exc)) from None
+        for rule in sorted(engines.rules(), key=lambda r: r.rule_id):
+            print(f"{rule.rule_id}\t{rule.detector}\t{rule.description}")
+        return EXIT_CLEAN
+
+    _guarded(debug, work)
 
 
 def _version(value: bool) -> None:

@@ -4,6 +4,7 @@ progress goes through a callback."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -12,20 +13,20 @@ from leakscan import model as m
 from leakscan.detectors import (
     CONFIDENCE_RANK,
     Confidence,
+    DetectorConfig,
     Detectors,
     Match,
-    Subject,
+    build_detectors,
     default_detectors,
 )
-from leakscan.detectors.stream import scan_stream
 from leakscan.errors import LeakscanError
-from leakscan.layers.compression import HashingReader, decompressed
 from leakscan.layers.status import fate
-from leakscan.layers.walker import LayerRecord, walk
+from leakscan.layerscan import LayerScan, scan_layer
 from leakscan.metadata import HistoryMap, Text, config_texts, history_texts, map_history
 from leakscan.redact import Redactor, mask
 from leakscan.sources import open_source
 from leakscan.suppress import Suppressions
+from leakscan.workers import LayerPool
 
 UNKNOWN_DIGEST = "sha256:unknown"
 # two engines' values on one line are one secret when one holds the other and is this long
@@ -40,6 +41,9 @@ class ScanOptions:
     min_confidence: Confidence = "medium"
     show_secrets: bool = False
     suppressions: Suppressions = field(default_factory=Suppressions)
+    detectors: DetectorConfig = field(default_factory=DetectorConfig)
+    # processes that scan layers side by side; 0 means one per CPU, 1 none
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,27 +61,10 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-@dataclass(frozen=True)
-class _FileHit:
-    layer_index: int
-    path: str
-    digest: bytes
-    match: Match
-
-
-@dataclass
-class _LayerScan:
-    record: LayerRecord = field(default_factory=LayerRecord)
-    hits: list[_FileHit] = field(default_factory=list)
-    errors: list[m.Problem] = field(default_factory=list)
-    skipped: list[m.Problem] = field(default_factory=list)
-    diff_id: str | None = None
-
-
 @dataclass
 class _ImageScan:
     image: m.SourceImage
-    layers: list[_LayerScan]
+    layers: list[LayerScan]
     history: HistoryMap
     texts: list[tuple[Text, Match]]
     errors: list[m.Problem]
@@ -92,18 +79,35 @@ def scan(
     """Scan every image ``image`` names (one per platform) and report what leaked where.
 
     Problems do not raise: they are in the report's ``errors`` (a report with errors is
-    an incomplete scan), next to whatever could still be scanned.
+    an incomplete scan), next to whatever could still be scanned. ``detectors`` replaces
+    the engines of ``options.detectors``; such engines cannot travel to worker processes,
+    so the layers are then scanned in this process.
     """
     options = options or ScanOptions()
-    engines = detectors or default_detectors()
     scanned: list[_ImageScan] = []
     errors: list[m.Problem] = []
+    pool = None
+    if detectors is not None:
+        engines = detectors
+    else:
+        try:
+            engines = (
+                default_detectors()
+                if options.detectors == DetectorConfig()
+                else build_detectors(options.detectors)
+            )
+        except ValueError as exc:  # a detect-secrets plugin file that does not load
+            return m.ScanReport(image, (), (m.Problem(str(exc)),))
+        pool = LayerPool(options.detectors, options.workers or os.cpu_count() or 1)
     try:
         with closing(open_source(image)) as source:
             for found in source.images(options.platforms):
-                scanned.append(_scan_image(found, engines, progress))
+                scanned.append(_scan_image(found, engines, pool, progress))
     except LeakscanError as exc:
         errors.append(m.Problem(str(exc)))
+    finally:
+        if pool is not None:
+            pool.close()
     if not scanned and not errors:
         wanted = ", ".join(options.platforms)
         errors.append(
@@ -115,12 +119,34 @@ def scan(
 
 
 def _scan_image(
-    image: m.SourceImage, engines: Detectors, progress: ProgressCallback | None
+    image: m.SourceImage,
+    engines: Detectors,
+    pool: LayerPool | None,
+    progress: ProgressCallback | None,
 ) -> _ImageScan:
     label = image.reference + (f" ({image.platform})" if image.platform else "")
-    layers = [
-        _scan_layer(blob, len(image.layers), engines, label, progress) for blob in image.layers
-    ]
+    count = len(image.layers)
+
+    def done(blob: m.LayerBlob, bytes_read: int) -> None:
+        if progress:
+            progress(Progress(label, blob.index, count, bytes_read, blob.size, layer_done=True))
+
+    if pool is not None and pool.worth_it(image.layers):
+        by_index: dict[int, LayerScan] = {}
+        for blob, result in pool.scan(image.layers):
+            by_index[blob.index] = result
+            done(blob, blob.size or 0)
+        layers = [by_index[blob.index] for blob in image.layers]
+    else:
+        layers = []
+        for blob in image.layers:
+
+            def moved(bytes_read: int, blob: m.LayerBlob = blob) -> None:
+                if progress:
+                    progress(Progress(label, blob.index, count, bytes_read, blob.size))
+
+            layers.append(scan_layer(blob, engines, moved))
+            done(blob, blob.size or 0)
     history = map_history(image.config, len(image.layers))
     texts = list(history_texts(history, image.config.get("history")))
     texts.extend(config_texts(image.config, image.annotations))
@@ -129,57 +155,6 @@ def _scan_image(
     if history.problem:
         errors.append(m.Problem(history.problem))
     return _ImageScan(image, layers, history, hits, errors)
-
-
-def _scan_layer(
-    blob: m.LayerBlob,
-    count: int,
-    engines: Detectors,
-    label: str,
-    progress: ProgressCallback | None,
-) -> _LayerScan:
-    out = _LayerScan(diff_id=blob.diff_id)
-    i = blob.index
-    if blob.unavailable:
-        out.skipped.append(m.Problem(blob.unavailable, layer_index=i))
-        return out
-    path = None
-    try:
-        with blob.opener() as fh:
-            raw = HashingReader(fh)
-            _, stream = decompressed(raw)  # type: ignore[arg-type]
-            tar = HashingReader(stream)
-            for entry in walk(tar, out.record):  # type: ignore[arg-type]
-                path = entry.path
-                scanner = engines.scanner(Subject(entry.path, entry.size))
-                matches = scan_stream(scanner, entry.stream) if scanner else []
-                if matches:
-                    digest = entry.digest()
-                    out.hits.extend(_FileHit(i, entry.path, digest, x) for x in matches)
-                if progress:
-                    progress(Progress(label, i, count, raw.count, blob.size))
-            path = None
-            # the tar's end-of-archive marker may be followed by padding: hash it all
-            tar.drain()
-            raw.drain()
-    except LeakscanError as exc:
-        out.errors.append(m.Problem(f"layer {i}: {exc}", layer_index=i, path=path))
-        return out
-    except OSError as exc:
-        out.errors.append(m.Problem(f"layer {i}: read failed: {exc}", layer_index=i, path=path))
-        return out
-    actual = tar.digest()
-    if blob.diff_id is None:
-        out.diff_id = actual
-    elif blob.diff_id.startswith("sha256:") and actual != blob.diff_id:
-        out.errors.append(
-            m.Problem(f"layer {i}: content does not match its diff_id {blob.diff_id}", i)
-        )
-    if blob.digest and blob.digest.startswith("sha256:") and raw.digest() != blob.digest:
-        out.errors.append(m.Problem(f"layer {i}: blob does not match its digest {blob.digest}", i))
-    if progress:
-        progress(Progress(label, i, count, raw.count, blob.size, layer_done=True))
-    return out
 
 
 # --- from raw matches to the report ----------------------------------------------------------

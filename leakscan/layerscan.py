@@ -1,0 +1,81 @@
+"""One layer, read once: decompress, walk the tar, hand every file to the engines, check
+the layer's digests. Runs in the scanning process or in a worker process alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from leakscan import model as m
+from leakscan.detectors import Detectors, Match, Subject
+from leakscan.detectors.stream import scan_stream
+from leakscan.errors import LeakscanError
+from leakscan.layers.compression import HashingReader, decompressed
+from leakscan.layers.walker import LayerRecord, walk
+
+
+@dataclass(frozen=True)
+class FileHit:
+    """A match in a file of a layer, with the file's raw sha256 (to judge its fate)."""
+
+    layer_index: int
+    path: str
+    digest: bytes
+    match: Match
+
+
+@dataclass
+class LayerScan:
+    """What one layer holds: its record for whiteout interpretation, hits, problems."""
+
+    record: LayerRecord = field(default_factory=LayerRecord)
+    hits: list[FileHit] = field(default_factory=list)
+    errors: list[m.Problem] = field(default_factory=list)
+    skipped: list[m.Problem] = field(default_factory=list)
+    diff_id: str | None = None
+
+
+def scan_layer(
+    blob: m.LayerBlob, engines: Detectors, moved: Callable[[int], None] | None = None
+) -> LayerScan:
+    """Scan ``blob``; ``moved`` hears how many stored bytes have been read so far."""
+    out = LayerScan(diff_id=blob.diff_id)
+    i = blob.index
+    if blob.unavailable:
+        out.skipped.append(m.Problem(blob.unavailable, layer_index=i))
+        return out
+    path = None
+    try:
+        with blob.opener() as fh:
+            raw = HashingReader(fh)
+            _, stream = decompressed(raw)  # type: ignore[arg-type]
+            tar = HashingReader(stream)
+            for entry in walk(tar, out.record):  # type: ignore[arg-type]
+                path = entry.path
+                scanner = engines.scanner(Subject(entry.path, entry.size))
+                matches = scan_stream(scanner, entry.stream) if scanner else []
+                if matches:
+                    digest = entry.digest()
+                    out.hits.extend(FileHit(i, entry.path, digest, x) for x in matches)
+                if moved:
+                    moved(raw.count)
+            path = None
+            # the tar's end-of-archive marker may be followed by padding: hash it all
+            tar.drain()
+            raw.drain()
+    except LeakscanError as exc:
+        out.errors.append(m.Problem(f"layer {i}: {exc}", layer_index=i, path=path))
+        return out
+    except OSError as exc:
+        out.errors.append(m.Problem(f"layer {i}: read failed: {exc}", layer_index=i, path=path))
+        return out
+    actual = tar.digest()
+    if blob.diff_id is None:
+        out.diff_id = actual
+    elif blob.diff_id.startswith("sha256:") and actual != blob.diff_id:
+        out.errors.append(
+            m.Problem(f"layer {i}: content does not match its diff_id {blob.diff_id}", i)
+        )
+    if blob.digest and blob.digest.startswith("sha256:") and raw.digest() != blob.digest:
+        out.errors.append(m.Problem(f"layer {i}: blob does not match its digest {blob.digest}", i))
+    return out

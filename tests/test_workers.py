@@ -1,0 +1,110 @@
+"""Layers scanned in worker processes give what the calling process gives."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+from conftest import run_leakscan
+from helpers import write
+from imagebuilder import Image, Layer, fake_token
+
+from leakscan import model as m
+from leakscan.detectors import DetectorConfig, default_detectors
+from leakscan.layerscan import scan_layer
+from leakscan.sources import open_source
+from leakscan.workers import LayerPool
+
+
+def _image(tmp_path: Path) -> tuple[str, list[str]]:
+    tokens = [fake_token("github") for _ in range(4)]
+    layers = [Layer().file(f"app/{i}.env", f"GITHUB_TOKEN={t}\n") for i, t in enumerate(tokens)]
+    layers.append(Layer().whiteout("app/1.env"))
+    return write("docker-skopeo", Image(layers=layers), tmp_path), tokens
+
+
+def _summary(result: object) -> tuple:
+    assert hasattr(result, "hits")
+    return (
+        sorted((h.layer_index, h.path, h.match.secret, h.digest) for h in result.hits),
+        result.record.entries,
+        result.record.whiteouts,
+        result.errors,
+        result.diff_id,
+    )
+
+
+def test_pool_matches_serial(tmp_path: Path) -> None:
+    ref, tokens = _image(tmp_path)
+    source = open_source(ref)
+    (image,) = list(source.images(()))
+    serial = [scan_layer(blob, default_detectors()) for blob in image.layers]
+    pool = LayerPool(DetectorConfig(), 2)
+    try:
+        parallel = dict(pool.scan(image.layers))
+    finally:
+        pool.close()
+        source.close()
+    assert len(parallel) == len(image.layers)
+    for blob, result in zip(image.layers, serial, strict=True):
+        assert _summary(parallel[blob]) == _summary(result)
+    found = {h.match.secret for r in serial for h in r.hits}
+    assert set(tokens) <= found
+
+
+def test_dead_worker_is_an_error_not_a_crash() -> None:
+    dying = m.LayerBlob(0, None, None, None, 1 << 30, partial(os._exit, 3))
+    pool = LayerPool(DetectorConfig(detect_secrets=False), 2)
+    try:
+        ((blob, result),) = list(pool.scan([dying]))
+    finally:
+        pool.close()
+    assert blob is dying
+    assert result.errors and "worker process failed" in result.errors[0].message
+
+
+def test_worth_it() -> None:
+    pool = LayerPool(DetectorConfig(), 2)
+    small = [
+        m.LayerBlob(i, None, None, None, 1 << 20, partial(open, os.devnull, "rb")) for i in range(3)
+    ]
+    big = [
+        m.LayerBlob(i, None, None, None, 200 << 20, partial(open, os.devnull, "rb"))
+        for i in range(2)
+    ]
+    assert not pool.worth_it(small) and pool.worth_it(big)
+    assert not pool.worth_it(big[:1])
+    assert not LayerPool(DetectorConfig(), 1).worth_it(big)
+
+
+def test_cli_workers_flag_same_report(tmp_path: Path) -> None:
+    ref, _ = _image(tmp_path)
+    one = run_leakscan([ref, "-f", "json", "--workers", "1"])
+    two = run_leakscan([ref, "-f", "json", "-j", "2"])
+    assert one.code == two.code == 1
+    assert one.report == two.report
+
+
+def test_detect_secrets_plugin_file(tmp_path: Path) -> None:
+    plugin = tmp_path / "myplugin.py"
+    plugin.write_text(
+        "import re\n"
+        "from detect_secrets.plugins.base import RegexBasedDetector\n\n\n"
+        "class LeakscanTestDetector(RegexBasedDetector):\n"
+        '    secret_type = "Leakscan Test Token"\n'
+        "    denylist = [re.compile(r'LEAKSCANTEST-[0-9a-f]{16}')]\n"
+    )
+    token = "LEAKSCANTEST-" + os.urandom(8).hex()
+    ref = write("oci-dir", Image(layers=[Layer().file("app/.env", f"T={token}\n")]), tmp_path)
+    run = run_leakscan([ref, "-f", "json", "--detect-secrets-plugin", str(plugin)])
+    assert run.code == 1, run.err
+    (image,) = run.report["images"]
+    assert any(f["rule_id"] == "detect-secrets.leakscan-test-token" for f in image["findings"])
+    rules = run_leakscan(["rules", "--detect-secrets-plugin", str(plugin)])
+    assert "detect-secrets.leakscan-test-token" in rules.out
+    broken = tmp_path / "broken.py"
+    broken.write_text("this is not python(")
+    run = run_leakscan([ref, "--detect-secrets-plugin", str(broken)])
+    assert run.code == 2 and "broken.py" in run.err and "Traceback" not in run.err
+    assert len(run.err.strip().splitlines()) == 1
