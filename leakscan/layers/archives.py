@@ -139,7 +139,7 @@ def archive_kind(path: str, head: bytes) -> ArchiveKind | None:
         return "tar"
     if head.startswith(GZIP_MAGIC + b"\x08"):  # deflate is gzip's only method
         return "gzip"
-    if head.startswith(BZIP2_MAGIC) and head[3:4].isdigit() and head[4:10] in BZIP2_BLOCK:
+    if head.startswith(BZIP2_MAGIC) and b"1" <= head[3:4] <= b"9" and head[4:10] in BZIP2_BLOCK:
         return "bzip2"  # level digit, then a block or end-of-stream magic
     if head.startswith(XZ_MAGIC):
         return "xz"
@@ -377,8 +377,8 @@ class _UntilDescriptor(_Reader):
     def __init__(self, src: _Source, plain: bool, zip64: bool) -> None:
         self._under = src
         self._src = src
-        self._plain = plain
-        self._zip64 = zip64  # the data is the member's content: its CRC can be checked
+        self._plain = plain  # the data is the member's content: its CRC can be checked
+        self._zip64 = zip64
         self._buf = bytearray()
         self._eof = False
         self._crc = 0
@@ -909,7 +909,10 @@ def _zip_entry(
     if decoder is not None and decoder.problem:
         yield Skipped(member_path, decoder.problem)
         if ends == "deflate":
-            return False  # the end of the member is not known: no next header to find
+            # only decoding finds the end of this member, so the next header is out of reach
+            if not budget.halted and not decoder.problem.startswith("unreadable"):
+                yield Skipped(path, f"rest of the zip not read: {member_path} was not decoded")
+            return False
     if budget.halted:
         return False
     if isinstance(data, _Limited) and data.short:
@@ -1057,8 +1060,8 @@ def _padded(size: int) -> int:
 
 
 def _tar(budget: _Budget, path: str, src: _Source, level: int) -> _Items:
-    """Walk a tar, handing out regular files; links are recorded in no way and never
-    followed, directories and devices are not members."""
+    """Walk a tar, handing out its regular files. Links, directories and devices are not
+    members, and links are never followed."""
     limits = budget.limits
     count = 0
     pax: dict[str, bytes] = {}
@@ -1095,7 +1098,8 @@ def _tar(budget: _Budget, path: str, src: _Source, level: int) -> _Items:
             data = data[:size]
             try:
                 if head.type in (b"x", b"X"):
-                    pax.update(_pax_records(data))
+                    # replaced, not merged: a chain of headers with no entry stays bounded
+                    pax = _pax_records(data)
             except _Damage as exc:
                 yield Skipped(path, f"unreadable tar: {exc} at offset {offset}")
                 return
