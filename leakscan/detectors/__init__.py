@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal, Protocol
 
+from leakscan.detectors.placeholders import is_placeholder
+
 Confidence = Literal["high", "medium", "low"]
 CONFIDENCE_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
 
@@ -88,7 +90,7 @@ class Detectors:
         def scan(data: bytes) -> list[Match]:
             out: list[Match] = []
             for engine in engines:
-                out.extend(engine.scan(data, subject))
+                out.extend(m for m in engine.scan(data, subject) if not is_placeholder(m.secret))
             return out
 
         return scan
@@ -114,14 +116,16 @@ class DetectorConfig:
 
 
 def build_detectors(config: DetectorConfig = DetectorConfig()) -> Detectors:
-    """The engines ``config`` asks for: kingfisher always, detect-secrets when enabled.
+    """The engines ``config`` asks for: kingfisher and leakscan's credential-file readers
+    always, detect-secrets when enabled.
 
     Raises ValueError when a detect-secrets plugin file cannot be loaded.
     """
     # adapters are imported here: each imports its engine, which costs time to load
+    from leakscan.detectors.credfiles import CredentialFilesDetector
     from leakscan.detectors.kingfisher import KingfisherDetector
 
-    engines: list[Detector] = [KingfisherDetector()]
+    engines: list[Detector] = [KingfisherDetector(), CredentialFilesDetector()]
     if config.detect_secrets:
         from leakscan.detectors.detect_secrets import DetectSecretsDetector
 

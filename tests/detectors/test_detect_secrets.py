@@ -502,12 +502,13 @@ def test_build_detectors(monkeypatch: pytest.MonkeyPatch, plugin_file: str) -> N
     import leakscan.detectors.kingfisher as kingfisher
 
     monkeypatch.setattr(kingfisher, "KingfisherDetector", _FakeKingfisher)
-    assert [e.name for e in build_detectors().engines] == ["kingfisher", "detect-secrets"]
+    names = [e.name for e in build_detectors().engines]
+    assert names == ["kingfisher", "leakscan", "detect-secrets"]
     off = DetectorConfig(detect_secrets=False)
-    assert [e.name for e in build_detectors(off).engines] == ["kingfisher"]
+    assert [e.name for e in build_detectors(off).engines] == ["kingfisher", "leakscan"]
     config = DetectorConfig(detect_secrets_plugins=(plugin_file,), detect_secrets_max_file_size=5)
     assert pickle.loads(pickle.dumps(config)) == config
-    engine = build_detectors(config).engines[1]
+    engine = build_detectors(config).engines[-1]
     assert isinstance(engine, DetectSecretsDetector)
     assert engine.max_file_size == 5
     assert any(r.rule_id == TEST_RULE for r in engine.rules())
@@ -519,7 +520,7 @@ def test_default_detectors_are_built_once() -> None:
     first = default_detectors()
     assert default_detectors() is first
     assert isinstance(first, Detectors)
-    assert [e.name for e in first.engines] == ["kingfisher", "detect-secrets"]
+    assert [e.name for e in first.engines] == ["kingfisher", "leakscan", "detect-secrets"]
 
 
 def test_importing_the_adapter_leaves_warnings_alone() -> None:
