@@ -19,6 +19,7 @@ import typer
 from leakscan import __version__
 from leakscan.detectors import DetectorConfig
 from leakscan.errors import LeakscanError
+from leakscan.layers.archives import ArchiveLimits
 from leakscan.model import ScanReport
 from leakscan.scan import Progress, ProgressCallback, ScanOptions, scan
 from leakscan.suppress import Suppressions, baseline_json, load_config, read_baseline
@@ -120,6 +121,17 @@ PluginOpt = Annotated[
         help="A detect-secrets plugin file of your own (repeatable).",
     ),
 ]
+DepthOpt = Annotated[
+    int,
+    typer.Option("--max-archive-depth", min=0, max=32, help="Archive levels opened in a file."),
+]
+ExpandOpt = Annotated[
+    str,
+    typer.Option(
+        "--max-expanded-bytes",
+        help="Bytes unpacked from the archives in one file (K, M, G suffixes).",
+    ),
+]
 WorkersOpt = Annotated[
     int,
     typer.Option(
@@ -141,6 +153,8 @@ def _options(
     ignore_path: list[str] | None = None,
     detect_secrets_plugin: list[str] | None = None,
     workers: int = 0,
+    max_archive_depth: int = ArchiveLimits.max_depth,
+    max_expanded_bytes: str = "2G",
 ) -> ScanOptions:
     """Flags and the config file, merged: flags add to the lists and win over single values."""
     config = load_config(config_path)
@@ -156,12 +170,29 @@ def _options(
         show_secrets=show_secrets,
         detectors=DetectorConfig(detect_secrets_plugins=plugins),
         workers=workers,
+        archives=ArchiveLimits(
+            max_depth=max_archive_depth, max_expanded_bytes=parse_size(max_expanded_bytes)
+        ),
         suppressions=Suppressions(
             fingerprints=fingerprints,
             rules=config.ignore_rules + tuple(ignore_rule or ()),
             paths=config.ignore_paths + tuple(ignore_path or ()),
         ),
     )
+
+
+def parse_size(text: str) -> int:
+    """``512``, ``64K``, ``512M``, ``2G`` (powers of 1024) as a number of bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (value[:-1], value[-1]) if value[-1:] in units else (value, "")
+    try:
+        size = int(float(number) * units[unit])
+    except ValueError:
+        raise LeakscanError(f"not a size: {text!r} (try 512M or 2G)") from None
+    if size < 0:
+        raise LeakscanError(f"not a size: {text!r}")
+    return size
 
 
 def _guarded(debug: bool, work: Callable[[], int]) -> None:
@@ -231,6 +262,8 @@ def scan_command(
         ),
     ] = None,
     detect_secrets_plugin: PluginOpt = None,
+    max_archive_depth: DepthOpt = ArchiveLimits.max_depth,
+    max_expanded_bytes: ExpandOpt = "2G",
     workers: WorkersOpt = 0,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
@@ -248,6 +281,8 @@ def scan_command(
             ignore_path,
             detect_secrets_plugin,
             workers,
+            max_archive_depth,
+            max_expanded_bytes,
         )
         report = _run(image, options)
         from leakscan.report import renderer

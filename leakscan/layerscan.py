@@ -10,16 +10,22 @@ from leakscan import model as m
 from leakscan.detectors import Detectors, Match, Subject
 from leakscan.detectors.stream import scan_stream
 from leakscan.errors import LeakscanError
+from leakscan.layers.archives import ArchiveLimits, Skipped, expand
 from leakscan.layers.compression import HashingReader, decompressed
 from leakscan.layers.walker import LayerRecord, walk
 
 
 @dataclass(frozen=True)
 class FileHit:
-    """A match in a file of a layer, with the file's raw sha256 (to judge its fate)."""
+    """A match in a file of a layer, with the file's raw sha256 (to judge its fate).
+
+    ``path`` is the layer file; ``shown`` is where the match is, the same path or an archive
+    member in it (``OUTER!/INNER``), whose fate is the layer file's.
+    """
 
     layer_index: int
     path: str
+    shown: str
     digest: bytes
     match: Match
 
@@ -36,9 +42,13 @@ class LayerScan:
 
 
 def scan_layer(
-    blob: m.LayerBlob, engines: Detectors, moved: Callable[[int], None] | None = None
+    blob: m.LayerBlob,
+    engines: Detectors,
+    limits: ArchiveLimits,
+    moved: Callable[[int], None] | None = None,
 ) -> LayerScan:
-    """Scan ``blob``; ``moved`` hears how many stored bytes have been read so far."""
+    """Scan ``blob``, opening archives in it within ``limits``; ``moved`` hears how many
+    stored bytes have been read so far."""
     out = LayerScan(diff_id=blob.diff_id)
     i = blob.index
     if blob.unavailable:
@@ -52,11 +62,17 @@ def scan_layer(
             tar = HashingReader(stream)
             for entry in walk(tar, out.record):  # type: ignore[arg-type]
                 path = entry.path
-                scanner = engines.scanner(Subject(entry.path, entry.size))
-                matches = scan_stream(scanner, entry.stream) if scanner else []
-                if matches:
+                found: list[tuple[str, Match]] = []
+                for item in expand(entry.path, entry.stream, limits, size=entry.size):
+                    if isinstance(item, Skipped):
+                        out.skipped.append(m.Problem(item.reason, layer_index=i, path=item.path))
+                        continue
+                    scanner = engines.scanner(Subject(item.path, item.size))
+                    if scanner is not None:
+                        found.extend((item.path, x) for x in scan_stream(scanner, item.stream))
+                if found:
                     digest = entry.digest()
-                    out.hits.extend(FileHit(i, entry.path, digest, x) for x in matches)
+                    out.hits.extend(FileHit(i, entry.path, at, digest, x) for at, x in found)
                 if moved:
                     moved(raw.count)
             path = None

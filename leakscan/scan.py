@@ -20,6 +20,7 @@ from leakscan.detectors import (
     default_detectors,
 )
 from leakscan.errors import LeakscanError
+from leakscan.layers.archives import ArchiveLimits
 from leakscan.layers.status import fate
 from leakscan.layerscan import LayerScan, scan_layer
 from leakscan.metadata import HistoryMap, Text, config_texts, history_texts, map_history
@@ -44,6 +45,7 @@ class ScanOptions:
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
     # processes that scan layers side by side; 0 means one per CPU, 1 none
     workers: int = 0
+    archives: ArchiveLimits = field(default_factory=ArchiveLimits)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def scan(
     try:
         with closing(open_source(image)) as source:
             for found in source.images(options.platforms):
-                scanned.append(_scan_image(found, engines, pool, progress))
+                scanned.append(_scan_image(found, engines, pool, options.archives, progress))
     except LeakscanError as exc:
         errors.append(m.Problem(str(exc)))
     finally:
@@ -122,6 +124,7 @@ def _scan_image(
     image: m.SourceImage,
     engines: Detectors,
     pool: LayerPool | None,
+    limits: ArchiveLimits,
     progress: ProgressCallback | None,
 ) -> _ImageScan:
     label = image.reference + (f" ({image.platform})" if image.platform else "")
@@ -133,7 +136,7 @@ def _scan_image(
 
     if pool is not None and pool.worth_it(image.layers):
         by_index: dict[int, LayerScan] = {}
-        for blob, result in pool.scan(image.layers):
+        for blob, result in pool.scan(image.layers, limits):
             by_index[blob.index] = result
             done(blob, blob.size or 0)
         layers = [by_index[blob.index] for blob in image.layers]
@@ -145,7 +148,7 @@ def _scan_image(
                 if progress:
                     progress(Progress(label, blob.index, count, bytes_read, blob.size))
 
-            layers.append(scan_layer(blob, engines, moved))
+            layers.append(scan_layer(blob, engines, limits, moved))
             done(blob, blob.size or 0)
     history = map_history(image.config, len(image.layers))
     texts = list(history_texts(history, image.config.get("history")))
@@ -283,13 +286,13 @@ def _image_report(one: _ImageScan, redact: Redactor, options: ScanOptions) -> m.
     places: dict[tuple[str | int, ...], list[_Cluster]] = {}
     for layer in one.layers:
         for hit in layer.hits:
-            clusters = places.setdefault(("file", hit.layer_index, hit.path), [])
+            clusters = places.setdefault(("file", hit.layer_index, hit.shown), [])
             if not _merge(clusters, hit.match):
                 where = fate(records, hit.layer_index, hit.path, hit.digest)
                 file_loc = m.FileLocation(
                     layer_index=hit.layer_index,
                     diff_id=layer_infos[hit.layer_index].diff_id,
-                    path=hit.path,
+                    path=hit.shown,
                     line=hit.match.line,
                     status=where.status,
                     removed_in_layer=where.removed_in_layer,

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 
 from leakscan import model as m
 from leakscan.detectors import DetectorConfig, Detectors, build_detectors
+from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import LayerScan, scan_layer
 
 # below this many stored bytes, starting workers (each loads the rules) costs more than it
@@ -28,9 +29,9 @@ def _start(config: DetectorConfig) -> None:
     _ENGINES = build_detectors(config)
 
 
-def _work(blob: m.LayerBlob) -> LayerScan:
+def _work(blob: m.LayerBlob, limits: ArchiveLimits) -> LayerScan:
     assert _ENGINES is not None, "worker started without engines"
-    return scan_layer(blob, _ENGINES)
+    return scan_layer(blob, _ENGINES, limits)
 
 
 class LayerPool:
@@ -47,7 +48,9 @@ class LayerPool:
         total = sum(b.size or 0 for b in readable)
         return self.workers > 1 and len(readable) > 1 and total >= MIN_PARALLEL_BYTES
 
-    def scan(self, blobs: Sequence[m.LayerBlob]) -> Iterator[tuple[m.LayerBlob, LayerScan]]:
+    def scan(
+        self, blobs: Sequence[m.LayerBlob], limits: ArchiveLimits
+    ) -> Iterator[tuple[m.LayerBlob, LayerScan]]:
         """Scan every blob, yielding results as they complete."""
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
@@ -61,7 +64,7 @@ class LayerPool:
         # largest first, so that no worker is left with a big layer at the end
         ordered = sorted(blobs, key=lambda b: b.size or 0, reverse=True)
         futures: dict[Future[LayerScan], m.LayerBlob] = {
-            self._pool.submit(_work, blob): blob for blob in ordered
+            self._pool.submit(_work, blob, limits): blob for blob in ordered
         }
         for future in as_completed(futures):
             blob = futures[future]

@@ -12,6 +12,7 @@ from imagebuilder import Image, Layer, fake_token
 
 from leakscan import model as m
 from leakscan.detectors import DetectorConfig, default_detectors
+from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import scan_layer
 from leakscan.sources import open_source
 from leakscan.workers import LayerPool
@@ -39,10 +40,10 @@ def test_pool_matches_serial(tmp_path: Path) -> None:
     ref, tokens = _image(tmp_path)
     source = open_source(ref)
     (image,) = list(source.images(()))
-    serial = [scan_layer(blob, default_detectors()) for blob in image.layers]
+    serial = [scan_layer(blob, default_detectors(), ArchiveLimits()) for blob in image.layers]
     pool = LayerPool(DetectorConfig(), 2)
     try:
-        parallel = dict(pool.scan(image.layers))
+        parallel = dict(pool.scan(image.layers, ArchiveLimits()))
     finally:
         pool.close()
         source.close()
@@ -57,7 +58,7 @@ def test_dead_worker_is_an_error_not_a_crash() -> None:
     dying = m.LayerBlob(0, None, None, None, 1 << 30, partial(os._exit, 3))
     pool = LayerPool(DetectorConfig(detect_secrets=False), 2)
     try:
-        ((blob, result),) = list(pool.scan([dying]))
+        ((blob, result),) = list(pool.scan([dying], ArchiveLimits()))
     finally:
         pool.close()
     assert blob is dying
