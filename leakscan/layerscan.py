@@ -9,10 +9,27 @@ from dataclasses import dataclass, field
 from leakscan import model as m
 from leakscan.detectors import Detectors, Match, Subject
 from leakscan.detectors.stream import scan_stream
-from leakscan.errors import LeakscanError
+from leakscan.errors import LayerError, LeakscanError
 from leakscan.layers.archives import ArchiveLimits, Skipped, expand
-from leakscan.layers.compression import HashingReader, decompressed
+from leakscan.layers.compression import ExpansionGuard, HashingReader, decompressed
 from leakscan.layers.walker import LayerRecord, walk
+
+# a layer stream may expand this much per compressed byte once past RATIO_FLOOR bytes
+MAX_LAYER_RATIO = 1000
+RATIO_FLOOR = 256 << 20
+# what may follow a tar's end-of-archive marker (tar writers pad to a 10 KiB record)
+MAX_TRAILING = 1 << 20
+
+
+def _drain_at_most(reader: HashingReader, limit: int) -> int:
+    """Read up to ``limit`` + 1 bytes; return how many there were."""
+    total = 0
+    while total <= limit:
+        data = reader.read(min(1 << 16, limit + 1 - total))
+        if not data:
+            break
+        total += len(data)
+    return total
 
 
 @dataclass(frozen=True)
@@ -59,7 +76,8 @@ def scan_layer(
         with blob.opener() as fh:
             raw = HashingReader(fh)
             _, stream = decompressed(raw)  # type: ignore[arg-type]
-            tar = HashingReader(stream)
+            guarded = ExpansionGuard(stream, raw, MAX_LAYER_RATIO, RATIO_FLOOR)
+            tar = HashingReader(guarded)  # type: ignore[arg-type]
             for entry in walk(tar, out.record):  # type: ignore[arg-type]
                 path = entry.path
                 found: list[tuple[str, Match]] = []
@@ -76,8 +94,13 @@ def scan_layer(
                 if moved:
                     moved(raw.count)
             path = None
-            # the tar's end-of-archive marker may be followed by padding: hash it all
-            tar.drain()
+            # the tar's end-of-archive marker may be followed by padding: hash it all, but
+            # no more than a tar's padding could be (a bomb hides its zeros there)
+            tail = _drain_at_most(tar, MAX_TRAILING)
+            if tail > MAX_TRAILING:
+                raise LayerError(
+                    f"more than {MAX_TRAILING >> 20} MiB of data after the end of its tar; not read"
+                )
             raw.drain()
     except LeakscanError as exc:
         out.errors.append(m.Problem(f"layer {i}: {exc}", layer_index=i, path=path))

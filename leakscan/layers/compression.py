@@ -17,6 +17,10 @@ Compression = Literal["none", "gzip", "zstd"]
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 READ_SIZE = 1 << 20
+# compressed input is fed in small pieces: zlib copies the unconsumed input on every call
+# that stops at max_length, and a 1 MiB piece of a highly compressed stream was copied
+# hundreds of times (5 s for a GiB of zeros; 64 KiB pieces make it ~1 s)
+INPUT_SIZE = 64 << 10
 
 
 def sniff(head: bytes) -> Compression:
@@ -90,7 +94,7 @@ class _GzipStream(io.RawIOBase):
 
     def _step(self, want: int) -> None:
         if not self._pending:
-            self._pending = self._raw.read(READ_SIZE)
+            self._pending = self._raw.read(INPUT_SIZE)
             if not self._pending:
                 if self._in_member:
                     raise LayerError("gzip stream is truncated")
@@ -99,7 +103,7 @@ class _GzipStream(io.RawIOBase):
         if not self._in_member:
             stripped = self._pending.lstrip(b"\x00")
             if len(stripped) < 2:
-                more = self._raw.read(READ_SIZE)
+                more = self._raw.read(INPUT_SIZE)
                 if not more:
                     if stripped:
                         raise LayerError("gzip stream has trailing garbage")
@@ -132,7 +136,7 @@ class _ZstdStream(io.RawIOBase):
 
     def __init__(self, raw: BinaryIO) -> None:
         self._reader = zstandard.ZstdDecompressor().stream_reader(
-            raw, read_size=READ_SIZE, read_across_frames=True
+            raw, read_size=INPUT_SIZE, read_across_frames=True
         )
 
     def readable(self) -> bool:
@@ -188,3 +192,34 @@ def decompressed(raw: BinaryIO) -> tuple[Compression, BinaryIO]:
     else:
         inner = prefixed
     return kind, io.BufferedReader(inner, buffer_size=READ_SIZE)
+
+
+class ExpansionGuard(io.RawIOBase):
+    """Stops a layer that decompresses far beyond any real one (a decompression bomb).
+
+    A gzip stream can expand about 1000:1 and zstd far more: a few MB of layer would
+    otherwise keep the scan decoding for hours. Past ``floor`` bytes of output, more than
+    ``ratio`` output bytes per compressed byte is an error.
+    """
+
+    def __init__(self, inner: BinaryIO, compressed: HashingReader, ratio: int, floor: int) -> None:
+        self._inner = inner
+        self._compressed = compressed
+        self._ratio = ratio
+        self._floor = floor
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.count += n
+        if self.count > self._floor and self.count > self._ratio * max(self._compressed.count, 1):
+            raise LayerError(
+                f"decompresses more than {self._ratio}:1 (a decompression bomb?); "
+                f"stopped after {self.count >> 20} MiB"
+            )
+        return n

@@ -27,7 +27,8 @@ class BlobStore(Protocol):
     location: str
 
     def exists(self, name: str) -> bool:
-        """Whether ``name`` names a readable file in the store."""
+        """Whether ``name`` names a readable file in the store; UnsafePathError when the
+        name or a link on the way leaves the store."""
         ...
 
     def open(self, name: str) -> BinaryIO:
@@ -87,10 +88,8 @@ class DirStore:
         return real
 
     def exists(self, name: str) -> bool:
-        try:
-            return os.path.isfile(self._resolve(name))
-        except UnsafePathError:
-            return False
+        # an unsafe name is not "missing": UnsafePathError goes up to name the escape
+        return os.path.isfile(self._resolve(name))
 
     def open(self, name: str) -> BinaryIO:
         real = self._resolve(name)
@@ -187,6 +186,8 @@ class TarStore:
     def exists(self, name: str) -> bool:
         try:
             self._member(name)
+        except UnsafePathError:
+            raise  # an escape is not "missing": say what it is
         except SourceError:
             return False
         return True
