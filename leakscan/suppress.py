@@ -55,8 +55,8 @@ def read_baseline(path: str | os.PathLike[str]) -> frozenset[str]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"baseline {path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InputError(f"baseline {path}: not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"baseline {path}: not valid JSON: {type(exc).__name__}") from None
     entries = data.get("findings") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise InputError(f"baseline {path}: no findings list (write one with leakscan baseline)")

@@ -36,7 +36,7 @@ def _basename(path: str) -> tuple[str, str]:
 def _docker_config(text: str) -> Iterator[_Found]:
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested to exhaust the stack
         return
     if not isinstance(doc, dict):
         return

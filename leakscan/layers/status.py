@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from leakscan.layers.walker import LayerRecord
+from leakscan.layers.walker import PATH_MAX, LayerRecord
 
 Status = Literal["present", "deleted", "overwritten"]
 _State = Literal["ours", "gone", "other"]
@@ -63,6 +63,9 @@ def fate(records: Sequence[LayerRecord], layer_index: int, path: str, digest: by
     layer that last took the content away (a layer may delete it and a later one put the
     same bytes back, which makes it present again).
     """
+    if len(path) > PATH_MAX:
+        # no filesystem holds such a path, so no later layer can change it: the bytes ship
+        return Fate("present", None)
     parents = ancestors(path)
     own = records[layer_index].entries.get(path)
     # the same path twice in one layer: the last copy is the one that is extracted

@@ -25,6 +25,11 @@ EntryKind = Literal["file", "dir", "symlink", "hardlink", "other"]
 # the BufferedReader under it does the large reads
 TAR_BUFSIZE = 16 << 10
 
+# no container filesystem holds a longer path (Linux PATH_MAX): such entries are still
+# scanned, but not recorded for status (a hostile layer of 64 KiB names would otherwise
+# hold gigabytes of them)
+PATH_MAX = 4096
+
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
@@ -55,6 +60,8 @@ class LayerRecord:
     repeated: set[str] = field(default_factory=set)
     # whiteout names that name nothing (a bare ".wh."), kept for the report
     odd_whiteouts: list[str] = field(default_factory=list)
+    # entries whose path is longer than PATH_MAX: scanned, not recorded
+    too_long: int = 0
 
 
 class _MemberReader(HashingReader):
@@ -139,6 +146,13 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
             # looks back, and a layer of 200,000 files would otherwise hold them all
             tar.members.clear()  # type: ignore[attr-defined]
             path = normalize(info.name)
+            if len(path) > PATH_MAX:
+                record.too_long += 1
+                if info.isreg():
+                    reader = tar.extractfile(info)
+                    if reader is not None:
+                        yield FileEntry(path, info.size, _MemberReader(reader, path))  # type: ignore[arg-type]
+                continue
             base = posixpath.basename(path)
             parent = posixpath.dirname(path)
             if base.startswith(WHITEOUT_PREFIX):

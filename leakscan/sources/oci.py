@@ -133,6 +133,8 @@ class OciLayoutSource:
             if plat is not None and not platform_wanted(plat, platforms):
                 return
         doc, _ = read_blob_json(self.store, blob_path(digest), "manifest", digest)
+        if not isinstance(doc, dict):
+            raise SourceError(f"{where}: manifest {digest} is not a JSON object")
         kind = _kind_of(descriptor, doc)
         if kind == "index":
             children = doc.get("manifests")

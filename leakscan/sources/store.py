@@ -71,6 +71,8 @@ def parse_json(data: bytes, where: str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SourceError(f"{where} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise SourceError(f"{where} is nested too deeply") from None
 
 
 class DirStore:
