@@ -22,6 +22,7 @@ from leakscan.errors import LeakscanError
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.model import ScanReport
 from leakscan.scan import Progress, ProgressCallback, ScanOptions, scan
+from leakscan.sources.auth import RegistryOptions, parse_creds
 from leakscan.suppress import Suppressions, baseline_json, load_config, read_baseline
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE = 0, 1, 2
@@ -86,7 +87,7 @@ class _Bar:
 ImageArg = Annotated[
     str,
     typer.Argument(
-        help="Image: a name, or docker-archive:PATH, "
+        help="Image: a name (docker daemon, else registry), docker://NAME, docker-archive:PATH, "
         "oci:DIR[:TAG], oci-archive:PATH, a tar or a directory.",
         show_default=False,
     ),
@@ -141,6 +142,85 @@ WorkersOpt = Annotated[
         help="Processes scanning layers side by side (0: one per CPU; 1: none).",
     ),
 ]
+# --- registry flags (issue 4) ---
+CredsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--creds", help="Registry credentials USER:PASSWORD.", show_default=False, metavar="U:P"
+    ),
+]
+UsernameOpt = Annotated[
+    str | None,
+    typer.Option("--username", help="Registry user; the password is read with --password-stdin."),
+]
+PasswordStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the registry password from stdin.")
+]
+CaFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ca-file", metavar="PATH", help="CA bundle to verify registries' TLS certificates with."
+    ),
+]
+TlsVerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tls-verify/--no-tls-verify",
+        help="Verify registries' TLS certificates (--tls-verify=false works too).",
+    ),
+]
+PlainHttpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--plain-http",
+        help="Reach registries over plain HTTP (localhost and 127.x fall back to it unasked).",
+    ),
+]
+
+
+def _registry_options(
+    creds: str | None,
+    username: str | None,
+    password_stdin: bool,
+    ca_file: str | None,
+    tls_verify: bool,
+    plain_http: bool,
+) -> RegistryOptions:
+    """Registry flags -> RegistryOptions; the password never goes into a message."""
+    if creds is not None and (username is not None or password_stdin):
+        raise LeakscanError("give either --creds or --username with --password-stdin")
+    if (username is None) != (not password_stdin):
+        raise LeakscanError("--username and --password-stdin go together")
+    given = None
+    if creds is not None:
+        given = parse_creds(creds)
+    elif username is not None:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise LeakscanError("--password-stdin: no password on stdin")
+        given = parse_creds(f"{username}:{password}", "--username/--password-stdin")
+    return RegistryOptions(
+        creds=given, ca_file=ca_file, tls_verify=tls_verify, plain_http=plain_http
+    )
+
+
+def _tls_verify_spelling(args: list[str]) -> list[str]:
+    """skopeo's ``--tls-verify=false``: click's on/off flags take no value, so it becomes
+    ``--no-tls-verify`` (and ``=true`` the plain flag)."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        value = arg.removeprefix("--tls-verify=").lower() if arg.startswith("--tls-verify=") else ""
+        if value in ("false", "0", "no", "off"):
+            arg = "--no-tls-verify"
+        elif value in ("true", "1", "yes", "on"):
+            arg = "--tls-verify"
+        out.append(arg)
+    return out
+
+
+# --- end registry flags ---
 
 
 def _options(
@@ -155,6 +235,7 @@ def _options(
     workers: int = 0,
     max_archive_depth: int = ArchiveLimits.max_depth,
     max_expanded_bytes: str = "2G",
+    registry: RegistryOptions | None = None,
 ) -> ScanOptions:
     """Flags and the config file, merged: flags add to the lists and win over single values."""
     config = load_config(config_path)
@@ -178,6 +259,7 @@ def _options(
             rules=config.ignore_rules + tuple(ignore_rule or ()),
             paths=config.ignore_paths + tuple(ignore_path or ()),
         ),
+        registry=registry or RegistryOptions(),
     )
 
 
@@ -265,6 +347,12 @@ def scan_command(
     max_archive_depth: DepthOpt = ArchiveLimits.max_depth,
     max_expanded_bytes: ExpandOpt = "2G",
     workers: WorkersOpt = 0,
+    creds: CredsOpt = None,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    ca_file: CaFileOpt = None,
+    tls_verify: TlsVerifyOpt = True,
+    plain_http: PlainHttpOpt = False,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -283,6 +371,7 @@ def scan_command(
             workers,
             max_archive_depth,
             max_expanded_bytes,
+            _registry_options(creds, username, password_stdin, ca_file, tls_verify, plain_http),
         )
         report = _run(image, options)
         from leakscan.report import renderer
@@ -306,6 +395,12 @@ def baseline_command(
     min_confidence: LevelOpt = None,
     detect_secrets_plugin: PluginOpt = None,
     workers: WorkersOpt = 0,
+    creds: CredsOpt = None,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    ca_file: CaFileOpt = None,
+    tls_verify: TlsVerifyOpt = True,
+    plain_http: PlainHttpOpt = False,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -321,6 +416,9 @@ def baseline_command(
             min_confidence,
             detect_secrets_plugin=detect_secrets_plugin,
             workers=workers,
+            registry=_registry_options(
+                creds, username, password_stdin, ca_file, tls_verify, plain_http
+            ),
         )
         report = _run(image, options)
         _write(baseline_json(report), output)
@@ -377,6 +475,7 @@ SUBCOMMANDS: dict[str, Callable[..., None]] = {
 
 def main() -> None:
     """Console entry point: ``leakscan IMAGE ...``, ``leakscan rules``, ``leakscan baseline``."""
+    sys.argv[1:] = _tls_verify_spelling(sys.argv[1:])  # registry flags (issue 4)
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         name = sys.argv.pop(1)
         _app(SUBCOMMANDS[name])(prog_name=f"leakscan {name}")

@@ -26,6 +26,7 @@ from leakscan.layerscan import LayerScan, scan_layer
 from leakscan.metadata import HistoryMap, Text, config_texts, history_texts, map_history
 from leakscan.redact import Redactor, mask
 from leakscan.sources import open_source
+from leakscan.sources.auth import RegistryOptions
 from leakscan.suppress import Suppressions
 from leakscan.workers import LayerPool
 
@@ -46,6 +47,8 @@ class ScanOptions:
     # processes that scan layers side by side; 0 means one per CPU, 1 none
     workers: int = 0
     archives: ArchiveLimits = field(default_factory=ArchiveLimits)
+    # how to reach registries: credentials, TLS (issue 4)
+    registry: RegistryOptions = field(default_factory=RegistryOptions)
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def scan(
             return m.ScanReport(image, (), (m.Problem(str(exc)),))
         pool = LayerPool(options.detectors, options.workers or os.cpu_count() or 1)
     try:
-        with closing(open_source(image)) as source:
+        with closing(open_source(image, options.registry)) as source:
             for found in source.images(options.platforms):
                 scanned.append(_scan_image(found, engines, pool, options.archives, progress))
     except LeakscanError as exc:

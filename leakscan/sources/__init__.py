@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from leakscan.errors import InputError
+from leakscan.sources.auth import RegistryOptions
 from leakscan.sources.base import Source
 
 Transport = Literal["docker-archive", "oci", "oci-archive", "docker", "docker-daemon", "name"]
@@ -75,15 +76,18 @@ def _sniff_path(path: str) -> Transport:
                 names.add(posixpath.normpath(info.name.lstrip("/")))
                 if "manifest.json" in names:
                     return "docker-archive"
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise InputError(f"{path}: not a tar archive or image directory ({exc})") from None
     if "index.json" in names:
         return "oci-archive"
     raise InputError(f"{path}: tar has neither manifest.json nor index.json")
 
 
-def open_source(image: str) -> Source:
-    """The source for ``image``; raise InputError when it names nothing we can read."""
+def open_source(image: str, registry: RegistryOptions | None = None) -> Source:
+    """The source for ``image``: a path in skopeo's transport spelling or plain, the docker
+    daemon (``docker-daemon:REF``), a registry (``docker://REF``), or a plain name, which
+    goes to the daemon first and then to the registry. ``registry`` says how to reach
+    registries (credentials, TLS). Raises InputError when ``image`` names nothing."""
     from leakscan.sources.archive import DockerArchiveSource
     from leakscan.sources.oci import OciLayoutSource
 
@@ -101,7 +105,25 @@ def open_source(image: str) -> Source:
         if os.path.isdir(path):
             raise InputError(f"{image}: {path} is a directory (use oci:{path})")
         return OciLayoutSource.from_archive(path, image, target.ref)
-    raise InputError(
-        f"{image}: no such file or directory, and registry and daemon sources are not "
-        "part of this build yet"
-    )
+    if target.transport == "docker-daemon":
+        from leakscan.sources.daemon import open_daemon
+
+        return open_daemon(image)
+    if target.transport == "name" and _looks_like_path(image):
+        raise InputError(f"{image}: no such file or directory")
+    from leakscan.sources.registry import RegistrySource
+
+    if target.transport == "docker":
+        return RegistrySource.open(image, path, registry)
+    # a plain name: the docker daemon first (when one answers and has it), then the registry
+    from leakscan.sources.daemon import try_daemon
+
+    local = try_daemon(image)
+    if local is not None:
+        return local
+    return RegistrySource.open(image, path, registry, after_daemon=True)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A missing file, not an image name: a name never starts with / . ~ or ends in .tar."""
+    return name.startswith(("/", ".", "~")) or name.endswith((".tar", ".tgz", ".tar.gz"))

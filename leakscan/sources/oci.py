@@ -4,7 +4,8 @@ platform is an image, attestation manifests are not."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -34,11 +35,23 @@ MAX_INDEX_DEPTH = 8
 
 def is_attestation(descriptor: dict[str, Any]) -> bool:
     """buildx attestation manifests sit in an index beside the images they describe."""
-    annotations = descriptor.get("annotations") or {}
-    if annotations.get("vnd.docker.reference.type") == "attestation-manifest":
+    annotations = descriptor.get("annotations")
+    if (
+        isinstance(annotations, dict)
+        and annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+    ):
         return True
-    platform = descriptor.get("platform") or {}
-    return platform.get("os") == "unknown" and platform.get("architecture") == "unknown"
+    platform = descriptor.get("platform")
+    return (
+        isinstance(platform, dict)
+        and platform.get("os") == "unknown"
+        and platform.get("architecture") == "unknown"
+    )
+
+
+def _ref_name(descriptor: dict[str, Any]) -> Any:
+    annotations = descriptor.get("annotations")
+    return annotations.get(REF_NAME) if isinstance(annotations, dict) else None
 
 
 def _annotations(where: str, value: Any) -> tuple[Annotation, ...]:
@@ -48,7 +61,11 @@ def _annotations(where: str, value: Any) -> tuple[Annotation, ...]:
 
 
 def _kind_of(descriptor: dict[str, Any], doc: Any) -> str:
-    media = descriptor.get("mediaType") or (doc.get("mediaType") if isinstance(doc, dict) else None)
+    media = descriptor.get("mediaType")
+    if not isinstance(media, str) or not media:
+        media = doc.get("mediaType") if isinstance(doc, dict) else None
+    if not isinstance(media, str):
+        media = None
     if media in INDEX_TYPES:
         return "index"
     if media in MANIFEST_TYPES:
@@ -92,12 +109,10 @@ class OciLayoutSource:
             raise SourceError(f"{self.store.location}: index.json has no manifests list")
         chosen = [d for d in manifests if isinstance(d, dict)]
         if self.tag is not None:
-            chosen = [d for d in chosen if (d.get("annotations") or {}).get(REF_NAME) == self.tag]
+            chosen = [d for d in chosen if _ref_name(d) == self.tag]
             if not chosen:
                 tags = sorted(
-                    str((d.get("annotations") or {}).get(REF_NAME))
-                    for d in manifests
-                    if isinstance(d, dict) and (d.get("annotations") or {}).get(REF_NAME)
+                    str(_ref_name(d)) for d in manifests if isinstance(d, dict) and _ref_name(d)
                 )
                 known = ", ".join(tags) if tags else "none"
                 raise InputError(
@@ -125,13 +140,8 @@ class OciLayoutSource:
         if digest in seen:
             return  # the same manifest under two tags, or an index that loops
         seen.add(digest)
-        described = descriptor.get("platform")
-        if isinstance(described, dict):
-            plat = platform_string(
-                described.get("os"), described.get("architecture"), described.get("variant")
-            )
-            if plat is not None and not platform_wanted(plat, platforms):
-                return
+        if excluded_by_platform(descriptor, platforms):
+            return
         doc, _ = read_blob_json(self.store, blob_path(digest), "manifest", digest)
         if not isinstance(doc, dict):
             raise SourceError(f"{where}: manifest {digest} is not a JSON object")
@@ -154,62 +164,125 @@ class OciLayoutSource:
     def _image(
         self, digest: str, manifest: dict[str, Any], inherited: tuple[Annotation, ...]
     ) -> SourceImage:
-        where = f"{self.store.location}: manifest {digest}"
-        config_desc = manifest.get("config")
-        if not isinstance(config_desc, dict):
-            raise SourceError(f"{where} has no config")
-        config_digest = check_digest(config_desc.get("digest"), f"{where} config")
-        config, _ = read_blob_json(self.store, blob_path(config_digest), "config", config_digest)
-        if not isinstance(config, dict):
-            raise SourceError(f"{self.store.location}: config {config_digest} is not an object")
-        descriptors = manifest.get("layers")
-        if not isinstance(descriptors, list):
-            raise SourceError(f"{where} has no layers list")
-        diff_ids = layer_diff_ids(config)
-        errors: list[Problem] = []
-        if len(diff_ids) != len(descriptors):
-            errors.append(
-                Problem(
-                    f"manifest lists {len(descriptors)} layers but the config has "
-                    f"{len(diff_ids)} diff_ids"
-                )
-            )
-        layers = []
-        for i, desc in enumerate(descriptors):
-            if not isinstance(desc, dict):
-                raise SourceError(f"{where}: layer {i} is not a descriptor")
-            layer_digest = check_digest(desc.get("digest"), f"{where} layer {i}")
-            media = desc.get("mediaType")
-            size = desc.get("size")
-            name = blob_path(layer_digest)
-            unavailable = None
-            if not self.store.exists(name):
-                if isinstance(media, str) and ("foreign" in media or "nondistributable" in media):
-                    unavailable = "foreign layer: not stored in the image, not scanned"
-                else:
-                    raise SourceError(f"{self.store.location}: layer {i} blob {name} is missing")
-            layers.append(
-                LayerBlob(
-                    index=i,
-                    diff_id=diff_ids[i] if i < len(diff_ids) else None,
-                    digest=layer_digest,
-                    media_type=media if isinstance(media, str) else None,
-                    size=size if isinstance(size, int) else None,
-                    opener=partial(self.store.open, name),
-                    unavailable=unavailable,
-                )
-            )
-        return SourceImage(
+        return build_image(
+            where=self.store.location,
             reference=self.reference,
             source=self.kind,
-            platform=config_platform(config),
-            manifest_digest=digest,
-            config_digest=config_digest,
-            config=config,
-            layers=tuple(layers),
-            annotations=inherited + _annotations("manifest", manifest.get("annotations")),
-            errors=tuple(errors),
+            digest=digest,
+            manifest=manifest,
+            inherited=inherited,
+            load_config=self._config,
+            make_layer=self._layer,
         )
+
+    def _config(self, digest: str) -> Any:
+        config, _ = read_blob_json(self.store, blob_path(digest), "config", digest)
+        return config
+
+    def _layer(self, desc: LayerDescriptor, diff_id: str | None) -> LayerBlob:
+        name = blob_path(desc.digest)
+        unavailable = None
+        if not self.store.exists(name):
+            if not is_foreign(desc.media_type):
+                raise SourceError(
+                    f"{self.store.location}: layer {desc.index} blob {name} is missing"
+                )
+            unavailable = "foreign layer: not stored in the image, not scanned"
+        return LayerBlob(
+            index=desc.index,
+            diff_id=diff_id,
+            digest=desc.digest,
+            media_type=desc.media_type,
+            size=desc.size,
+            opener=partial(self.store.open, name),
+            unavailable=unavailable,
+        )
+
+
+@dataclass(frozen=True)
+class LayerDescriptor:
+    """A manifest's layer entry, checked."""
+
+    index: int
+    digest: str
+    media_type: str | None
+    size: int | None
+
+
+def is_foreign(media_type: str | None) -> bool:
+    """Foreign (non-distributable) layers live elsewhere, named only by URL."""
+    return media_type is not None and ("foreign" in media_type or "nondistributable" in media_type)
+
+
+def excluded_by_platform(descriptor: dict[str, Any], platforms: Sequence[str]) -> bool:
+    """An index entry whose declared platform is not wanted (it need not be fetched)."""
+    described = descriptor.get("platform")
+    if not isinstance(described, dict):
+        return False
+    plat = platform_string(
+        described.get("os"), described.get("architecture"), described.get("variant")
+    )
+    return plat is not None and not platform_wanted(plat, platforms)
+
+
+def build_image(
+    *,
+    where: str,
+    reference: str,
+    source: SourceKind,
+    digest: str,
+    manifest: dict[str, Any],
+    inherited: tuple[Annotation, ...],
+    load_config: Callable[[str], Any],
+    make_layer: Callable[[LayerDescriptor, str | None], LayerBlob],
+) -> SourceImage:
+    """The image an image manifest describes, whatever it was read from: ``load_config``
+    fetches (and verifies) the config blob, ``make_layer`` turns a layer entry into a blob
+    the pipeline can open."""
+    here = f"{where}: manifest {digest}"
+    config_desc = manifest.get("config")
+    if not isinstance(config_desc, dict):
+        raise SourceError(f"{here} has no config")
+    config_digest = check_digest(config_desc.get("digest"), f"{here} config")
+    config = load_config(config_digest)
+    if not isinstance(config, dict):
+        raise SourceError(f"{where}: config {config_digest} is not an object")
+    descriptors = manifest.get("layers")
+    if not isinstance(descriptors, list):
+        raise SourceError(f"{here} has no layers list")
+    diff_ids = layer_diff_ids(config)
+    errors: list[Problem] = []
+    if len(diff_ids) != len(descriptors):
+        errors.append(
+            Problem(
+                f"manifest lists {len(descriptors)} layers but the config has "
+                f"{len(diff_ids)} diff_ids"
+            )
+        )
+    layers = []
+    for i, desc in enumerate(descriptors):
+        if not isinstance(desc, dict):
+            raise SourceError(f"{here}: layer {i} is not a descriptor")
+        media = desc.get("mediaType")
+        size = desc.get("size")
+        entry = LayerDescriptor(
+            index=i,
+            digest=check_digest(desc.get("digest"), f"{here} layer {i}"),
+            media_type=media if isinstance(media, str) else None,
+            size=size if isinstance(size, int) and size >= 0 else None,
+        )
+        layers.append(make_layer(entry, diff_ids[i] if i < len(diff_ids) else None))
+    return SourceImage(
+        reference=reference,
+        source=source,
+        platform=config_platform(config),
+        manifest_digest=digest,
+        config_digest=config_digest,
+        config=config,
+        layers=tuple(layers),
+        annotations=inherited + _annotations("manifest", manifest.get("annotations")),
+        errors=tuple(errors),
+    )
 
 
 def layer_diff_ids(config: dict[str, Any]) -> list[str]:

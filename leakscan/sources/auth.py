@@ -1,0 +1,296 @@
+"""Registry credentials and connection settings.
+
+Credentials come, in this order, from ``--creds`` (or ``--username`` with
+``--password-stdin``), the ``REGISTRY_AUTH_FILE`` (containers-auth.json), and the docker
+config (``DOCKER_CONFIG`` or ``~/.docker/config.json``: ``auths`` entries, identity tokens,
+``credsStore`` and ``credHelpers``). They are looked up only when a registry asks for them.
+
+Nothing here ever prints or logs a secret: the classes that hold one have a ``repr`` that
+leaves it out, and error messages name where credentials came from, never what they are.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from leakscan.errors import InputError, SourceError
+
+HELPER_TIMEOUT = 30.0
+# what credential helpers answer in Username for an identity (refresh) token
+TOKEN_USERNAME = "<token>"
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """A user name and password, or an identity token; ``origin`` says where they came from."""
+
+    username: str = ""
+    password: str = ""
+    identity_token: str | None = None
+    origin: str = "--creds"
+
+    def __repr__(self) -> str:
+        # the user name is left out too: with identity tokens it can be the token's owner id
+        return f"Credentials(origin={self.origin!r}, <redacted>)"
+
+    __str__ = __repr__
+
+    @property
+    def has_password(self) -> bool:
+        """Whether these can answer a Basic challenge."""
+        return bool(self.username) and self.identity_token is None
+
+
+def parse_creds(text: str, origin: str = "--creds") -> Credentials:
+    """``USER:PASS`` as skopeo takes it (the password may hold colons)."""
+    user, colon, password = text.partition(":")
+    if not colon or not user:
+        # never quote the value: it is a password
+        raise InputError(f"{origin} takes USER:PASSWORD")
+    return Credentials(user, password, origin=origin)
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How to reach registries: credentials, TLS, retries. Picklable, secrets redacted."""
+
+    creds: Credentials | None = field(default=None)
+    ca_file: str | None = None
+    tls_verify: bool = True
+    # plain HTTP for every registry (loopback registries fall back to it by themselves)
+    plain_http: bool = False
+    # seconds to connect, and between two reads of a response
+    timeout: float = 30.0
+    # further attempts after a 429, a 5xx or a dropped connection
+    retries: int = 4
+
+    def verify(self) -> bool | str:
+        """What ``requests`` takes as ``verify``: a CA bundle path, True or False."""
+        if not self.tls_verify:
+            return False
+        if self.ca_file:
+            if not os.path.isfile(self.ca_file):
+                raise InputError(f"--ca-file {self.ca_file}: no such file")
+            return self.ca_file
+        # as OpenSSL does, a variable that names no file is passed over
+        for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+            path = os.environ.get(var)
+            if path and os.path.isfile(path):
+                return path
+        return True
+
+
+# --- WWW-Authenticate ------------------------------------------------------------------------
+
+_PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(?:,|$)')
+_SCHEME = re.compile(r"\s*([A-Za-z0-9_.-]+)(?:\s+|$)")
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One challenge of a ``WWW-Authenticate`` header: its scheme (lower-case) and params."""
+
+    scheme: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    def get(self, key: str) -> str | None:
+        """A parameter, by case-insensitive name."""
+        for name, value in self.params:
+            if name == key.lower():
+                return value
+        return None
+
+
+def parse_challenges(header: str) -> list[Challenge]:
+    """``Bearer realm="...",service="...",scope="..."``, possibly several challenges in one
+    header (``Basic realm="x", Bearer realm="y"``)."""
+    out: list[Challenge] = []
+    pos = 0
+    while pos < len(header):
+        if header[pos] in ", \t":
+            pos += 1
+            continue
+        scheme = _SCHEME.match(header, pos)
+        if scheme is None:
+            break
+        pos = scheme.end()
+        params: list[tuple[str, str]] = []
+        while pos < len(header):
+            param = _PARAM.match(header, pos)
+            if param is None:
+                break
+            value = param.group(2)
+            if value.startswith('"'):
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            params.append((param.group(1).lower(), value))
+            pos = param.end()
+        out.append(Challenge(scheme.group(1).lower(), tuple(params)))
+    return out
+
+
+# --- credential lookup ---------------------------------------------------------------------
+
+
+def lookup_credentials(domain: str, repository: str) -> Credentials | None:
+    """Stored credentials for ``domain`` (``docker.io`` for the Hub), most specific source
+    first: ``REGISTRY_AUTH_FILE``, then the docker config."""
+    auth_file = os.environ.get("REGISTRY_AUTH_FILE")
+    if auth_file and os.path.isfile(auth_file):
+        data = _read_json(auth_file, "REGISTRY_AUTH_FILE")
+        found = _from_config(data, domain, repository, f"REGISTRY_AUTH_FILE {auth_file}")
+        if found is not None:
+            return found
+    from docker.utils.config import find_config_file
+
+    config_file = find_config_file()
+    if config_file:
+        parsed: dict[str, Any] | None
+        try:
+            parsed = _read_json(config_file, "docker config")
+        except SourceError:
+            # a pre-1.7 ~/.dockercfg is not JSON; docker's loader reads that format
+            parsed = None
+        origin = f"docker config {config_file}"
+        return _from_config(parsed, domain, repository, origin, config_file)
+    return None
+
+
+def _read_json(path: str, what: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except ValueError:
+        raise SourceError(f"{what} {path} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{what} {path} is not a JSON object")
+    return data
+
+
+def _from_config(
+    data: dict[str, Any] | None,
+    domain: str,
+    repository: str,
+    origin: str,
+    path: str | None = None,
+) -> Credentials | None:
+    """Credentials for ``domain`` in one auth file, read with the docker package's parser."""
+    from docker import auth, errors
+
+    if data is not None and not data:
+        return None  # docker's loader would read the user's docker config for an empty dict
+    try:
+        config = auth.load_config(config_path=path, config_dict=data)
+        helper = config.get_credential_store(domain)
+        auths = dict(config.auths)
+    except (errors.DockerException, ValueError, TypeError, AttributeError, UnicodeError):
+        # docker's message could quote an entry: say where, not what
+        raise SourceError(f"{origin}: invalid auth entry") from None
+    if helper:
+        server = auth.INDEX_URL if domain == auth.INDEX_NAME else domain
+        found = _ask_helper(str(helper), server, domain)
+        if found is not None:
+            return found
+    entry = _auth_entry(auths, domain, repository)
+    if not entry:
+        return None
+    token = entry.get("IdentityToken")
+    if token:
+        return Credentials(identity_token=str(token), origin=origin)
+    user = entry.get("username") or entry.get("Username")
+    password = entry.get("password") or entry.get("Password")
+    if user and password is not None:
+        return Credentials(str(user), str(password), origin=origin)
+    return None
+
+
+def _auth_entry(auths: dict[str, Any], domain: str, repository: str) -> dict[str, Any] | None:
+    """The entry for ``domain/repository``: containers-auth.json allows ``host/namespace``
+    keys (the longest match wins); docker's keys may be URLs (``https://host/v1/``)."""
+    from docker import auth
+
+    parts = repository.split("/")
+    for i in range(len(parts), 0, -1):
+        entry = auths.get(f"{domain}/{'/'.join(parts[:i])}")
+        if isinstance(entry, dict):
+            return entry
+    for key, entry in auths.items():
+        if not isinstance(entry, dict):
+            continue
+        # a bare "host/namespace" key belongs to that namespace only
+        if "://" not in key and "/" in key.rstrip("/"):
+            continue
+        if auth.resolve_index_name(key) == domain:
+            return entry
+    return None
+
+
+def _ask_helper(name: str, server: str, domain: str) -> Credentials | None:
+    """Ask ``docker-credential-NAME get`` for ``server``; None when it has nothing."""
+    from docker.credentials import errors
+
+    store = _quiet_store()(name)
+    try:
+        data = store.get(server)
+    except errors.CredentialsNotFound:
+        return None
+    except errors.StoreError as exc:
+        raise SourceError(f"credential helper {store.program} failed for {domain}: {exc}") from None
+    except (ValueError, KeyError, TypeError):
+        data = None
+    user = data.get("Username") if isinstance(data, dict) else None
+    secret = data.get("Secret") if isinstance(data, dict) else None
+    if not isinstance(user, str) or not isinstance(secret, str):
+        raise SourceError(f"credential helper {store.program} gave an unreadable answer")
+    origin = f"credential helper {store.program}"
+    if user == TOKEN_USERNAME:
+        return Credentials(identity_token=secret, origin=origin)
+    return Credentials(user, secret, origin=origin)
+
+
+@functools.cache
+def _quiet_store() -> type[Any]:
+    """docker's helper client (``docker.credentials.Store``), with a timeout, and with the
+    helper's output kept off the user's terminal (a helper's error could quote its input).
+    Made on first use: importing docker costs a quarter of a second."""
+    from docker.credentials import Store, errors
+    from docker.credentials.utils import create_environment_dict
+
+    class QuietStore(Store):  # type: ignore[misc]
+        def __init__(self, name: str) -> None:
+            with warnings.catch_warnings():
+                # docker warns on stderr when the helper is missing; _execute says so instead
+                warnings.simplefilter("ignore")
+                super().__init__(name)
+
+        def _execute(self, subcmd: str, data_input: bytes | None) -> bytes:
+            if self.exe is None:
+                raise errors.StoreError("it is not on PATH")
+            try:
+                proc = subprocess.run(
+                    [self.exe, subcmd],
+                    input=data_input,
+                    capture_output=True,
+                    timeout=HELPER_TIMEOUT,
+                    env=create_environment_dict(self.environment),
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise errors.StoreError(f"no answer within {HELPER_TIMEOUT:.0f} s") from None
+            except OSError as exc:
+                raise errors.StoreError(f"cannot run it: {exc.strerror}") from None
+            if proc.returncode != 0:
+                if b"credentials not found" in (proc.stdout + proc.stderr).lower():
+                    raise errors.CredentialsNotFound(self.program)
+                raise errors.StoreError(f"exit status {proc.returncode}")
+            return proc.stdout
+
+    return QuietStore
