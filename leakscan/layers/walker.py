@@ -13,7 +13,7 @@ import posixpath
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from leakscan.errors import LayerError
 from leakscan.layers.compression import HashingReader
@@ -62,6 +62,27 @@ class LayerRecord:
     odd_whiteouts: list[str] = field(default_factory=list)
     # entries whose path is longer than PATH_MAX: scanned, not recorded
     too_long: int = 0
+
+
+class _EndOnce:
+    """The tar stream as tarfile sees it: after the end, a second read is an error.
+
+    tarfile skips an entry's data by reading it block by block, and goes on reading empty
+    blocks past the end of the stream for as long as the header's size says: a 1.5 KB layer
+    declaring 2^70 bytes would keep it looping for ever.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._ended = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if not data and size != 0:
+            if self._ended:
+                raise EOFError("read past the end of the layer")
+            self._ended = True
+        return data
 
 
 class _MemberReader(HashingReader):
@@ -136,8 +157,9 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
     cannot be read to its end.
     """
     try:
-        tar = tarfile.open(fileobj=tar_stream, mode="r|", bufsize=TAR_BUFSIZE)  # noqa: SIM115
-    except tarfile.ReadError as exc:
+        guarded = cast(BinaryIO, _EndOnce(tar_stream))
+        tar = tarfile.open(fileobj=guarded, mode="r|", bufsize=TAR_BUFSIZE)  # noqa: SIM115
+    except (tarfile.TarError, ValueError, EOFError) as exc:
         raise LayerError(f"not a tar stream: {exc}") from None
     path = ""
     try:
@@ -151,7 +173,8 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
                 if info.isreg():
                     reader = tar.extractfile(info)
                     if reader is not None:
-                        yield FileEntry(path, info.size, _MemberReader(reader, path))  # type: ignore[arg-type]
+                        member = _MemberReader(reader, path)  # type: ignore[arg-type]
+                        yield FileEntry(path, info.size, member)
                 continue
             base = posixpath.basename(path)
             parent = posixpath.dirname(path)
@@ -178,7 +201,8 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
                 )
             else:
                 record.entries[path] = _SHARED[kind]
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, ValueError) as exc:
+        # tarfile raises ValueError on some malformed headers (a GNU sparse map of non-numbers)
         where = f" after {path}" if path else ""
         raise LayerError(f"tar stream is corrupt{where}: {exc}") from None
     except EOFError:

@@ -38,6 +38,11 @@ def _tag_variants(tag: str) -> set[str]:
     return out
 
 
+def _repo_tags(entry: dict[str, Any]) -> list[str]:
+    tags = entry.get("RepoTags")
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
 class DockerArchiveSource:
     """Images listed in a docker-save ``manifest.json``."""
 
@@ -74,9 +79,9 @@ class DockerArchiveSource:
             chosen = [e for e in entries if e[0] == wanted]
         else:
             variants = _tag_variants(self.ref)
-            chosen = [e for e in entries if variants & {str(t) for t in e[1].get("RepoTags") or []}]
+            chosen = [e for e in entries if variants & set(_repo_tags(e[1]))]
         if not chosen:
-            tags = sorted(str(t) for _, e in entries for t in e.get("RepoTags") or [])
+            tags = sorted(t for _, e in entries for t in _repo_tags(e))
             known = ", ".join(tags) if tags else "none"
             raise InputError(f"{self.store.location}: no image {self.ref!r} (tags: {known})")
         return chosen

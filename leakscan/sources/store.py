@@ -68,11 +68,23 @@ def read_json(store: BlobStore, name: str, what: str) -> Any:
 def parse_json(data: bytes, where: str) -> Any:
     """Parse JSON bytes, naming ``where`` in the error."""
     try:
-        return json.loads(data)
+        return _printable(json.loads(data))
     except (ValueError, UnicodeDecodeError) as exc:
         raise SourceError(f"{where} is not valid JSON: {exc}") from None
     except RecursionError:
         raise SourceError(f"{where} is nested too deeply") from None
+
+
+def _printable(value: Any) -> Any:
+    """JSON may spell lone surrogates (``"\\ud800"``), which no output can encode: they
+    become U+FFFD here, once, instead of failing wherever the string is printed."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    return value
 
 
 class DirStore:
@@ -131,7 +143,7 @@ class TarStore:
         try:
             self._tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed in close()
             members = self._tar.getmembers()
-        except tarfile.TarError as exc:
+        except (tarfile.TarError, ValueError) as exc:
             raise SourceError(f"{path}: not a readable tar archive: {exc}") from None
         except EOFError:
             raise SourceError(f"{path}: tar archive is truncated") from None
