@@ -11,6 +11,7 @@ import shutil
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -133,6 +134,13 @@ ExpandOpt = Annotated[
         help="Bytes unpacked from the archives in one file (K, M, G suffixes).",
     ),
 ]
+FileSizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-file-size",
+        help="Skip (and list) files larger than this (K, M, G suffixes). Default: no limit.",
+    ),
+]
 WorkersOpt = Annotated[
     int,
     typer.Option(
@@ -223,43 +231,50 @@ def _tls_verify_spelling(args: list[str]) -> list[str]:
 # --- end registry flags ---
 
 
-def _options(
-    config_path: str | None,
-    platform: list[str] | None,
-    min_confidence: Level | None,
-    show_secrets: bool = False,
-    baseline: Path | None = None,
-    ignore_rule: list[str] | None = None,
-    ignore_path: list[str] | None = None,
-    detect_secrets_plugin: list[str] | None = None,
-    workers: int = 0,
-    max_archive_depth: int = ArchiveLimits.max_depth,
-    max_expanded_bytes: str = "2G",
-    registry: RegistryOptions | None = None,
-) -> ScanOptions:
+@dataclass(frozen=True)
+class Flags:
+    """The scanning flags as typed; a command without some of them leaves the default."""
+
+    platform: list[str] | None = None
+    min_confidence: Level | None = None
+    show_secrets: bool = False
+    baseline: Path | None = None
+    ignore_rule: list[str] | None = None
+    ignore_path: list[str] | None = None
+    detect_secrets_plugin: list[str] | None = None
+    max_archive_depth: int = ArchiveLimits.max_depth
+    max_expanded_bytes: str = "2G"
+    max_file_size: str | None = None
+    workers: int = 0
+    registry: RegistryOptions | None = None
+
+
+def _options(config_path: str | None, flags: Flags) -> ScanOptions:
     """Flags and the config file, merged: flags add to the lists and win over single values."""
     config = load_config(config_path)
     fingerprints: frozenset[str] = frozenset()
-    baseline_file = str(baseline) if baseline is not None else config.baseline
+    baseline_file = str(flags.baseline) if flags.baseline is not None else config.baseline
     if baseline_file is not None:
         fingerprints = read_baseline(baseline_file)
-    level = min_confidence.value if min_confidence is not None else config.min_confidence
-    plugins = config.detect_secrets_plugins + tuple(detect_secrets_plugin or ())
+    level = flags.min_confidence.value if flags.min_confidence else config.min_confidence
+    plugins = config.detect_secrets_plugins + tuple(flags.detect_secrets_plugin or ())
     return ScanOptions(
-        platforms=tuple(platform or ()),
+        platforms=tuple(flags.platform or ()),
         min_confidence=level or "medium",  # type: ignore[arg-type]
-        show_secrets=show_secrets,
+        show_secrets=flags.show_secrets,
         detectors=DetectorConfig(detect_secrets_plugins=plugins),
-        workers=workers,
+        workers=flags.workers,
         archives=ArchiveLimits(
-            max_depth=max_archive_depth, max_expanded_bytes=parse_size(max_expanded_bytes)
+            max_depth=flags.max_archive_depth,
+            max_expanded_bytes=parse_size(flags.max_expanded_bytes),
         ),
+        max_file_size=parse_size(flags.max_file_size) if flags.max_file_size else None,
         suppressions=Suppressions(
             fingerprints=fingerprints,
-            rules=config.ignore_rules + tuple(ignore_rule or ()),
-            paths=config.ignore_paths + tuple(ignore_path or ()),
+            rules=config.ignore_rules + tuple(flags.ignore_rule or ()),
+            paths=config.ignore_paths + tuple(flags.ignore_path or ()),
         ),
-        registry=registry or RegistryOptions(),
+        registry=flags.registry or RegistryOptions(),
     )
 
 
@@ -346,6 +361,7 @@ def scan_command(
     detect_secrets_plugin: PluginOpt = None,
     max_archive_depth: DepthOpt = ArchiveLimits.max_depth,
     max_expanded_bytes: ExpandOpt = "2G",
+    max_file_size: FileSizeOpt = None,
     workers: WorkersOpt = 0,
     creds: CredsOpt = None,
     username: UsernameOpt = None,
@@ -359,20 +375,23 @@ def scan_command(
     """Find secrets leaked into a container image, layer by layer."""
 
     def work() -> int:
-        options = _options(
-            config,
-            platform,
-            min_confidence,
-            show_secrets,
-            baseline,
-            ignore_rule,
-            ignore_path,
-            detect_secrets_plugin,
-            workers,
-            max_archive_depth,
-            max_expanded_bytes,
-            _registry_options(creds, username, password_stdin, ca_file, tls_verify, plain_http),
+        flags = Flags(
+            platform=platform,
+            min_confidence=min_confidence,
+            show_secrets=show_secrets,
+            baseline=baseline,
+            ignore_rule=ignore_rule,
+            ignore_path=ignore_path,
+            detect_secrets_plugin=detect_secrets_plugin,
+            max_archive_depth=max_archive_depth,
+            max_expanded_bytes=max_expanded_bytes,
+            max_file_size=max_file_size,
+            workers=workers,
+            registry=_registry_options(
+                creds, username, password_stdin, ca_file, tls_verify, plain_http
+            ),
         )
+        options = _options(config, flags)
         report = _run(image, options)
         from leakscan.report import renderer
 
@@ -394,6 +413,9 @@ def baseline_command(
     platform: PlatformOpt = None,
     min_confidence: LevelOpt = None,
     detect_secrets_plugin: PluginOpt = None,
+    max_archive_depth: DepthOpt = ArchiveLimits.max_depth,
+    max_expanded_bytes: ExpandOpt = "2G",
+    max_file_size: FileSizeOpt = None,
     workers: WorkersOpt = 0,
     creds: CredsOpt = None,
     username: UsernameOpt = None,
@@ -410,16 +432,19 @@ def baseline_command(
     written, so that what was read can be reviewed)."""
 
     def work() -> int:
-        options = _options(
-            config,
-            platform,
-            min_confidence,
+        flags = Flags(
+            platform=platform,
+            min_confidence=min_confidence,
             detect_secrets_plugin=detect_secrets_plugin,
+            max_archive_depth=max_archive_depth,
+            max_expanded_bytes=max_expanded_bytes,
+            max_file_size=max_file_size,
             workers=workers,
             registry=_registry_options(
                 creds, username, password_stdin, ca_file, tls_verify, plain_http
             ),
         )
+        options = _options(config, flags)
         report = _run(image, options)
         _write(baseline_json(report), output)
         _report_problems(report)

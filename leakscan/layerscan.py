@@ -63,9 +63,10 @@ def scan_layer(
     engines: Detectors,
     limits: ArchiveLimits,
     moved: Callable[[int], None] | None = None,
+    max_file_size: int | None = None,
 ) -> LayerScan:
-    """Scan ``blob``, opening archives in it within ``limits``; ``moved`` hears how many
-    stored bytes have been read so far."""
+    """Scan ``blob``, opening archives in it within ``limits`` and skipping files larger
+    than ``max_file_size``; ``moved`` hears how many stored bytes have been read so far."""
     out = LayerScan(diff_id=blob.diff_id)
     i = blob.index
     if blob.unavailable:
@@ -81,6 +82,10 @@ def scan_layer(
             for entry in walk(tar, out.record):  # type: ignore[arg-type]
                 path = entry.path
                 found: list[tuple[str, Match]] = []
+                if max_file_size is not None and entry.size > max_file_size:
+                    why = f"larger than --max-file-size ({entry.size} > {max_file_size} bytes)"
+                    out.skipped.append(m.Problem(why, layer_index=i, path=entry.path))
+                    continue
                 for item in expand(entry.path, entry.stream, limits, size=entry.size):
                     if isinstance(item, Skipped):
                         out.skipped.append(m.Problem(item.reason, layer_index=i, path=item.path))

@@ -47,6 +47,8 @@ class ScanOptions:
     # processes that scan layers side by side; 0 means one per CPU, 1 none
     workers: int = 0
     archives: ArchiveLimits = field(default_factory=ArchiveLimits)
+    # files bigger than this are listed in skipped, not scanned (None: no limit)
+    max_file_size: int | None = None
     # how to reach registries: credentials, TLS (issue 4)
     registry: RegistryOptions = field(default_factory=RegistryOptions)
 
@@ -107,7 +109,7 @@ def scan(
     try:
         with closing(open_source(image, options.registry)) as source:
             for found in source.images(options.platforms):
-                scanned.append(_scan_image(found, engines, pool, options.archives, progress))
+                scanned.append(_scan_image(found, engines, pool, options, progress))
     except LeakscanError as exc:
         errors.append(m.Problem(str(exc)))
     finally:
@@ -127,7 +129,7 @@ def _scan_image(
     image: m.SourceImage,
     engines: Detectors,
     pool: LayerPool | None,
-    limits: ArchiveLimits,
+    options: ScanOptions,
     progress: ProgressCallback | None,
 ) -> _ImageScan:
     label = image.reference + (f" ({image.platform})" if image.platform else "")
@@ -139,7 +141,7 @@ def _scan_image(
 
     if pool is not None and pool.worth_it(image.layers):
         by_index: dict[int, LayerScan] = {}
-        for blob, result in pool.scan(image.layers, limits):
+        for blob, result in pool.scan(image.layers, options.archives, options.max_file_size):
             by_index[blob.index] = result
             done(blob, blob.size or 0)
         layers = [by_index[blob.index] for blob in image.layers]
@@ -151,7 +153,7 @@ def _scan_image(
                 if progress:
                     progress(Progress(label, blob.index, count, bytes_read, blob.size))
 
-            layers.append(scan_layer(blob, engines, limits, moved))
+            layers.append(scan_layer(blob, engines, options.archives, moved, options.max_file_size))
             done(blob, blob.size or 0)
     history = map_history(image.config, len(image.layers))
     texts = list(history_texts(history, image.config.get("history")))

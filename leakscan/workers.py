@@ -29,9 +29,9 @@ def _start(config: DetectorConfig) -> None:
     _ENGINES = build_detectors(config)
 
 
-def _work(blob: m.LayerBlob, limits: ArchiveLimits) -> LayerScan:
+def _work(blob: m.LayerBlob, limits: ArchiveLimits, max_file_size: int | None) -> LayerScan:
     assert _ENGINES is not None, "worker started without engines"
-    return scan_layer(blob, _ENGINES, limits)
+    return scan_layer(blob, _ENGINES, limits, max_file_size=max_file_size)
 
 
 class LayerPool:
@@ -49,7 +49,10 @@ class LayerPool:
         return self.workers > 1 and len(readable) > 1 and total >= MIN_PARALLEL_BYTES
 
     def scan(
-        self, blobs: Sequence[m.LayerBlob], limits: ArchiveLimits
+        self,
+        blobs: Sequence[m.LayerBlob],
+        limits: ArchiveLimits,
+        max_file_size: int | None = None,
     ) -> Iterator[tuple[m.LayerBlob, LayerScan]]:
         """Scan every blob, yielding results as they complete."""
         if self._pool is None:
@@ -64,7 +67,7 @@ class LayerPool:
         # largest first, so that no worker is left with a big layer at the end
         ordered = sorted(blobs, key=lambda b: b.size or 0, reverse=True)
         futures: dict[Future[LayerScan], m.LayerBlob] = {
-            self._pool.submit(_work, blob, limits): blob for blob in ordered
+            self._pool.submit(_work, blob, limits, max_file_size): blob for blob in ordered
         }
         for future in as_completed(futures):
             blob = futures[future]

@@ -179,3 +179,18 @@ def test_version_and_help() -> None:
     assert run_leakscan(["--version"]).out.startswith("leakscan ")
     run = run_leakscan(["--help"])
     assert run.code == 0 and "Exit status" in run.out
+
+
+def test_max_file_size_skips_and_lists(tmp_path: Path) -> None:
+    token = fake_token("github")
+    big = Layer().file("data/big.env", "x" * 5000 + f"\nGITHUB_TOKEN={token}\n")
+    small = Layer().file("app/.env", f"GITHUB_TOKEN={fake_token('github')}\n")
+    ref = write("oci-dir", Image(layers=[big, small]), tmp_path)
+    run = run_leakscan([ref, "-f", "json", "--max-file-size", "4K"])
+    assert run.code == 1
+    (image,) = run.report["images"]
+    assert [f["location"]["path"] for f in image["findings"]] == ["/app/.env"]
+    (skip,) = image["skipped"]
+    assert skip["path"] == "/data/big.env" and "--max-file-size" in skip["reason"]
+    bad = run_leakscan([ref, "--max-file-size", "huge"])
+    assert bad.code == 2 and "not a size" in bad.err

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import zstandard
+from hostile_kit import KNOWN_SECRETS
 from imagebuilder import Image, Layer, fake_token, write_docker_archive, write_oci_layout
 
 # --- building blocks -------------------------------------------------------------------------
@@ -83,6 +84,7 @@ def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
 
 
 TOKEN = fake_token("github")
+KNOWN_SECRETS.add(TOKEN)
 LEAK = Layer().file("app/.env", f"GITHUB_TOKEN={TOKEN}\n")
 
 
@@ -387,6 +389,7 @@ def test_devices_fifos_sockets_sparse(tmp_path: Path, hostile: Any) -> None:
 
 def test_same_path_twice_and_whiteout_edges(tmp_path: Path, hostile: Any) -> None:
     other = fake_token("github")
+    KNOWN_SECRETS.add(other)
     twice = Layer().file("app/x.env", f"T={other}\n").file("app/x.env", "T=none\n")
     edges = Layer(auto_dirs=False)
     for name in (".wh.", "app/.wh.", ".wh..wh..opq", "never/existed/.wh.ghost"):
