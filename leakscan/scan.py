@@ -19,6 +19,7 @@ from leakscan.detectors import (
     build_detectors,
     default_detectors,
 )
+from leakscan.detectors.context import in_context
 from leakscan.errors import LeakscanError
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layers.status import fate
@@ -231,8 +232,11 @@ def _redacted(loc: m.Location, redact: Redactor) -> m.Location:
 def _finding(loc: m.Location, matches: list[Match], redact: Redactor, show: bool) -> m.Finding:
     """One finding from every match of one secret at one place (the location in clear: the
     fingerprint must not depend on whether secrets are shown)."""
-    # the most confident engine's view of the secret (its exact extent) is the one reported
-    best = max(matches, key=lambda x: CONFIDENCE_RANK[x.confidence])
+    # the most confident engine's view of the secret (its exact extent) is the one reported,
+    # each engine's confidence judged in the light of where the file is
+    path = loc.path if isinstance(loc, m.FileLocation) else None
+    rated = [(in_context(x.rule_id, x.confidence, path), x) for x in matches]
+    confidence, best = max(rated, key=lambda pair: CONFIDENCE_RANK[pair[0]])
     secret_sha = hashlib.sha256(best.secret.encode("utf-8", "surrogatepass")).hexdigest()
     key = loc.status if isinstance(loc, m.FileLocation) else loc.kind
     detectors = tuple(sorted({f"{x.detector}:{x.rule_id}" for x in matches}))
@@ -243,7 +247,7 @@ def _finding(loc: m.Location, matches: list[Match], redact: Redactor, show: bool
         redacted=mask(best.secret),
         fingerprint=_fingerprint(best.rule_id, secret_sha, _place(loc)),
         location=_redacted(loc, redact),
-        confidence=best.confidence,
+        confidence=confidence,
         detectors=detectors,
         remediation=_REMEDIATION[key],
         secret=best.secret if show else None,

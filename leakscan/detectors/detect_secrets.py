@@ -23,6 +23,7 @@ from functools import cache
 from itertools import accumulate
 
 from leakscan.detectors import Confidence, Match, RuleInfo, Subject
+from leakscan.detectors.context import is_vendored
 
 # importing detect_secrets runs logging.captureWarnings(True), which reroutes every warning
 # of the whole process into logging; we undo that below unless it was on already
@@ -422,7 +423,10 @@ class DetectSecretsDetector:
             return True
         if subject.size is not None and subject.size > self.max_file_size:
             return False
-        if file_kind(path) is None:
+        if file_kind(path) is None or is_vendored(path):
+            # vendored trees (node_modules, site-packages, system folders) hold package data,
+            # not config a person wrote: kingfisher still reads every byte of them, and
+            # detect-secrets' matches there could only be sample data
             return False
         inner = _inner(path)
         # lock files hold hashes, swagger files examples: detect-secrets skips both

@@ -9,9 +9,11 @@ from typing import BinaryIO
 
 from leakscan.detectors import Match
 
-CHUNK_SIZE = 8 << 20
-# longer than any secret we expect to match whole (PEM keys run to a few KB)
-OVERLAP = 64 << 10
+# the engines are fastest on inputs of a few hundred KB (kingfisher: ~250 MB/s on 256 KiB
+# pieces of source text, ~130 MB/s on 8 MiB ones)
+CHUNK_SIZE = 512 << 10
+# longer than any secret we expect to match whole (a PEM RSA-16384 key is about 12.5 KB)
+OVERLAP = 16 << 10
 
 
 def _fill(stream: BinaryIO, want: int) -> bytes:
