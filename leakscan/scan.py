@@ -106,7 +106,8 @@ def scan(
             )
         except ValueError as exc:  # a detect-secrets plugin file that does not load
             return m.ScanReport(image, (), (m.Problem(str(exc)),))
-        pool = LayerPool(options.detectors, options.workers or os.cpu_count() or 1)
+        # this process scans too: N processes in all take N-1 workers
+        pool = LayerPool(options.detectors, (options.workers or os.cpu_count() or 1) - 1)
     try:
         with closing(open_source(image, options.registry)) as source:
             for found in source.images(options.platforms):
@@ -140,22 +141,28 @@ def _scan_image(
         if progress:
             progress(Progress(label, blob.index, count, bytes_read, blob.size, layer_done=True))
 
+    def here(blob: m.LayerBlob) -> LayerScan:
+        def moved(bytes_read: int) -> None:
+            if progress:
+                progress(Progress(label, blob.index, count, bytes_read, blob.size))
+
+        return scan_layer(blob, engines, options.archives, moved, options.max_file_size)
+
+    by_index: dict[int, LayerScan] = {}
     if pool is not None and pool.worth_it(image.layers):
-        by_index: dict[int, LayerScan] = {}
-        for blob, result in pool.scan(image.layers, options.archives, options.max_file_size):
+        mine, theirs = pool.share(image.layers)
+        futures = pool.submit(theirs, options.archives, options.max_file_size)
+        for blob in mine:
+            by_index[blob.index] = here(blob)
+            done(blob, blob.size or 0)
+        for blob, result in pool.collect(futures):
             by_index[blob.index] = result
             done(blob, blob.size or 0)
-        layers = [by_index[blob.index] for blob in image.layers]
     else:
-        layers = []
         for blob in image.layers:
-
-            def moved(bytes_read: int, blob: m.LayerBlob = blob) -> None:
-                if progress:
-                    progress(Progress(label, blob.index, count, bytes_read, blob.size))
-
-            layers.append(scan_layer(blob, engines, options.archives, moved, options.max_file_size))
+            by_index[blob.index] = here(blob)
             done(blob, blob.size or 0)
+    layers = [by_index[blob.index] for blob in image.layers]
     history = map_history(image.config, len(image.layers))
     texts = list(history_texts(history, image.config.get("history")))
     texts.extend(config_texts(image.config, image.annotations))

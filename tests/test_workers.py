@@ -76,7 +76,7 @@ def test_worth_it() -> None:
     ]
     assert not pool.worth_it(small) and pool.worth_it(big)
     assert not pool.worth_it(big[:1])
-    assert not LayerPool(DetectorConfig(), 1).worth_it(big)
+    assert not LayerPool(DetectorConfig(), 0).worth_it(big)
 
 
 def test_cli_workers_flag_same_report(tmp_path: Path) -> None:
@@ -109,3 +109,15 @@ def test_detect_secrets_plugin_file(tmp_path: Path) -> None:
     run = run_leakscan([ref, "--detect-secrets-plugin", str(broken)])
     assert run.code == 2 and "broken.py" in run.err and "Traceback" not in run.err
     assert len(run.err.strip().splitlines()) == 1
+
+
+def test_share_balances_by_size() -> None:
+    sizes = [50, 10, 40, 30, 20]
+    blobs = [
+        m.LayerBlob(i, None, None, None, s << 20, partial(open, os.devnull, "rb"))
+        for i, s in enumerate(sizes)
+    ]
+    mine, theirs = LayerPool(DetectorConfig(), 1).share(blobs)
+    assert sorted(b.index for b in mine + theirs) == [0, 1, 2, 3, 4]
+    load = lambda share: sum(b.size or 0 for b in share)  # noqa: E731
+    assert abs(load(mine) - load(theirs)) <= 10 << 20
