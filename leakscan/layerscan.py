@@ -76,7 +76,12 @@ def scan_layer(
     try:
         with blob.opener() as fh:
             raw = HashingReader(fh)
-            _, stream = decompressed(raw)  # type: ignore[arg-type]
+            kind, stream = decompressed(raw)  # type: ignore[arg-type]
+            # the stored bytes need a hash of their own only when a digest names them and
+            # it is not the diff_id of the same uncompressed bytes
+            raw.hashing = blob.digest is not None and not (
+                kind == "none" and blob.digest == blob.diff_id
+            )
             guarded = ExpansionGuard(stream, raw, MAX_LAYER_RATIO, RATIO_FLOOR)
             tar = HashingReader(guarded)  # type: ignore[arg-type]
             for entry in walk(tar, out.record):  # type: ignore[arg-type]
@@ -120,6 +125,7 @@ def scan_layer(
         out.errors.append(
             m.Problem(f"layer {i}: content does not match its diff_id {blob.diff_id}", i)
         )
-    if blob.digest and blob.digest.startswith("sha256:") and raw.digest() != blob.digest:
+    stored = raw.digest() if raw.hashing else actual
+    if blob.digest and blob.digest.startswith("sha256:") and stored != blob.digest:
         out.errors.append(m.Problem(f"layer {i}: blob does not match its digest {blob.digest}", i))
     return out
