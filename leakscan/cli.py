@@ -480,12 +480,6 @@ def rules_command(
     _guarded(debug, work)
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"leakscan {__version__}")
-        raise typer.Exit(0)
-
-
 def _app(command: Callable[..., None], epilog: str | None = None) -> typer.Typer:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=epilog)(command)
@@ -506,7 +500,8 @@ def main() -> None:
         _app(SUBCOMMANDS[name])(prog_name=f"leakscan {name}")
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--version":
-        _version(True)
+        print(f"leakscan {__version__}")
+        return
     epilog = (
         "Exit status: 0 nothing found, 1 findings, 2 the scan could not be completed. "
         "Other commands: leakscan rules, leakscan baseline IMAGE -o FILE."

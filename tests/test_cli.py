@@ -176,7 +176,8 @@ def test_rules_command() -> None:
 
 
 def test_version_and_help() -> None:
-    assert run_leakscan(["--version"]).out.startswith("leakscan ")
+    version = run_leakscan(["--version"])
+    assert version.code == 0 and version.out.startswith("leakscan ") and version.err == ""
     run = run_leakscan(["--help"])
     assert run.code == 0 and "Exit status" in run.out
 
