@@ -29,13 +29,13 @@ from leakscan.suppress import Suppressions, baseline_json, load_config, read_bas
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE = 0, 1, 2
 
 
-class Format(str, enum.Enum):
+class Format(enum.StrEnum):
     table = "table"
     json = "json"
     sarif = "sarif"
 
 
-class Level(str, enum.Enum):
+class Level(enum.StrEnum):
     high = "high"
     medium = "medium"
     low = "low"

@@ -7,12 +7,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from leakscan import model as m
 from leakscan.errors import InputError

@@ -198,8 +198,8 @@ class TokenServer:
             .issuer_name(name)
             .public_key(self.key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(dt.datetime.fromtimestamp(now - 3600, dt.timezone.utc))
-            .not_valid_after(dt.datetime.fromtimestamp(now + 2 * 86400, dt.timezone.utc))
+            .not_valid_before(dt.datetime.fromtimestamp(now - 3600, dt.UTC))
+            .not_valid_after(dt.datetime.fromtimestamp(now + 2 * 86400, dt.UTC))
             .sign(self.key, hashes.SHA256())
         )
         self.bundle = root / "token-root.crt"
