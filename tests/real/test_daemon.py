@@ -796,3 +796,24 @@ def test_routing_is_wired() -> None:
     """Tells, in the summary, whether the CLI above ran through leakscan's own routing."""
     if not _wired():
         pytest.skip("open_source does not route docker-daemon: yet: the CLI ran through a shim")
+
+
+def test_docker_pushed_image_through_the_registry(
+    dockerd: str, leaky: Built, pushed_digest: str
+) -> None:
+    """The leak built by dockerd from its Dockerfile and pushed with `docker push`: the
+    registry source reports what the docker-archive scan of `docker save` reports."""
+    repo, digest = pushed_digest.split("@", 1)
+    for typed in (f"docker://{repo}:latest", f"docker://{pushed_digest}"):
+        run = run_cli([typed, "-f", "json"], dockerd)
+        assert run.code == 1, _explain(run, leaky.token)
+        image = _only_image(run.report)
+        assert image["source"] == "registry" and image["manifest_digest"] == digest
+        _assert_npm_leak(image, leaky.token, leaky.info)
+        # docker push compressed the layers: the stored digests differ, the content does not
+        assert [layer["diff_id"] for layer in image["layers"]] == leaky.info["diff_ids"]
+        for key in ("findings", "history", "errors", "skipped"):
+            assert image[key] == leaky.archive[key], key
+        assert [layer["created_by"] for layer in image["layers"]] == [
+            layer["created_by"] for layer in leaky.archive["layers"]
+        ]
