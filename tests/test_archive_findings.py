@@ -10,7 +10,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from conftest import run_leakscan
+from clirun import run_leakscan
 from helpers import file_findings, only_image, scan_ref, write
 from imagebuilder import Image, Layer, fake_token
 

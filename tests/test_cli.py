@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_leakscan
+from clirun import run_leakscan
 from helpers import write
 from imagebuilder import Image, Layer, fake_token, write_oci_layout
 

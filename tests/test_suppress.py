@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_leakscan
+from clirun import run_leakscan
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LEAKY = str(FIXTURES / "leaky-npm.tar")

@@ -6,7 +6,7 @@ import os
 from functools import partial
 from pathlib import Path
 
-from conftest import run_leakscan
+from clirun import run_leakscan
 from helpers import write
 from imagebuilder import Image, Layer, fake_token
 

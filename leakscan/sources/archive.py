@@ -13,7 +13,13 @@ from typing import Any
 
 from leakscan.errors import InputError, SourceError
 from leakscan.model import LayerBlob, Problem, SourceImage
-from leakscan.sources.base import check_digest, config_platform, platform_wanted, read_blob_json
+from leakscan.sources.base import (
+    check_digest,
+    config_platform,
+    count_mismatch,
+    platform_wanted,
+    read_blob_json,
+)
 from leakscan.sources.oci import layer_diff_ids
 from leakscan.sources.store import BlobStore, DirStore, TarStore, read_json
 
@@ -105,14 +111,8 @@ class DockerArchiveSource:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise SourceError(f"{where} has no Layers list")
         diff_ids = layer_diff_ids(config)
-        errors: list[Problem] = []
-        if len(diff_ids) != len(names):
-            errors.append(
-                Problem(
-                    f"manifest.json lists {len(names)} layers but the config has "
-                    f"{len(diff_ids)} diff_ids"
-                )
-            )
+        mismatch = count_mismatch("manifest.json", len(names), len(diff_ids))
+        errors: list[Problem] = [mismatch] if mismatch else []
         foreign = entry.get("LayerSources")
         if not isinstance(foreign, dict):
             foreign = {}

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from leakscan.errors import SourceError
-from leakscan.model import SourceImage
+from leakscan.model import Problem, SourceImage
 from leakscan.sources.store import MAX_JSON_BYTES, BlobStore, parse_json
 
 _DIGEST = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
@@ -24,6 +24,13 @@ class Source(Protocol):
     def close(self) -> None:
         """Release files and connections."""
         ...
+
+
+def count_mismatch(listed_in: str, layers: int, diff_ids: int) -> Problem | None:
+    """The problem, if any, of a manifest and its config disagreeing on the layer count."""
+    if layers == diff_ids:
+        return None
+    return Problem(f"{listed_in} lists {layers} layers but the config has {diff_ids} diff_ids")
 
 
 def check_digest(digest: Any, where: str) -> str:

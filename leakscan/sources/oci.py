@@ -15,6 +15,7 @@ from leakscan.sources.base import (
     blob_path,
     check_digest,
     config_platform,
+    count_mismatch,
     platform_string,
     platform_wanted,
     read_blob_json,
@@ -251,14 +252,8 @@ def build_image(
     if not isinstance(descriptors, list):
         raise SourceError(f"{here} has no layers list")
     diff_ids = layer_diff_ids(config)
-    errors: list[Problem] = []
-    if len(diff_ids) != len(descriptors):
-        errors.append(
-            Problem(
-                f"manifest lists {len(descriptors)} layers but the config has "
-                f"{len(diff_ids)} diff_ids"
-            )
-        )
+    mismatch = count_mismatch("manifest", len(descriptors), len(diff_ids))
+    errors: list[Problem] = [mismatch] if mismatch else []
     layers = []
     for i, desc in enumerate(descriptors):
         if not isinstance(desc, dict):

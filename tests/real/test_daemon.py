@@ -30,7 +30,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import suppress
-from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple
@@ -40,7 +39,7 @@ from imagebuilder import fake_token
 from schema import validate_report
 
 from leakscan.detectors import DetectorConfig
-from leakscan.errors import InputError, LeakscanError, SourceError
+from leakscan.errors import InputError, SourceError
 from leakscan.sources.archive import DockerArchiveSource
 from leakscan.sources.daemon import SPOOL_PREFIX, DaemonSource, open_daemon, try_daemon
 from leakscan.workers import LayerPool
@@ -54,57 +53,9 @@ IMAGE_TAG = "leaky/app:latest"
 BIG_TAG = "leaky/big:latest"
 BIG_LAYER_MIB = 60
 
-# Routes docker-daemon: and plain names to the daemon source when open_source does not yet.
-SHIM = """
-import sys
-from leakscan import scan as _scan
-from leakscan.errors import InputError
-from leakscan.sources import open_source as _original
-from leakscan.sources.daemon import open_daemon, try_daemon
-
-def open_source(image, *args, **kwargs):
-    try:
-        return _original(image, *args, **kwargs)
-    except InputError as exc:
-        if "not part of this build" not in str(exc):
-            raise
-    if image.startswith("docker-daemon:"):
-        return open_daemon(image)
-    found = try_daemon(image)
-    if found is None:
-        raise InputError(f"{image}: not in the docker daemon (no registry source in this build)")
-    return found
-
-_scan.open_source = open_source
-from leakscan.cli import main
-sys.argv[0] = "leakscan"
-main()
-"""
-
-
-@cache
-def _wired() -> bool:
-    """Does leakscan's own open_source route docker-daemon: references yet?"""
-    from leakscan.sources import open_source
-
-    saved = os.environ.get("DOCKER_HOST")
-    os.environ["DOCKER_HOST"] = "unix:///nonexistent/leakscan-wiring-probe.sock"
-    try:
-        open_source("docker-daemon:leakscan-probe/none:1").close()
-    except LeakscanError as exc:
-        return "not part of this build" not in str(exc)
-    finally:
-        if saved is None:
-            os.environ.pop("DOCKER_HOST", None)
-        else:
-            os.environ["DOCKER_HOST"] = saved
-    return True
-
 
 def _command(args: list[str]) -> list[str]:
-    if _wired():
-        return [sys.executable, "-m", "leakscan", *args]
-    return [sys.executable, "-c", SHIM, *args]
+    return [sys.executable, "-m", "leakscan", *args]
 
 
 class Run(NamedTuple):
@@ -790,12 +741,6 @@ def test_podman_socket(podman: Podman, leaky: Built) -> None:
     assert missing.err.splitlines() == [
         "leakscan: error: image not found in the docker daemon: leakscan-test/absent:1"
     ]
-
-
-def test_routing_is_wired() -> None:
-    """Tells, in the summary, whether the CLI above ran through leakscan's own routing."""
-    if not _wired():
-        pytest.skip("open_source does not route docker-daemon: yet: the CLI ran through a shim")
 
 
 def test_docker_pushed_image_through_the_registry(

@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from clirun import Run
 from imagebuilder import Image, Index, Layer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -723,19 +724,8 @@ class World:
 # --- running the CLI -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CliRun:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def report(self) -> dict[str, Any]:
-        from schema import validate_report
-
-        data: dict[str, Any] = json.loads(self.out)
-        validate_report(data)
-        return data
+# one leakscan run, as every CLI-level test sees it (validates its JSON report)
+CliRun = Run
 
 
 def run_cli(
@@ -765,4 +755,4 @@ def run_cli(
         cwd=REPO,
         env=full_env,
     )
-    return CliRun(proc.returncode, proc.stdout, proc.stderr)
+    return Run(proc.returncode, proc.stdout, proc.stderr)
