@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import shutil
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,8 +67,12 @@ class _Bar:
             DownloadColumn(),
             console=Console(stderr=True),
             transient=True,
+            # no refresh thread: worker processes are forked only from a single-threaded
+            # process, so the bar is redrawn from update() instead
+            auto_refresh=False,
         )
         self._task = self._progress.add_task("loading detection rules", total=None)
+        self._drawn = 0.0
 
     def __enter__(self) -> ProgressCallback:
         self._progress.start()
@@ -83,6 +88,10 @@ class _Bar:
             completed=event.bytes_read,
             total=event.bytes_total,
         )
+        now = time.monotonic()
+        if now - self._drawn >= 0.1 or event.layer_done:
+            self._drawn = now
+            self._progress.refresh()
 
 
 ImageArg = Annotated[

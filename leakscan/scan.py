@@ -107,7 +107,7 @@ def scan(
         except ValueError as exc:  # a detect-secrets plugin file that does not load
             return m.ScanReport(image, (), (m.Problem(str(exc)),))
         # this process scans too: N processes in all take N-1 workers
-        pool = LayerPool(options.detectors, (options.workers or os.cpu_count() or 1) - 1)
+        pool = LayerPool(options.detectors, (options.workers or os.cpu_count() or 1) - 1, engines)
     try:
         with closing(open_source(image, options.registry)) as source:
             for found in source.images(options.platforms):

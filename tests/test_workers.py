@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from leakscan.detectors import DetectorConfig, default_detectors
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import scan_layer
 from leakscan.sources import open_source
-from leakscan.workers import LayerPool
+from leakscan.workers import LayerPool, can_fork
 
 
 def _image(tmp_path: Path) -> tuple[str, list[str]]:
@@ -121,3 +122,46 @@ def test_share_balances_by_size() -> None:
     assert sorted(b.index for b in mine + theirs) == [0, 1, 2, 3, 4]
     load = lambda share: sum(b.size or 0 for b in share)  # noqa: E731
     assert abs(load(mine) - load(theirs)) <= 10 << 20
+
+
+def _scan_pool(pool: LayerPool, image: m.SourceImage) -> dict[m.LayerBlob, object]:
+    try:
+        return dict(pool.scan(image.layers, ArchiveLimits()))
+    finally:
+        pool.close()
+
+
+def test_forked_workers_start_with_this_process_engines(tmp_path: Path) -> None:
+    ref, tokens = _image(tmp_path)
+    source = open_source(ref)
+    (image,) = list(source.images(()))
+    try:
+        spawned = _scan_pool(LayerPool(DetectorConfig(), 2), image)
+        forked_pool = LayerPool(DetectorConfig(), 2, default_detectors())
+        forked = _scan_pool(forked_pool, image)
+    finally:
+        source.close()
+    assert forked_pool.forked, "a single-threaded process on Linux forks its workers"
+    for blob in image.layers:
+        assert _summary(forked[blob]) == _summary(spawned[blob])
+    assert set(tokens) <= {h.match.secret for r in forked.values() for h in r.hits}  # type: ignore[attr-defined]
+
+
+def test_no_fork_while_another_thread_runs(tmp_path: Path) -> None:
+    ref, tokens = _image(tmp_path)
+    source = open_source(ref)
+    (image,) = list(source.images(()))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not can_fork()
+        pool = LayerPool(DetectorConfig(), 2, default_detectors())
+        result = _scan_pool(pool, image)
+    finally:
+        stop.set()
+        other.join()
+        source.close()
+    assert not pool.forked
+    assert set(tokens) <= {h.match.secret for r in result.values() for h in r.hits}  # type: ignore[attr-defined]
+    assert can_fork()
