@@ -3,12 +3,13 @@ the layer's digests. Runs in the scanning process or in a worker process alike."
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from leakscan import model as m
 from leakscan.detectors import Detectors, Match, Subject
-from leakscan.detectors.stream import scan_stream
+from leakscan.detectors.stream import PendingScan, ScanRunner, start_scan
 from leakscan.errors import LayerError, LeakscanError
 from leakscan.layers.archives import ArchiveLimits, Skipped, expand
 from leakscan.layers.compression import ExpansionGuard, HashingReader, decompressed
@@ -19,6 +20,12 @@ MAX_LAYER_RATIO = 1000
 RATIO_FLOOR = 256 << 20
 # what may follow a tar's end-of-archive marker (tar writers pad to a 10 KiB record)
 MAX_TRAILING = 1 << 20
+# helper threads per layer that run the engines while the walk reads on, and how many
+# chunks may wait for them (each up to CHUNK_SIZE bytes)
+SCAN_THREADS = 1
+SCAN_DEPTH = 4
+# files whose scans may still be running before the walk waits for the oldest
+MAX_PENDING_FILES = 64
 
 
 def _drain_at_most(reader: HashingReader, limit: int) -> int:
@@ -73,8 +80,16 @@ def scan_layer(
         out.skipped.append(m.Problem(blob.unavailable, layer_index=i))
         return out
     path = None
+    # scans still running, each with the layer file it belongs to and that file's digest
+    pending: deque[tuple[PendingScan, str, str, bytes]] = deque()
+
+    def settle(keep: int) -> None:
+        while len(pending) > keep or (pending and pending[0][0].done()):
+            scan, layer_path, shown, digest = pending.popleft()
+            out.hits.extend(FileHit(i, layer_path, shown, digest, x) for x in scan.result())
+
     try:
-        with blob.opener() as fh:
+        with blob.opener() as fh, ScanRunner(SCAN_THREADS, SCAN_DEPTH) as runner:
             raw = HashingReader(fh)
             kind, stream = decompressed(raw)  # type: ignore[arg-type]
             # the stored bytes need a hash of their own only when a digest names them and
@@ -86,7 +101,7 @@ def scan_layer(
             tar = HashingReader(guarded)  # type: ignore[arg-type]
             for entry in walk(tar, out.record):  # type: ignore[arg-type]
                 path = entry.path
-                found: list[tuple[str, Match]] = []
+                scans: list[tuple[PendingScan, str]] = []
                 if max_file_size is not None and entry.size > max_file_size:
                     why = f"larger than --max-file-size ({entry.size} > {max_file_size} bytes)"
                     out.skipped.append(m.Problem(why, layer_index=i, path=entry.path))
@@ -97,13 +112,16 @@ def scan_layer(
                         continue
                     scanner = engines.scanner(Subject(item.path, item.size))
                     if scanner is not None:
-                        found.extend((item.path, x) for x in scan_stream(scanner, item.stream))
-                if found:
+                        scans.append((start_scan(scanner, item.stream, runner), item.path))
+                if scans:
+                    # the digest is that of the whole layer file, archive members included
                     digest = entry.digest()
-                    out.hits.extend(FileHit(i, entry.path, at, digest, x) for at, x in found)
+                    pending.extend((scan, entry.path, at, digest) for scan, at in scans)
+                settle(MAX_PENDING_FILES)
                 if moved:
                     moved(raw.count)
             path = None
+            settle(0)
             # the tar's end-of-archive marker may be followed by padding: hash it all, but
             # no more than a tar's padding could be (a bomb hides its zeros there)
             tail = _drain_at_most(tar, MAX_TRAILING)
@@ -113,9 +131,11 @@ def scan_layer(
                 )
             raw.drain()
     except LeakscanError as exc:
+        settle(0)  # what was found before the layer broke off is still reported
         out.errors.append(m.Problem(f"layer {i}: {exc}", layer_index=i, path=path))
         return out
     except OSError as exc:
+        settle(0)
         out.errors.append(m.Problem(f"layer {i}: read failed: {exc}", layer_index=i, path=path))
         return out
     actual = tar.digest()

@@ -16,6 +16,7 @@ import inspect
 import logging
 import posixpath
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -414,6 +415,7 @@ class DetectSecretsDetector:
                 # a secret type seen before is replaced, as detect-secrets does
                 plugins[plugin.secret_type] = plugin
         self._rules = tuple(_rule(p) for p in plugins.values())
+        self._lock = threading.Lock()
 
     def wants(self, subject: Subject) -> bool:
         """History and config strings; files: config, credential and key files of at most
@@ -443,7 +445,11 @@ class DetectSecretsDetector:
         if b"\0" in data[:8192]:
             return []
         _refuse_verification()
-        return _Scan(data, subject).run(self._rules)
+        # scans may come from a helper thread and the caller at once (detectors.stream);
+        # detect-secrets was not written for that, and being pure Python it would gain
+        # nothing from running twice at a time
+        with self._lock:
+            return _Scan(data, subject).run(self._rules)
 
 
 _VERIFICATION = "detect_secrets.filters.common.is_ignored_due_to_verification_policies"

@@ -4,12 +4,15 @@ right absolute offset and line."""
 from __future__ import annotations
 
 import io
+import os
+import threading
+import time
 
 import pytest
 from imagebuilder import fake_token
 
 from leakscan.detectors import DetectorConfig, Detectors, build_detectors
-from leakscan.detectors.stream import CHUNK_SIZE, OVERLAP, scan_stream
+from leakscan.detectors.stream import CHUNK_SIZE, OVERLAP, ScanRunner, scan_stream, start_scan
 
 SMALL_CHUNK, SMALL_OVERLAP = 4096, 512
 
@@ -84,3 +87,57 @@ def test_exact_chunk_size_stream(detectors: Detectors) -> None:
 def test_overlap_must_be_smaller_than_chunk(detectors: Detectors) -> None:
     with pytest.raises(ValueError):
         _scan(detectors, b"x", 10, 10)
+
+
+def test_threaded_runner_gives_what_the_caller_gives(detectors: Detectors) -> None:
+    # many pieces, secrets across boundaries, scanned on a helper thread and in the caller
+    # at once (a depth of 2 makes the caller scan whatever finds both slots taken)
+    pieces = []
+    for n in range(24):
+        token = fake_token("github")
+        pieces.append(_planted(token, SMALL_CHUNK - 20 + n, 3 * SMALL_CHUNK + 7 * n))
+    inline = [_scan(detectors, data, SMALL_CHUNK, SMALL_OVERLAP) for data in pieces]
+    with ScanRunner(threads=1, depth=2) as runner:
+        pending = [
+            start_scan(detectors.scan, io.BytesIO(d), runner, SMALL_CHUNK, SMALL_OVERLAP)
+            for d in pieces
+        ]
+        threaded = [p.result() for p in pending]
+    assert threaded == inline
+    assert all(len(found) == 1 for found in threaded)
+
+
+def test_runner_holds_no_more_than_its_depth_and_stops_its_threads() -> None:
+    held, most = 0, 0
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def slow(data: bytes) -> list:
+        nonlocal held, most
+        with lock:
+            held += 1
+            most = max(most, held)
+        if threading.current_thread() is not threading.main_thread():
+            release.wait(5)
+        with lock:
+            held -= 1
+        return []
+
+    with ScanRunner(threads=1, depth=3) as runner:
+        futures = [runner.submit(slow, b"x") for _ in range(10)]
+        # three wait on the helper thread; the other seven ran in the caller, at once
+        assert sum(f.done() for f in futures) == 7
+        release.set()
+    assert all(f.done() for f in futures) and most <= 4
+    time.sleep(0.1)  # a joined thread leaves the kernel's task list a moment later
+    assert len(os.listdir("/proc/self/task")) == threading.active_count()
+
+
+def test_a_scan_that_raises_raises_from_result(detectors: Detectors) -> None:
+    def broken(data: bytes) -> list:
+        raise RuntimeError("engine failed")
+
+    with ScanRunner(threads=1, depth=2) as runner:
+        pending = start_scan(broken, io.BytesIO(b"data"), runner)
+        with pytest.raises(RuntimeError, match="engine failed"):
+            pending.result()
