@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from leakscan import model as m
 from leakscan.detectors import Detectors, Match, Subject
 from leakscan.detectors.stream import PendingScan, ScanRunner, start_scan
-from leakscan.errors import LayerError, LeakscanError
+from leakscan.errors import LeakscanError
 from leakscan.layers.archives import ArchiveLimits, Skipped, expand
 from leakscan.layers.compression import ExpansionGuard, HashingReader, decompressed
 from leakscan.layers.walker import LayerRecord, walk
@@ -18,25 +18,12 @@ from leakscan.layers.walker import LayerRecord, walk
 # a layer stream may expand this much per compressed byte once past RATIO_FLOOR bytes
 MAX_LAYER_RATIO = 1000
 RATIO_FLOOR = 256 << 20
-# what may follow a tar's end-of-archive marker (tar writers pad to a 10 KiB record)
-MAX_TRAILING = 1 << 20
 # helper threads per layer that run the engines while the walk reads on, and how many
 # chunks may wait for them (each up to CHUNK_SIZE bytes)
 SCAN_THREADS = 1
 SCAN_DEPTH = 4
 # files whose scans may still be running before the walk waits for the oldest
 MAX_PENDING_FILES = 64
-
-
-def _drain_at_most(reader: HashingReader, limit: int) -> int:
-    """Read up to ``limit`` + 1 bytes; return how many there were."""
-    total = 0
-    while total <= limit:
-        data = reader.read(min(1 << 16, limit + 1 - total))
-        if not data:
-            break
-        total += len(data)
-    return total
 
 
 @dataclass(frozen=True)
@@ -122,13 +109,6 @@ def scan_layer(
                     moved(raw.count)
             path = None
             settle(0)
-            # the tar's end-of-archive marker may be followed by padding: hash it all, but
-            # no more than a tar's padding could be (a bomb hides its zeros there)
-            tail = _drain_at_most(tar, MAX_TRAILING)
-            if tail > MAX_TRAILING:
-                raise LayerError(
-                    f"more than {MAX_TRAILING >> 20} MiB of data after the end of its tar; not read"
-                )
             raw.drain()
     except LeakscanError as exc:
         settle(0)  # what was found before the layer broke off is still reported
