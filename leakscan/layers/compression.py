@@ -82,6 +82,7 @@ class _GzipStream(io.RawIOBase):
         self._dec = zlib.decompressobj(wbits=31)
         self._pending = b""
         self._buf = b""
+        self._off = 0  # how much of _buf has been handed out
         self._in_member = False
         self._eof = False
 
@@ -89,11 +90,15 @@ class _GzipStream(io.RawIOBase):
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buf and not self._eof:
+        # a short read rather than a wait for more: what was decoded before a damaged part
+        # of the stream is handed out before the error is raised, by the next call
+        while self._off >= len(self._buf) and not self._eof:
+            self._buf = b""
+            self._off = 0
             self._step(max(len(b), READ_SIZE))
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        n = min(len(b), len(self._buf) - self._off)
+        b[:n] = memoryview(self._buf)[self._off : self._off + n]
+        self._off += n
         return n
 
     def _step(self, want: int) -> None:
@@ -179,7 +184,12 @@ class _Prefixed(io.RawIOBase):
 
 
 def decompressed(raw: BinaryIO) -> tuple[Compression, BinaryIO]:
-    """Return the compression found and a buffered stream of the uncompressed bytes."""
+    """Return the compression found and a stream of the uncompressed bytes.
+
+    The stream is not buffered: its reads may return fewer bytes than asked for (the tar
+    walker reads in large pieces and takes what comes), and a read never holds back bytes
+    it decoded because a later part of the stream is damaged.
+    """
     head = b""
     while len(head) < 4:
         more = raw.read(4 - len(head))
@@ -195,7 +205,7 @@ def decompressed(raw: BinaryIO) -> tuple[Compression, BinaryIO]:
         inner = _ZstdStream(prefixed)  # type: ignore[arg-type]
     else:
         inner = prefixed
-    return kind, io.BufferedReader(inner, buffer_size=READ_SIZE)
+    return kind, inner  # type: ignore[return-value]
 
 
 class ExpansionGuard(io.RawIOBase):

@@ -5,12 +5,16 @@ from __future__ import annotations
 import gzip
 import io
 import os
+from pathlib import Path
 
 import pytest
 import zstandard
+from helpers import write
+from imagebuilder import Image, Layer, fake_token
 
 from leakscan.errors import LayerError
 from leakscan.layers.compression import HashingReader, decompressed, sniff
+from leakscan.scan import scan
 
 DATA = os.urandom(300_000) + b"text " * 400_000
 
@@ -75,3 +79,32 @@ def test_hashing_reader_counts_and_hashes() -> None:
     import hashlib
 
     assert reader.digest() == "sha256:" + hashlib.sha256(b"abc" * 1000).hexdigest()
+
+
+def test_truncated_gzip_hands_out_what_it_decoded_before_the_error() -> None:
+    # the walker reads large pieces: bytes decoded before the damage must reach it (the
+    # files they hold are scanned) and the error must come after them, not instead
+    data = os.urandom(2 << 20)
+    blob = gzip.compress(data)[:-5000]
+    _, stream = decompressed(io.BytesIO(blob))
+    got = bytearray()
+    with pytest.raises(LayerError, match="truncated"):
+        while piece := stream.read(256 << 10):
+            got += piece
+    assert len(got) > len(data) - (64 << 10)
+    assert bytes(got) == data[: len(got)]
+
+
+def test_truncated_gzip_layer_still_reports_the_files_before_the_damage(tmp_path: Path) -> None:
+    token = fake_token("github")
+    filler = os.urandom(3 << 20)  # a few MiB that gzip cannot shrink, after the secret
+    layer = Layer().file("app/.env", f"GITHUB_TOKEN={token}\n").file("app/blob.bin", filler)
+    ref = write("oci-dir", Image(layers=[layer], compression="gzip"), tmp_path)
+    blobs = sorted((tmp_path / "layout").rglob("sha256/*"), key=lambda p: p.stat().st_size)
+    data = blobs[-1].read_bytes()
+    assert data[:2] == b"\x1f\x8b"
+    blobs[-1].write_bytes(data[: len(data) - 100_000])
+    report = scan(ref)
+    (image,) = report.images
+    assert any("truncated" in e.message for e in image.errors)
+    assert [f.location.path for f in image.findings] == ["/app/.env"]
