@@ -18,9 +18,7 @@ from leakscan.layers.walker import LayerRecord, walk
 # a layer stream may expand this much per compressed byte once past RATIO_FLOOR bytes
 MAX_LAYER_RATIO = 1000
 RATIO_FLOOR = 256 << 20
-# helper threads per layer that run the engines while the walk reads on, and how many
-# chunks may wait for them (each up to CHUNK_SIZE bytes)
-SCAN_THREADS = 1
+# chunks that may wait for the helper thread (each up to CHUNK_SIZE bytes)
 SCAN_DEPTH = 4
 # files whose scans may still be running before the walk waits for the oldest
 MAX_PENDING_FILES = 64
@@ -58,9 +56,16 @@ def scan_layer(
     limits: ArchiveLimits,
     moved: Callable[[int], None] | None = None,
     max_file_size: int | None = None,
+    helper_thread: bool = False,
 ) -> LayerScan:
     """Scan ``blob``, opening archives in it within ``limits`` and skipping files larger
-    than ``max_file_size``; ``moved`` hears how many stored bytes have been read so far."""
+    than ``max_file_size``; ``moved`` hears how many stored bytes have been read so far.
+
+    With ``helper_thread`` the engines run on a second thread while the walk reads on:
+    worth it when this is the only process scanning (a quarter off a 400 MB layer on two
+    cores), not when worker processes already keep every core busy (no faster, ~9% more
+    CPU time, measured on the same image).
+    """
     out = LayerScan(diff_id=blob.diff_id)
     i = blob.index
     if blob.unavailable:
@@ -76,7 +81,7 @@ def scan_layer(
             out.hits.extend(FileHit(i, layer_path, shown, digest, x) for x in scan.result())
 
     try:
-        with blob.opener() as fh, ScanRunner(SCAN_THREADS, SCAN_DEPTH) as runner:
+        with blob.opener() as fh, ScanRunner(1 if helper_thread else 0, SCAN_DEPTH) as runner:
             raw = HashingReader(fh)
             kind, stream = decompressed(raw)  # type: ignore[arg-type]
             # the stored bytes need a hash of their own only when a digest names them and

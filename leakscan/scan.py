@@ -141,26 +141,28 @@ def _scan_image(
         if progress:
             progress(Progress(label, blob.index, count, bytes_read, blob.size, layer_done=True))
 
-    def here(blob: m.LayerBlob) -> LayerScan:
+    def here(blob: m.LayerBlob, alone: bool) -> LayerScan:
         def moved(bytes_read: int) -> None:
             if progress:
                 progress(Progress(label, blob.index, count, bytes_read, blob.size))
 
-        return scan_layer(blob, engines, options.archives, moved, options.max_file_size)
+        return scan_layer(
+            blob, engines, options.archives, moved, options.max_file_size, helper_thread=alone
+        )
 
     by_index: dict[int, LayerScan] = {}
     if pool is not None and pool.worth_it(image.layers):
         mine, theirs = pool.share(image.layers)
         futures = pool.submit(theirs, options.archives, options.max_file_size)
         for blob in mine:
-            by_index[blob.index] = here(blob)
+            by_index[blob.index] = here(blob, alone=False)
             done(blob, blob.size or 0)
         for blob, result in pool.collect(futures):
             by_index[blob.index] = result
             done(blob, blob.size or 0)
     else:
         for blob in image.layers:
-            by_index[blob.index] = here(blob)
+            by_index[blob.index] = here(blob, alone=True)
             done(blob, blob.size or 0)
     layers = [by_index[blob.index] for blob in image.layers]
     history = map_history(image.config, len(image.layers))
