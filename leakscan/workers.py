@@ -44,6 +44,13 @@ def _start(config: DetectorConfig | None) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if config is not None:  # spawned: a fresh interpreter builds its own
         _ENGINES = build_detectors(config)
+        return
+    # forked: the handlers of the calling process came along (the daemon source's, which
+    # remove its spool directory); a worker must die of a signal as a fresh one would
+    for name in ("SIGTERM", "SIGHUP"):
+        if (signum := getattr(signal, name, None)) is not None:
+            signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _single_threaded() -> bool:

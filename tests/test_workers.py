@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from functools import partial
 from pathlib import Path
@@ -12,6 +13,7 @@ from helpers import write
 from imagebuilder import Image, Layer, fake_token
 
 from leakscan import model as m
+from leakscan import workers
 from leakscan.detectors import DetectorConfig, default_detectors
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import scan_layer
@@ -165,3 +167,28 @@ def test_no_fork_while_another_thread_runs(tmp_path: Path) -> None:
     assert not pool.forked
     assert set(tokens) <= {h.match.secret for r in result.values() for h in r.hits}  # type: ignore[attr-defined]
     assert can_fork()
+
+
+def test_forked_worker_drops_the_handlers_it_inherited() -> None:
+    # the daemon source's handlers remove its spool: a worker must not run them
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: stands for the calling process, then becomes a worker
+        try:
+            signal.signal(signal.SIGTERM, lambda *_: None)
+            signal.signal(signal.SIGHUP, lambda *_: None)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            workers._start(None)
+            ok = (
+                signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+                and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            )
+            os.write(write_end, b"ok" if ok else b"no")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 2)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert answer == b"ok"
