@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol, cast
 
 import zstandard
 
+from leakscan.layers import inflate
 from leakscan.layers.walker import normalize
 
 if TYPE_CHECKING:
@@ -472,8 +473,8 @@ class _Zlib(_Codec):
         self._fed = 0
         self._ended = False
 
-    def _new(self) -> zlib._Decompress:
-        return zlib.decompressobj(31 if self._gzip else -15)
+    def _new(self) -> inflate.Decompressor:
+        return inflate.decompressobj(31 if self._gzip else -15)
 
     @property
     def consumed(self) -> int:
@@ -502,7 +503,7 @@ class _Zlib(_Codec):
                 self._fed += len(self._in)
             try:
                 out = self._dec.decompress(self._in, max_out)
-            except zlib.error as exc:
+            except inflate.ERRORS as exc:
                 raise _Damage(f"corrupt ({exc})") from None
             # at the end of the stream CPython leaves the input past it in unused_data AND
             # in unconsumed_tail: only the former counts

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import zlib
 from typing import BinaryIO, Literal
 
 import zstandard
 
 from leakscan.errors import LayerError
+from leakscan.layers import inflate
 
 Compression = Literal["none", "gzip", "zstd"]
 
@@ -73,13 +73,14 @@ class HashingReader(io.RawIOBase):
 class _GzipStream(io.RawIOBase):
     """Streaming gzip decoder over a non-seekable stream, multi-member aware.
 
-    Written on zlib directly rather than gzip.GzipFile so that a truncated stream is an
-    error we name, and zero padding after the last member is tolerated.
+    Written on a zlib decompressor (:mod:`leakscan.layers.inflate`) rather than
+    gzip.GzipFile so that a truncated stream is an error we name, and zero padding after
+    the last member is tolerated.
     """
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
-        self._dec = zlib.decompressobj(wbits=31)
+        self._dec = inflate.decompressobj(31)
         self._pending = b""
         self._buf = b""
         self._off = 0  # how much of _buf has been handed out
@@ -123,11 +124,11 @@ class _GzipStream(io.RawIOBase):
             if not stripped.startswith(GZIP_MAGIC):
                 raise LayerError("gzip stream has trailing garbage")
             self._pending = stripped
-            self._dec = zlib.decompressobj(wbits=31)
+            self._dec = inflate.decompressobj(31)
             self._in_member = True
         try:
             self._buf = self._dec.decompress(self._pending, want)
-        except zlib.error as exc:
+        except inflate.ERRORS as exc:
             raise LayerError(f"gzip stream is corrupt: {exc}") from None
         if self._dec.eof:
             self._pending = self._dec.unused_data

@@ -34,6 +34,9 @@ from leakscan.layers.archives import (
     expand,
 )
 
+# every test runs with each deflate engine (tests/layers/conftest.py)
+pytestmark = pytest.mark.usefixtures("deflate_engine")
+
 DEFAULT = ArchiveLimits()
 Item = tuple[str, bytes] | Skipped
 

@@ -16,6 +16,9 @@ from leakscan.errors import LayerError
 from leakscan.layers.compression import HashingReader, decompressed, sniff
 from leakscan.scan import scan
 
+# every test runs with each deflate engine (tests/layers/conftest.py)
+pytestmark = pytest.mark.usefixtures("deflate_engine")
+
 DATA = os.urandom(300_000) + b"text " * 400_000
 
 
