@@ -82,6 +82,15 @@ def test_worth_it() -> None:
     assert not pool.worth_it(small) and pool.worth_it(big)
     assert not pool.worth_it(big[:1])
     assert not LayerPool(DetectorConfig(), 0).worth_it(big)
+    # a forked worker starts at once: smaller images are worth sharing, when forking is safe
+    middle = [
+        m.LayerBlob(i, None, None, None, 24 << 20, partial(open, os.devnull, "rb"))
+        for i in range(2)
+    ]
+    assert not pool.worth_it(middle)
+    forking = LayerPool(DetectorConfig(), 2, default_detectors())
+    assert forking.worth_it(middle) == workers.can_fork()
+    assert not forking.worth_it(small)
 
 
 def test_cli_workers_flag_same_report(tmp_path: Path) -> None:
