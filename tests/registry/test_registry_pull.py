@@ -304,3 +304,26 @@ def test_foreign_layer_listed_as_skipped(
         (1, "foreign layer: not distributed by the registry, not scanned")
     ]
     assert [f.location.layer_index for f in only.findings if f.location.kind == "file"] == [2]
+
+
+def test_cli_forks_workers_that_stream_from_the_token_registry(
+    world: World, cli: Any, tmp_path: Path
+) -> None:
+    """A fresh CLI process forks its workers for an image this size (over 32 MB, several
+    layers): each worker must open its own connection to the registry, with the auth the
+    calling process obtained, and give what an in-process scan of the same layout gives."""
+    token = world.token
+    secret = fake_token("github")
+    filler = Layer(created_by="COPY data /opt/data").file("opt/data/blob.bin", os.urandom(34 << 20))
+    leak = Layer(created_by="COPY . /srv").file("srv/.env", f"GITHUB_TOKEN={secret}\n")
+    layout = write_oci_layout(tmp_path / "big", Image(layers=[filler, leak]), tag="1")
+    token.push(f"oci:{layout}:1", "big/app:1")
+    local = cli([f"oci:{layout}:1", "--format", "json", "--workers", "1"])
+    run = cli(
+        [f"docker://{token.host}/big/app:1", "--format", "json", "--username", "tokenuser"]
+        + ["--password-stdin"],
+        stdin=f"{token.password}\n",
+    )
+    assert run.code == local.code == 1, run.err
+    assert findings_of(run.report) == findings_of(local.report)
+    assert {f["location"]["path"] for f in findings_of_raw(run.report)} == {"/srv/.env"}
