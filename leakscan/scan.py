@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 
@@ -154,8 +154,9 @@ def _scan_image(
     if pool is not None and pool.worth_it(image.layers):
         mine, theirs = pool.share(image.layers)
         futures = pool.submit(theirs, options.archives, options.max_file_size)
+        helped = lopsided(mine, image.layers, pool.workers + 1)
         for blob in mine:
-            by_index[blob.index] = here(blob, alone=False)
+            by_index[blob.index] = here(blob, alone=helped)
             done(blob, blob.size or 0)
         for blob, result in pool.collect(futures):
             by_index[blob.index] = result
@@ -173,6 +174,19 @@ def _scan_image(
     if history.problem:
         errors.append(m.Problem(history.problem))
     return _ImageScan(image, layers, history, hits, errors)
+
+
+# a share this much larger than an even one keeps its process busy long after the others
+# have finished: it gets a helper thread (a 75% share of the 400 MB bench image scanned 8%
+# faster with one, a 54% share no faster, for more CPU time)
+LOPSIDED = 1.25
+
+
+def lopsided(mine: Sequence[m.LayerBlob], layers: Sequence[m.LayerBlob], processes: int) -> bool:
+    """Whether ``mine`` is so large a part of ``layers`` that its process, one of
+    ``processes``, should scan it with a helper thread."""
+    total = sum(blob.size or 0 for blob in layers)
+    return total > 0 and sum(blob.size or 0 for blob in mine) > LOPSIDED * total / processes
 
 
 # --- from raw matches to the report ----------------------------------------------------------

@@ -214,3 +214,19 @@ def test_forked_worker_drops_the_handlers_it_inherited() -> None:
     os.close(read_end)
     os.waitpid(pid, 0)
     assert answer == b"ok"
+
+
+def test_a_lopsided_share_gets_a_helper_thread() -> None:
+    from leakscan.scan import lopsided
+
+    def blobs(*mib: int) -> list[m.LayerBlob]:
+        return [
+            m.LayerBlob(i, None, None, None, s << 20, partial(open, os.devnull, "rb"))
+            for i, s in enumerate(mib)
+        ]
+
+    layers = blobs(300, 60, 40)
+    assert lopsided(layers[:1], layers, 2)  # 75% of the bytes in one of two processes
+    even = blobs(214, 90, 88, 6)
+    assert not lopsided(even[:1], even, 2)  # 54%: the bench image, no faster with one
+    assert not lopsided([], blobs(0, 0), 2)
