@@ -43,6 +43,7 @@ from imagebuilder import (  # noqa: E402
     Index,
     Layer,
     fake_token,
+    make_zip,
     write_docker_archive,
     write_oci_archive,
 )
@@ -58,32 +59,6 @@ def _zip(files: dict[str, bytes]) -> bytes:
         for name, data in files.items():
             zf.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data)
     return buf.getvalue()
-
-
-class _Unseekable(io.RawIOBase):
-    """A write-only stream without seek or tell: zipfile then writes data descriptors."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        self.buf += bytes(b)
-        return len(b)
-
-
-def _streamed_zip(files: dict[str, bytes], method: int) -> bytes:
-    """A zip as written to a pipe: sizes and CRCs in a data descriptor after each member."""
-    out = _Unseekable()
-    with zipfile.ZipFile(out, "w", method) as zf:  # type: ignore[arg-type]
-        for name, data in files.items():
-            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
-            info.compress_type = method
-            with zf.open(info, "w") as member:
-                member.write(data)
-    return bytes(out.buf)
 
 
 def _tar(files: dict[str, bytes], fmt: int = tarfile.PAX_FORMAT) -> bytes:
@@ -187,8 +162,10 @@ def layer_seeds() -> dict[str, bytes]:
     # be ended by finding the descriptor)
     members = {"a.properties": f"token={TOKENS['github']}\n".encode(), "b.txt": b"plain\n" * 40}
     streamed = Layer()
-    streamed.file("app/streamed-deflate.jar", _streamed_zip(members, zipfile.ZIP_DEFLATED))
-    streamed.file("app/streamed-stored.zip", _streamed_zip(members, zipfile.ZIP_STORED))
+    streamed.file(
+        "app/streamed-deflate.jar", make_zip(members, zipfile.ZIP_DEFLATED, streamed=True)
+    )
+    streamed.file("app/streamed-stored.zip", make_zip(members, zipfile.ZIP_STORED, streamed=True))
     out["zip-descriptors.tar"] = streamed.tar_bytes()
     return out
 

@@ -17,6 +17,7 @@ import random
 import secrets
 import string
 import tarfile
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -890,6 +891,40 @@ def _with_compression(img: Image, comp: str) -> Image:
 
 _ALNUM = string.ascii_letters + string.digits
 _B64 = _ALNUM + "+/"
+
+
+class _Pipe(io.RawIOBase):
+    """A write-only target without seek or tell: zipfile then writes a data descriptor
+    (sizes and CRC after the data, flag bit 3) after every member, as a zip made in a pipe."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.data += bytes(b)
+        return len(b)
+
+
+def make_zip(
+    files: dict[str, bytes],
+    method: int = zipfile.ZIP_DEFLATED,
+    *,
+    streamed: bool = False,
+    zip64: bool = False,
+) -> bytes:
+    """A zip of ``files``, every member stored with ``method``; ``streamed`` writes it as to a
+    pipe (data descriptors), ``zip64`` forces zip64 records. Same input, same bytes."""
+    pipe, seekable = _Pipe(), io.BytesIO()
+    with zipfile.ZipFile(pipe if streamed else seekable, "w", method) as zf:  # type: ignore[arg-type]
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            with zf.open(info, "w", force_zip64=zip64) as fh:
+                fh.write(data)
+    return bytes(pipe.data) if streamed else seekable.getvalue()
 
 
 def fake_token(kind: str = "npm", rng: random.Random | None = None) -> str:

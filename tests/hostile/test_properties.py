@@ -75,6 +75,7 @@ from imagebuilder import (
     Index,
     Layer,
     fake_token,
+    make_zip,
     write_docker_archive,
     write_oci_archive,
     write_oci_layout,
@@ -145,28 +146,6 @@ def _zip(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
             info.compress_type = method
             zf.writestr(info, data)
     return buf.getvalue()
-
-
-def _streamed_zip(files: dict[str, bytes]) -> bytes:
-    """A zip written to a pipe: sizes only in data descriptors after each member."""
-
-    class Pipe(io.RawIOBase):
-        def __init__(self) -> None:
-            self.data = bytearray()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b: Any) -> int:
-            self.data += bytes(b)
-            return len(b)
-
-    pipe = Pipe()
-    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_DEFLATED) as zf:  # type: ignore[arg-type]
-        for name, data in files.items():
-            with zf.open(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), "w") as fh:
-                fh.write(data)
-    return bytes(pipe.data)
 
 
 def _small_tar(files: dict[str, bytes]) -> bytes:
@@ -754,7 +733,9 @@ SPECIAL: dict[str, Callable[[], list[tuple[tarfile.TarInfo, bytes]]]] = {
     "dir-then-file": lambda: [_ti("app/x", tarfile.DIRTYPE), _ti("app/x", data=_LINE)],
     "zip": lambda: [_ti("app/a.jar", data=_zip({"creds.txt": _LINE}))],
     "zip-stored": lambda: [_ti("app/s.zip", data=_zip({"c": _LINE}, zipfile.ZIP_STORED))],
-    "zip-streamed": lambda: [_ti("app/w.whl", data=_streamed_zip({"c": _LINE, "d": _LINE}))],
+    "zip-streamed": lambda: [
+        _ti("app/w.whl", data=make_zip({"c": _LINE, "d": _LINE}, zipfile.ZIP_STORED, streamed=True))
+    ],
     "zip-bomb": lambda: [_ti("app/bomb.zip", data=_zip({"zeros": bytes(4 << 20)}))],
     "gzip-bomb": lambda: [_ti("app/zeros.gz", data=gzip.compress(bytes(8 << 20), mtime=0))],
     "nested-gzip": lambda: [_ti("app/deep.gz", data=_nested_gzip(_LINE, 40))],

@@ -24,6 +24,7 @@ import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from imagebuilder import make_zip
 
 from leakscan.errors import LayerError
 from leakscan.layers.archives import (
@@ -58,20 +59,6 @@ def source(data: bytes, max_read: int | None = None) -> BinaryIO:
     return cast(BinaryIO, NoSeek(data, max_read))
 
 
-class Sink(io.RawIOBase):
-    """A write-only, non-seekable target: zipfile then writes data descriptors (bit 3)."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: bytes) -> int:  # type: ignore[override]
-        self.data += b
-        return len(b)
-
-
 def run(
     path: str, data: bytes, limits: ArchiveLimits = DEFAULT, read: int | None = None
 ) -> list[Item]:
@@ -100,22 +87,6 @@ def members(items: Iterable[Item]) -> dict[str, bytes]:
 
 def skipped(items: Iterable[Item]) -> list[Skipped]:
     return [x for x in items if isinstance(x, Skipped)]
-
-
-def make_zip(
-    files: dict[str, bytes],
-    method: int = zipfile.ZIP_DEFLATED,
-    streamed: bool = False,
-    zip64: bool = False,
-) -> bytes:
-    sink, seekable = Sink(), io.BytesIO()
-    with zipfile.ZipFile(sink if streamed else seekable, "w", method) as zf:
-        for name, data in files.items():
-            info = zipfile.ZipInfo(name)
-            info.compress_type = method
-            with zf.open(info, "w", force_zip64=zip64) as fh:
-                fh.write(data)
-    return bytes(sink.data) if streamed else seekable.getvalue()
 
 
 def make_tar(files: dict[str, bytes], mode: str = "w") -> bytes:
@@ -182,7 +153,7 @@ def test_zip_members(method: int, streamed: bool, zip64: bool) -> None:
         "tricky.bin": b"xx PK\x07\x08 \x00\x00\x00\x00" * 50,
         "big.txt": b"".join(b"line %d of the log\n" % i for i in range(50_000)),
     }
-    data = make_zip(files, method, streamed, zip64)
+    data = make_zip(files, method, streamed=streamed, zip64=zip64)
     if streamed:
         assert data[6] & 0x08  # bit 3: sizes only after the data
     items = run("/app/lib/a.jar", data)
@@ -474,7 +445,9 @@ def fuzz_bases() -> dict[str, bytes]:
     )
     return {
         "mixed.zip": mixed,
-        "stored64.zip": make_zip({"a": b"a" * 300, "d/": b"", "c": b"c"}, 0, True, True),
+        "stored64.zip": make_zip(
+            {"a": b"a" * 300, "d/": b"", "c": b"c"}, 0, streamed=True, zip64=True
+        ),
         "sized.zip": make_zip({"a": b"a" * 300, "c": b"c" * 10}),
         "bz.zip": make_zip({"a": b"a" * 300, "c": b"c"}, zipfile.ZIP_BZIP2, streamed=True),
         "p.tar.xz": lzma.compress(pax.getvalue()),
