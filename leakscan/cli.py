@@ -489,6 +489,13 @@ def rules_command(
     _guarded(debug, work)
 
 
+def schema_command() -> None:
+    """Print the JSON Schema (2020-12) that every `--format json` report follows."""
+    from leakscan.report.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
 def _app(command: Callable[..., None], epilog: str | None = None) -> typer.Typer:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=epilog)(command)
@@ -498,6 +505,7 @@ def _app(command: Callable[..., None], epilog: str | None = None) -> typer.Typer
 SUBCOMMANDS: dict[str, Callable[..., None]] = {
     "rules": rules_command,
     "baseline": baseline_command,
+    "schema": schema_command,
 }
 
 
@@ -513,6 +521,6 @@ def main() -> None:
         return
     epilog = (
         "Exit status: 0 nothing found, 1 findings, 2 the scan could not be completed. "
-        "Other commands: leakscan rules, leakscan baseline IMAGE -o FILE."
+        "Other commands: leakscan rules, leakscan baseline IMAGE -o FILE, leakscan schema."
     )
     _app(scan_command, epilog)(prog_name="leakscan")

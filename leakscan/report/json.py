@@ -1,4 +1,5 @@
-"""The JSON report, as ../shared/report.schema.json defines it (schema_version 1)."""
+"""The JSON report, as the schema shipped beside this module (schema.json, schema_version 1)
+defines it; ``leakscan schema`` prints that schema."""
 
 from __future__ import annotations
 
