@@ -7,10 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
-from leakscan.detectors import Confidence
+from leakscan.terms import Confidence, Status
 
 SourceKind = Literal["daemon", "docker-archive", "oci", "oci-archive", "registry"]
-Status = Literal["present", "deleted", "overwritten"]
 
 
 # --- what a source hands to the scan ---------------------------------------------------

@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal, Protocol
+from typing import Protocol
 
 from leakscan.detectors.placeholders import is_placeholder
-
-Confidence = Literal["high", "medium", "low"]
-CONFIDENCE_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+from leakscan.terms import CONFIDENCE_RANK as CONFIDENCE_RANK  # the seam's vocabulary
+from leakscan.terms import Confidence as Confidence
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,21 @@ class RuleInfo:
     detector: str
 
 
+Scan = Callable[[bytes], list[Match]]
+
+
 class Detector(Protocol):
-    """An engine behind the seam."""
+    """An engine behind the seam.
+
+    ``whole_file`` says how the engine reads a file. None: any piece of it will do, so a
+    long file is handed over in overlapping chunks. A number: the engine must see each file
+    whole (a JSON document, say, only parses whole), and it reads files of at most that many
+    bytes; the seam never gives it a larger file, nor a part of one. An engine that does not
+    set the attribute reads pieces.
+    """
 
     name: str
+    whole_file: int | None
 
     def wants(self, subject: Subject) -> bool:
         """Whether this engine scans ``subject`` at all (an engine may keep to some files)."""
@@ -74,31 +84,82 @@ class Detector(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FileScanner:
+    """How to scan the bytes of one subject.
+
+    ``pieces`` scans any part of it (a long file is read in overlapping chunks); ``whole``
+    scans all of it at once and only files of at most ``whole_limit`` bytes: it runs each
+    whole-file engine whose own limit the data is within. Either may be None.
+    """
+
+    pieces: Scan | None
+    whole: Scan | None = None
+    whole_limit: int = 0
+
+
+def whole_file(engine: Detector) -> int | None:
+    """The largest file ``engine`` must read whole, or None when it reads pieces."""
+    # getattr: engines written before the attribute existed (or that need nothing) omit it
+    limit: int | None = getattr(engine, "whole_file", None)
+    return limit
+
+
+def _scan_with(engines: Sequence[Detector], subject: Subject) -> Scan:
+    def scan(data: bytes) -> list[Match]:
+        out: list[Match] = []
+        for engine in engines:
+            out.extend(m for m in engine.scan(data, subject) if not is_placeholder(m.secret))
+        return out
+
+    return scan
+
+
 class Detectors:
     """All engines in use, scanned as one."""
 
     def __init__(self, engines: Sequence[Detector]) -> None:
         self.engines = tuple(engines)
 
-    def scanner(self, subject: Subject) -> Callable[[bytes], list[Match]] | None:
-        """A function that scans data of ``subject`` with every engine that wants it, or
-        None when no engine does."""
-        engines = [engine for engine in self.engines if engine.wants(subject)]
-        if not engines:
+    def scanner(self, subject: Subject) -> FileScanner | None:
+        """How to scan the data of ``subject`` with every engine that wants it (a whole-file
+        engine only when the size, if known, is within its limit), or None when no engine
+        does."""
+        pieces: list[Detector] = []
+        whole: list[tuple[int, Detector]] = []
+        for engine in self.engines:
+            limit = whole_file(engine)
+            if limit is not None and subject.size is not None and subject.size > limit:
+                continue
+            if not engine.wants(subject):
+                continue
+            if limit is None:
+                pieces.append(engine)
+            else:
+                whole.append((limit, engine))
+        if not pieces and not whole:
             return None
+        whole_scan = None
+        if whole:
 
-        def scan(data: bytes) -> list[Match]:
-            out: list[Match] = []
-            for engine in engines:
-                out.extend(m for m in engine.scan(data, subject) if not is_placeholder(m.secret))
-            return out
+            def whole_scan(data: bytes) -> list[Match]:
+                # the size was not known up front (an archive member): only now is it known
+                # which engines take this file
+                fits = [engine for limit, engine in whole if len(data) <= limit]
+                return _scan_with(fits, subject)(data)
 
-        return scan
+        return FileScanner(
+            _scan_with(pieces, subject) if pieces else None,
+            whole_scan,
+            max((limit for limit, _ in whole), default=0),
+        )
 
     def scan(self, data: bytes, subject: Subject | None = None) -> list[Match]:
-        """Matches of every engine that wants ``subject`` over ``data``."""
-        scan = self.scanner(subject or Subject())
-        return scan(data) if scan is not None else []
+        """Matches of every engine that wants ``subject`` over ``data``, scanned in one
+        piece (history and config strings, which the caller holds whole anyway; no size
+        limit applies)."""
+        subject = subject or Subject()
+        return _scan_with([e for e in self.engines if e.wants(subject)], subject)(data)
 
     def rules(self) -> list[RuleInfo]:
         """Rules of every engine."""

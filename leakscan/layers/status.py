@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from leakscan.layers.walker import PATH_MAX, LayerRecord
+from leakscan.terms import Status
 
-Status = Literal["present", "deleted", "overwritten"]
 _State = Literal["ours", "gone", "other"]
 
 
