@@ -24,8 +24,9 @@ from leakscan.errors import LeakscanError
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.model import ScanReport
 from leakscan.scan import Progress, ProgressCallback, ScanOptions, scan
+from leakscan.settings import load_config
 from leakscan.sources.auth import RegistryOptions, parse_creds
-from leakscan.suppress import Suppressions, baseline_json, load_config, read_baseline
+from leakscan.suppress import Suppressions, baseline_json, read_baseline
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE = 0, 1, 2
 

@@ -1,4 +1,4 @@
-"""Baselines, ignored rules and paths, and the config file that carries them."""
+"""Baselines, ignored rules and paths (the settings file that can carry them: test_settings)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 from clirun import run_leakscan
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -54,50 +53,6 @@ def test_ignore_rule_and_path() -> None:
     assert all(f["location"]["kind"] != "file" for f in image["findings"])
     assert image["suppressed"] == {"path /root/*": 1}
     assert run.code == 1
-
-
-@pytest.mark.parametrize("style", ["leakscan.toml", "pyproject", "explicit"])
-def test_config_file(style: str, tmp_path: Path) -> None:
-    body = 'ignore-rules = ["betterleaks.github-pat"]\nignore-paths = ["/root/.npmrc"]\n'
-    args = [LEAKY, "-f", "json"]
-    if style == "leakscan.toml":
-        (tmp_path / ".leakscan.toml").write_text(body)
-    elif style == "pyproject":
-        (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n\n[tool.leakscan]\n" + body)
-    else:
-        (tmp_path / "custom.toml").write_text(body)
-        args += ["--config", "custom.toml"]
-    run = run_leakscan(args, cwd=tmp_path)
-    (image,) = run.report["images"]
-    assert [f["location"]["kind"] for f in image["findings"]] == ["history"]
-    assert sum(image["suppressed"].values()) == 3
-
-
-def test_config_baseline_relative_to_config(tmp_path: Path) -> None:
-    (tmp_path / "sub").mkdir()
-    run_leakscan(["baseline", LEAKY, "-o", str(tmp_path / "sub" / "b.json")])
-    (tmp_path / ".leakscan.toml").write_text('baseline = "sub/b.json"\nmin-confidence = "high"\n')
-    run = run_leakscan([LEAKY, "-f", "json"], cwd=tmp_path)
-    assert run.code == 0
-    (image,) = run.report["images"]
-    assert image["findings"] == []
-
-
-@pytest.mark.parametrize(
-    ("body", "needle"),
-    [
-        ("ignore-rules = 'x'", "ignore-rules must be a list of strings"),
-        ("colour = 1", "unknown setting 'colour'"),
-        ("min-confidence = 'huge'", "min-confidence must be high, medium or low"),
-        ("not toml at all [", ".leakscan.toml"),
-    ],
-)
-def test_bad_config_one_line(body: str, needle: str, tmp_path: Path) -> None:
-    (tmp_path / ".leakscan.toml").write_text(body)
-    run = run_leakscan([LEAKY], cwd=tmp_path)
-    assert run.code == 2
-    lines = run.err.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in run.err
 
 
 def test_bad_baseline(tmp_path: Path) -> None:
