@@ -20,7 +20,7 @@ from leakscan.sources.base import (
     platform_wanted,
     read_blob_json,
 )
-from leakscan.sources.oci import layer_diff_ids
+from leakscan.sources.manifests import layer_diff_ids
 from leakscan.sources.store import BlobStore, DirStore, TarStore, read_json
 
 _BLOB_NAME = re.compile(r"^blobs/(sha256|sha512)/([0-9a-f]+)$")

@@ -20,8 +20,9 @@ from leakscan.sources.auth import (
     parse_challenges,
     parse_creds,
 )
+from leakscan.sources.blobstream import BlobOpener
 from leakscan.sources.reference import parse_reference
-from leakscan.sources.registry import BlobOpener, RegistryClient, _NotTls, is_loopback
+from leakscan.sources.registry_client import RegistryClient, _NotTls, is_loopback
 
 HEX = "a" * 64
 
