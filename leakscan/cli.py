@@ -7,12 +7,14 @@ completed (errors win over findings).
 from __future__ import annotations
 
 import enum
+import re
 import shutil
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
 
@@ -141,14 +143,14 @@ ExpandOpt = Annotated[
     str,
     typer.Option(
         "--max-expanded-bytes",
-        help="Bytes unpacked from the archives in one file (K, M, G suffixes).",
+        help="Bytes unpacked from the archives in one file (K, M, G, T: powers of 1024).",
     ),
 ]
 FileSizeOpt = Annotated[
     str | None,
     typer.Option(
         "--max-file-size",
-        help="Skip (and list) files larger than this (K, M, G suffixes). Default: no limit.",
+        help="Skip (and list) files larger than this (K, M, G, T). Default: no limit.",
     ),
 ]
 WorkersOpt = Annotated[
@@ -160,7 +162,7 @@ WorkersOpt = Annotated[
         help="Processes scanning layers side by side (0: one per CPU; 1: none).",
     ),
 ]
-# --- registry flags (issue 4) ---
+# --- registry flags ---
 CredsOpt = Annotated[
     str | None,
     typer.Option(
@@ -253,8 +255,8 @@ class Flags:
     ignore_path: list[str] | None = None
     detect_secrets_plugin: list[str] | None = None
     max_archive_depth: int = ArchiveLimits.max_depth
-    max_expanded_bytes: str = "2G"
-    max_file_size: str | None = None
+    max_expanded_bytes: int = ArchiveLimits.max_expanded_bytes
+    max_file_size: int | None = None
     workers: int = 0
     registry: RegistryOptions | None = None
 
@@ -276,9 +278,9 @@ def _options(config_path: str | None, flags: Flags) -> ScanOptions:
         workers=flags.workers,
         archives=ArchiveLimits(
             max_depth=flags.max_archive_depth,
-            max_expanded_bytes=parse_size(flags.max_expanded_bytes),
+            max_expanded_bytes=flags.max_expanded_bytes,
         ),
-        max_file_size=parse_size(flags.max_file_size) if flags.max_file_size else None,
+        max_file_size=flags.max_file_size,
         suppressions=Suppressions(
             fingerprints=fingerprints,
             rules=config.ignore_rules + tuple(flags.ignore_rule or ()),
@@ -288,17 +290,42 @@ def _options(config_path: str | None, flags: Flags) -> ScanOptions:
     )
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(?:([KMGT])(?:I?B|I)?|B)?", re.IGNORECASE)
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MAX_SIZE = (1 << 63) - 1  # sizes go on to C code (zlib, zstd, file offsets): int64 at most
+# why 0 is refused, and what the user may have meant by it
+_ZERO = {
+    "--max-file-size": "leave the option out for no limit",
+    "--max-expanded-bytes": "--max-archive-depth 0 opens no archives",
+}
+
+
 def parse_size(text: str) -> int:
-    """``512``, ``64K``, ``512M``, ``2G`` (powers of 1024) as a number of bytes."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    value = text.strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = (value[:-1], value[-1]) if value[-1:] in units else (value, "")
+    """``512``, ``64K``, ``1.5M``, ``2G``, ``2GiB`` (powers of 1024) as a number of bytes.
+
+    Only digits with an optional fraction and unit: ``inf``, ``nan``, ``1e3`` and signs are
+    refused (ValueError, saying why), as is anything above :data:`MAX_SIZE`."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None and text.strip().startswith("-"):
+        raise ValueError("a size cannot be negative")
+    if match is None:
+        raise ValueError("not a size (a number of bytes, or with K, M, G or T: 512M, 2G)")
+    number, unit = match.groups()
+    # exact arithmetic: a float would round a long number and overflow on a huge one
+    size = int(Fraction(number) * _UNITS.get((unit or "").upper(), 1))
+    if size > MAX_SIZE:
+        raise ValueError(f"too large: at most {MAX_SIZE} bytes")
+    return size
+
+
+def _size_flag(option: str, text: str) -> int:
+    """A size option's value: a usage error (one line, exit 2) unless it is at least 1 byte."""
     try:
-        size = int(float(number) * units[unit])
-    except ValueError:
-        raise LeakscanError(f"not a size: {text!r} (try 512M or 2G)") from None
-    if size < 0:
-        raise LeakscanError(f"not a size: {text!r}")
+        size = parse_size(text)
+    except ValueError as exc:
+        raise LeakscanError(f"{option} {text!r}: {exc}") from None
+    if size < 1:
+        raise LeakscanError(f"{option} {text!r}: must be at least 1 byte ({_ZERO[option]})")
     return size
 
 
@@ -385,6 +412,9 @@ def scan_command(
     """Find secrets leaked into a container image, layer by layer."""
 
     def work() -> int:
+        # sizes first: a bad one is a usage error before stdin, the settings or the image
+        expanded = _size_flag("--max-expanded-bytes", max_expanded_bytes)
+        file_size = None if max_file_size is None else _size_flag("--max-file-size", max_file_size)
         flags = Flags(
             platform=platform,
             min_confidence=min_confidence,
@@ -394,8 +424,8 @@ def scan_command(
             ignore_path=ignore_path,
             detect_secrets_plugin=detect_secrets_plugin,
             max_archive_depth=max_archive_depth,
-            max_expanded_bytes=max_expanded_bytes,
-            max_file_size=max_file_size,
+            max_expanded_bytes=expanded,
+            max_file_size=file_size,
             workers=workers,
             registry=_registry_options(
                 creds, username, password_stdin, ca_file, tls_verify, plain_http
@@ -442,13 +472,15 @@ def baseline_command(
     written, so that what was read can be reviewed)."""
 
     def work() -> int:
+        expanded = _size_flag("--max-expanded-bytes", max_expanded_bytes)
+        file_size = None if max_file_size is None else _size_flag("--max-file-size", max_file_size)
         flags = Flags(
             platform=platform,
             min_confidence=min_confidence,
             detect_secrets_plugin=detect_secrets_plugin,
             max_archive_depth=max_archive_depth,
-            max_expanded_bytes=max_expanded_bytes,
-            max_file_size=max_file_size,
+            max_expanded_bytes=expanded,
+            max_file_size=file_size,
             workers=workers,
             registry=_registry_options(
                 creds, username, password_stdin, ca_file, tls_verify, plain_http
@@ -512,7 +544,7 @@ SUBCOMMANDS: dict[str, Callable[..., None]] = {
 
 def main() -> None:
     """Console entry point: ``leakscan IMAGE ...``, ``leakscan rules``, ``leakscan baseline``."""
-    sys.argv[1:] = _tls_verify_spelling(sys.argv[1:])  # registry flags (issue 4)
+    sys.argv[1:] = _tls_verify_spelling(sys.argv[1:])
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         name = sys.argv.pop(1)
         _app(SUBCOMMANDS[name])(prog_name=f"leakscan {name}")
