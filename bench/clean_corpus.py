@@ -3,8 +3,8 @@
 Builds, streaming to disk with the writer of ``bench/memory.py``, an image with no planted
 secret, made of real third-party content fetched once and cached under the work dir:
 
-- a Debian bookworm root filesystem (``debootstrap --variant=minbase``, through the shared
-  recipe ``shared/scripts/make_rootfs.sh``); when debootstrap cannot run, ``/usr``, ``/lib``
+- a Debian bookworm root filesystem (``debootstrap --variant=minbase``, made by
+  ``bench/rootfs.py``); when debootstrap cannot run, ``/usr``, ``/lib``
   and ``/etc`` of this machine instead (world-readable files only), and the report says so;
 - the Python standard library of the running Python;
 - a dozen popular PyPI packages (``pip install --target``);
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import memory
+import rootfs
 from compare import STDLIB_SKIP, real_tree, run_measured, stdlib_dir
 from memory import MIB, ImagePlan, ImageSpec, LayerSpec, Member, Tree, generate
 
@@ -75,7 +76,6 @@ NPM_PACKAGES = (
     "eslint",
     "chalk",
 )
-MAKE_ROOTFS = Path(__file__).resolve().parents[2] / "shared" / "scripts" / "make_rootfs.sh"
 LEVELS = (("medium+ (default)", None), ("low (all)", "low"))
 
 
@@ -133,7 +133,7 @@ def _mark(folder: Path, stamp: str) -> None:
 
 
 def debian_rootfs(cache: Path, allowed: bool) -> Source:
-    """``debootstrap --variant=minbase bookworm`` through the shared recipe, once."""
+    """``debootstrap --variant=minbase bookworm`` (``bench/rootfs.py``), once."""
     folder = cache / "debian-rootfs"
     log = cache / "debian-rootfs.log"
     if _marked(folder, "bookworm minbase"):
@@ -144,26 +144,16 @@ def debian_rootfs(cache: Path, allowed: bool) -> Source:
         return Source("debian", None, f"debootstrap is not installed and could not be: {log}")
     if folder.exists():
         shutil.rmtree(folder)
-    if MAKE_ROOTFS.is_file():
-        ok = _run(["bash", str(MAKE_ROOTFS), "debian", str(folder)], log)
-    else:  # the recipe's own steps: the mirror apt uses here, read at run time
-        mirror = ""
-        for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
-            for line in sources.read_text().splitlines():
-                if line.startswith("URIs:") and not mirror:
-                    mirror = line.split()[1]
-        cmd = ["debootstrap", "--variant=minbase", "bookworm", str(folder)]
-        ok = bool(mirror) and _run([*cmd, mirror], log)
-    if not ok:
-        return Source("debian", None, f"debootstrap failed: {_tail(log)} (log: {log})")
-    for deb in (folder / "var" / "cache" / "apt" / "archives").glob("*.deb"):
-        deb.unlink()
+    try:
+        rootfs.make_debian(folder, log)
+    except (rootfs.RootfsError, OSError) as exc:
+        return Source("debian", None, f"{exc} (log: {log})")
     _mark(folder, "bookworm minbase")
     return Source("debian", folder, "debootstrap minbase bookworm")
 
 
 def busybox_rootfs(cache: Path) -> Source:
-    """busybox-static and a symlink per applet, as the shared recipe makes it."""
+    """busybox-static and a symlink per applet (``bench/rootfs.py``), once."""
     folder = cache / "busybox-rootfs"
     log = cache / "busybox-rootfs.log"
     if _marked(folder, "busybox"):
@@ -172,20 +162,10 @@ def busybox_rootfs(cache: Path) -> Source:
         return Source("busybox", None, f"busybox-static is not installed and could not be: {log}")
     if folder.exists():
         shutil.rmtree(folder)
-    if MAKE_ROOTFS.is_file():
-        ok = _run(["bash", str(MAKE_ROOTFS), "busybox", str(folder)], log)
-    else:
-        busybox = shutil.which("busybox") or "busybox"
-        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True)
-        ok = applets.returncode == 0
-        if ok:
-            (folder / "bin").mkdir(parents=True)
-            shutil.copy2(busybox, folder / "bin" / "busybox")
-            for applet in applets.stdout.split():
-                if applet != "busybox":
-                    (folder / "bin" / applet).symlink_to("busybox")
-    if not ok:
-        return Source("busybox", None, f"busybox rootfs failed: {_tail(log)} (log: {log})")
+    try:
+        rootfs.make_busybox(folder)
+    except (rootfs.RootfsError, OSError) as exc:
+        return Source("busybox", None, f"busybox rootfs failed: {exc}")
     _mark(folder, "busybox")
     return Source("busybox", folder, "busybox-static rootfs")
 
