@@ -9,7 +9,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from leakscan.model import Annotation, ConfigLocation, HistoryInfo, HistoryLocation, Location
+from leakscan.model import (
+    Annotation,
+    ConfigLocation,
+    HistoryInfo,
+    HistoryLocation,
+    Location,
+    SourceImage,
+)
 
 # "|2 A=x B=y /bin/sh -c ..." : docker and buildah write build args this way
 _BUILD_ARGS = re.compile(r"^\s*(?:RUN\s+)?\|(\d+)\s+")
@@ -112,15 +119,71 @@ def history_texts(history: HistoryMap, raw_history: Any) -> Iterator[Text]:
         if info.created_by:
             for piece in split_created_by(info.created_by):
                 yield Text(loc, piece)
-        for key in ("comment", "author"):
-            value = entry.get(key) if isinstance(entry, dict) else None
-            if isinstance(value, str) and value:
-                yield Text(loc, value)
+        if isinstance(entry, dict):
+            # comment, author, created and whatever else a builder writes: every string of
+            # the entry is reported, so every one is scanned
+            for key, value in entry.items():
+                if key != "created_by":
+                    yield from (Text(loc, text) for text in _strings(value))
 
 
 _CONFIG_SECTIONS = ("config", "container_config")
 _STRING_FIELDS = ("User", "WorkingDir", "StopSignal")
 _LIST_FIELDS = ("Cmd", "Entrypoint", "Shell", "OnBuild")
+# fields of a config section that config_texts splits itself (each value judged alone)
+_HANDLED = frozenset(("Env", "Labels", "Healthcheck", *_STRING_FIELDS, *_LIST_FIELDS))
+# strings of one config or history entry read at most: a config is bounded in size by the
+# source already, this bounds the engine calls a hostile one of many tiny strings can cost
+MAX_STRINGS = 100_000
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every non-empty string in a JSON value, mapping keys included."""
+    stack = [value]
+    seen = 0
+    while stack and seen < MAX_STRINGS:
+        item = stack.pop()
+        if isinstance(item, str):
+            if item:
+                seen += 1
+                yield item
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                stack.append(inner)
+                stack.append(str(key))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+
+
+def _other_strings(value: Any, where: str, handled: frozenset[str]) -> Iterator[Text]:
+    """Every string of the config value at ``where`` (a top-level key), reported at that
+    field; in a config section, the fields config_texts reads one by one are left out."""
+    if isinstance(value, dict) and handled:
+        for key, inner in value.items():
+            if key not in handled:
+                field = f"{where}.{key}"
+                yield from (Text(ConfigLocation(field, None), t) for t in _strings(inner))
+                if str(key):
+                    yield Text(ConfigLocation(where, None), str(key))
+        return
+    for text in _strings(value):
+        yield Text(ConfigLocation(where, None), text)
+
+
+def image_texts(image: SourceImage) -> Iterator[Text]:
+    """The strings a source took from manifests and indexes and reports as they stand: the
+    platform, digests, media types. A damaged index can put anything there."""
+    strings: list[tuple[str, str | None]] = [
+        ("platform", image.platform),
+        ("manifest_digest", image.manifest_digest),
+        ("config_digest", image.config_digest),
+    ]
+    for blob in image.layers:
+        for name in ("digest", "diff_id", "media_type"):
+            strings.append((f"layers[{blob.index}].{name}", getattr(blob, name)))
+    for where, value in strings:
+        if value:
+            yield Text(ConfigLocation("manifest", where), value)
 
 
 def config_texts(config: Mapping[str, Any], annotations: Sequence[Annotation]) -> Iterator[Text]:
@@ -157,9 +220,10 @@ def config_texts(config: Mapping[str, Any], annotations: Sequence[Annotation]) -
             value = block.get(name)
             if isinstance(value, str) and value:
                 yield Text(ConfigLocation(prefix + name, None), value)
-    for key in ("author", "comment"):
-        value = config.get(key)
-        if isinstance(value, str) and value:
-            yield Text(ConfigLocation(key, None), value)
+    for key, value in config.items():
+        if key in _CONFIG_SECTIONS:
+            yield from _other_strings(value, key, _HANDLED)
+        elif key not in ("history",):  # history_texts reads history
+            yield from _other_strings(value, key, frozenset())
     for note in annotations:
         yield Text(ConfigLocation("annotations", note.key), f"{note.key}={note.value}")

@@ -1,0 +1,213 @@
+"""Finding assembly: the raw matches of one scanned image become the findings of its report.
+
+Matches of one secret at one place merge into one finding; each gets its fingerprint, its
+confidence in the light of where it is, and its remediation; suppressions and the confidence
+threshold sort out what is reported. Everything here works on clear text: the whole report
+is redacted afterwards in one step (:func:`leakscan.redact.redact_report`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from leakscan import model as m
+from leakscan.detectors import Match
+from leakscan.detectors.context import in_context
+from leakscan.layers.status import fate
+from leakscan.layerscan import LayerScan
+from leakscan.metadata import HistoryMap, Text
+from leakscan.redact import mask
+from leakscan.suppress import Suppressions
+from leakscan.terms import CONFIDENCE_RANK, Confidence
+
+UNKNOWN_DIGEST = "sha256:unknown"
+# two engines' values on one line are one secret when one holds the other and is this long
+MIN_MERGE_LENGTH = 8
+
+
+@dataclass
+class ImageScan:
+    """What scanning one image produced, before it becomes a report."""
+
+    image: m.SourceImage
+    layers: list[LayerScan]
+    history: HistoryMap
+    texts: list[tuple[Text, Match]]
+    errors: list[m.Problem]
+
+    def secrets(self) -> Iterator[str]:
+        """Every value any engine matched, in every form it stands in the input (findings
+        below the threshold and suppressed ones included: all are masked alike)."""
+        matches = [hit.match for layer in self.layers for hit in layer.hits]
+        matches.extend(match for _, match in self.texts)
+        for match in matches:
+            yield match.secret
+            if match.raw:
+                yield match.raw
+
+
+_REMEDIATION = {
+    "present": "The file is in the final image. Remove it, and pass the secret at build time "
+    "with RUN --mount=type=secret (or at run time) instead; rotate it.",
+    "deleted": "Deleting the file in a later layer does not remove it: the layer that wrote it "
+    "still ships in the image. Use RUN --mount=type=secret or a multi-stage build so it never "
+    "lands in a layer, and rotate the secret.",
+    "overwritten": "Overwriting the file in a later layer does not remove it: the layer that "
+    "wrote it still ships in the image. Use RUN --mount=type=secret or a multi-stage build, "
+    "and rotate the secret.",
+    "history": "Build arguments and instructions are recorded in the image history for anyone "
+    "who pulls it. Pass secrets with RUN --mount=type=secret, not ARG or ENV; rotate it.",
+    "config": "The image config ships with the image. Inject the secret at run time "
+    "(orchestrator secrets, a mounted file) instead of ENV or LABEL; rotate it.",
+}
+
+
+def fingerprint(rule_id: str, secret_sha: str, place: str) -> str:
+    """A finding's identity across rebuilds."""
+    # the place leaves out layer digests and line numbers, so an accepted finding keeps its
+    # fingerprint when unrelated files of its layer change
+    return hashlib.sha256(f"v1\0{rule_id}\0{secret_sha}\0{place}".encode()).hexdigest()
+
+
+def place(loc: m.Location) -> str:
+    """Where a finding is, as its fingerprint sees it."""
+    if isinstance(loc, m.FileLocation):
+        return f"file\0{loc.path}"
+    if isinstance(loc, m.HistoryLocation):
+        return f"history\0{loc.history_index}"
+    return f"config\0{loc.field}\0{loc.key or ''}"
+
+
+@dataclass
+class _Cluster:
+    """Matches of one secret at one place, from any engine and rule."""
+
+    location: m.Location
+    matches: list[Match]
+
+
+def _merge(clusters: list[_Cluster], match: Match) -> bool:
+    """Add ``match`` to the cluster of the same secret at this place, if there is one: the
+    same value anywhere in the place, or on the same line a value that contains it or is
+    contained in it (engines differ in where a secret starts and ends)."""
+    for cluster in clusters:
+        for other in cluster.matches:
+            shorter, longer = sorted((other.secret, match.secret), key=len)
+            if shorter == longer or (
+                other.line == match.line and len(shorter) >= MIN_MERGE_LENGTH and shorter in longer
+            ):
+                cluster.matches.append(match)
+                return True
+    return False
+
+
+def _finding(loc: m.Location, matches: list[Match], show: bool) -> m.Finding:
+    """One finding from every match of one secret at one place."""
+    # the most confident engine's view of the secret (its exact extent) is the one reported,
+    # each engine's confidence judged in the light of where the file is
+    path = loc.path if isinstance(loc, m.FileLocation) else None
+    rated = [(in_context(x.rule_id, x.confidence, path), x) for x in matches]
+    confidence, best = max(rated, key=lambda pair: CONFIDENCE_RANK[pair[0]])
+    secret_sha = hashlib.sha256(best.secret.encode("utf-8", "surrogatepass")).hexdigest()
+    key = loc.status if isinstance(loc, m.FileLocation) else loc.kind
+    detectors = tuple(sorted({f"{x.detector}:{x.rule_id}" for x in matches}))
+    return m.Finding(
+        rule_id=best.rule_id,
+        description=best.description,
+        secret_sha256=secret_sha,
+        redacted=mask(best.secret),
+        fingerprint=fingerprint(best.rule_id, secret_sha, place(loc)),
+        location=loc,
+        confidence=confidence,
+        detectors=detectors,
+        remediation=_REMEDIATION[key],
+        secret=best.secret if show else None,
+    )
+
+
+def _layer_infos(one: ImageScan) -> list[m.LayerInfo]:
+    infos = []
+    for blob, layer in zip(one.image.layers, one.layers, strict=True):
+        h_index = one.history.layer_history[blob.index]
+        created_by = one.history.entries[h_index].created_by if h_index is not None else None
+        infos.append(
+            m.LayerInfo(
+                index=blob.index,
+                digest=blob.digest,
+                diff_id=layer.diff_id or blob.digest or UNKNOWN_DIGEST,
+                media_type=blob.media_type,
+                size=blob.size,
+                history_index=h_index,
+                created_by=created_by,
+            )
+        )
+    return infos
+
+
+def _clusters(one: ImageScan, infos: list[m.LayerInfo]) -> Iterable[_Cluster]:
+    records = [layer.record for layer in one.layers]
+    places: dict[tuple[str | int, ...], list[_Cluster]] = {}
+    for layer in one.layers:
+        for hit in layer.hits:
+            clusters = places.setdefault(("file", hit.layer_index, hit.shown), [])
+            if not _merge(clusters, hit.match):
+                where = fate(records, hit.layer_index, hit.path, hit.digest)
+                file_loc = m.FileLocation(
+                    layer_index=hit.layer_index,
+                    diff_id=infos[hit.layer_index].diff_id,
+                    path=hit.shown,
+                    line=hit.match.line,
+                    status=where.status,
+                    removed_in_layer=where.removed_in_layer,
+                )
+                clusters.append(_Cluster(file_loc, [hit.match]))
+    for text, match in one.texts:
+        clusters = places.setdefault((text.location.kind, place(text.location)), [])
+        if not _merge(clusters, match):
+            clusters.append(_Cluster(text.location, [match]))
+    return [c for group in places.values() for c in group]
+
+
+def image_report(
+    one: ImageScan, min_confidence: Confidence, suppressions: Suppressions, show: bool
+) -> m.ImageReport:
+    """The report of one scanned image, in clear: findings at or above ``min_confidence``
+    that the user has not accepted, the others counted."""
+    image = one.image
+    infos = _layer_infos(one)
+    threshold = CONFIDENCE_RANK[min_confidence]
+    findings = []
+    below = 0
+    suppressed: dict[str, int] = {}
+    for cluster in _clusters(one, infos):
+        finding = _finding(cluster.location, cluster.matches, show)
+        if CONFIDENCE_RANK[finding.confidence] < threshold:
+            below += 1
+            continue
+        why = suppressions.reason(finding)
+        if why is not None:
+            suppressed[why] = suppressed.get(why, 0) + 1
+        else:
+            findings.append(finding)
+    errors = list(one.errors)
+    skipped: list[m.Problem] = []
+    for layer in one.layers:
+        errors.extend(layer.errors)
+        skipped.extend(layer.skipped)
+    return m.ImageReport(
+        reference=image.reference,
+        source=image.source,
+        platform=image.platform,
+        manifest_digest=image.manifest_digest,
+        config_digest=image.config_digest,
+        layers=tuple(infos),
+        history=one.history.entries,
+        findings=tuple(findings),
+        errors=tuple(errors),
+        skipped=tuple(skipped),
+        below_threshold=below,
+        suppressed=tuple(sorted(suppressed.items())),
+    )
+
