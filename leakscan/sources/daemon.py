@@ -30,6 +30,7 @@ import contextlib
 import multiprocessing
 import os
 import re
+import secrets
 import shutil
 import signal
 import tempfile
@@ -111,15 +112,23 @@ class _Spools:
         self.at_exit = False
 
     def create(self) -> str:
-        """A new private directory (mkdtemp: mode 0700), registered before anything is in it."""
+        """A new private directory (mode 0700), registered before it exists."""
         if not self.at_exit:
             atexit.register(self.remove_all)
             self.at_exit = True
         if not self.dirs:
             self._install()
-        path = tempfile.mkdtemp(prefix=SPOOL_PREFIX)
-        self.dirs[path] = None
-        return path
+        while True:
+            # registered BEFORE it exists, unlike mkdtemp's: a signal between the mkdir and
+            # the registration would leave the directory behind (it happened under load)
+            path = os.path.join(tempfile.gettempdir(), SPOOL_PREFIX + secrets.token_hex(8))
+            self.dirs[path] = None
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:  # someone else's: never remove it
+                self.dirs.pop(path, None)
+                continue
+            return path
 
     def remove(self, path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from needs import missing
 
 HERE = Path(__file__).resolve().parent
 NPM_LEAK_CONTEXT = HERE / "dockerfiles" / "npm-leak"
@@ -78,17 +79,6 @@ class RealImage(NamedTuple):
 # helpers
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def _unavailable(reason: str) -> None:
-    """Skip (developer machine) or fail (CI=true): a missing tool is never silent in CI."""
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: the real-image tests must run here)", pytrace=False)
-    pytest.skip(reason)
-
-
 def _tool_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     path = env.get("PATH", "")
@@ -109,17 +99,17 @@ def _which(name: str) -> str | None:
 
 def _require(*tools: str, root: bool = True) -> dict[str, str]:
     if root and os.geteuid() != 0:
-        _unavailable(f"real-image builds need root (uid {os.geteuid()})")
+        missing(f"real-image builds need root (uid {os.geteuid()})")
     found: dict[str, str] = {}
-    missing = []
+    absent = []
     for tool in tools:
         path = _which(tool)
         if path is None:
-            missing.append(tool)
+            absent.append(tool)
         else:
             found[tool] = path
-    if missing:
-        _unavailable(f"missing tools: {', '.join(missing)} (see .ci/run for the Debian packages)")
+    if absent:
+        missing(f"missing tools: {', '.join(absent)} (see .ci/setup for the Debian packages)")
     return found
 
 
@@ -311,7 +301,7 @@ def busybox_rootfs(real_workdir: Path) -> Path:
     """A minimal root filesystem: static busybox, relative applet links, passwd, root/, tmp/."""
     busybox = _require("busybox", root=False)["busybox"]
     if not _is_static_elf(Path(busybox)):
-        _unavailable(f"{busybox} is dynamically linked: install busybox-static")
+        missing(f"{busybox} is dynamically linked: install busybox-static")
     with _timed("busybox rootfs"):
         root = real_workdir / "rootfs"
         for sub in ("bin", "etc", "root", "tmp"):
@@ -386,7 +376,9 @@ class _Dockerd:
                 start_new_session=True,  # a Ctrl-C in pytest must not kill it before teardown
             )
 
-    def wait_ready(self, timeout: float = 30.0) -> bool:
+    def wait_ready(self, timeout: float = 180.0) -> bool:
+        """Wait for the socket to answer a ping; the timeout is a hang guard, generous
+        because a loaded machine can take long to start dockerd and its containerd."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -485,7 +477,7 @@ def docker_layouts(
     try:
         import docker
     except ImportError:
-        _unavailable("python package 'docker' missing: pip install -e '.[test]'")
+        missing("python package 'docker' missing: pip install -e '.[test]'")
     out = real_workdir / "docker"
     out.mkdir()
     saved = out / "docker-save.tar"

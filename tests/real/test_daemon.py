@@ -27,15 +27,17 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import pytest
 from imagebuilder import fake_token
+from needs import missing, tool
 from schema import validate_report
 
 from leakscan.detectors import DetectorConfig
@@ -103,20 +105,6 @@ def run_cli(args: list[str], host: str, timeout: float = RUN_TIMEOUT) -> Run:
         return Run(proc.returncode, proc.stdout, proc.stderr, seconds)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def _need(tool: str) -> str:
-    found = shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if found is None:
-        reason = f"missing tool: {tool} (see .ci/setup)"
-        if _in_ci():
-            pytest.fail(f"{reason} (CI=true: the real-image tests must run here)", pytrace=False)
-        pytest.skip(reason)
-    return found
 
 
 def _explain(run: Run, token: str) -> str:
@@ -273,7 +261,7 @@ def _free_port() -> int:
 def pushed_digest(dockerd: str, leaky: Built) -> Iterator[str]:
     """`127.0.0.1:P/leaky/app@sha256:...`: the leak pushed to a throw-away registry, which
     gives the image a RepoDigest in the daemon."""
-    registry = _need("docker-registry")
+    registry = tool("docker-registry")
     work = Path(tempfile.mkdtemp(prefix="lsdr-"))
     port = _free_port()
     config = work / "config.yml"
@@ -292,7 +280,7 @@ def pushed_digest(dockerd: str, leaky: Built) -> Iterator[str]:
         )
     client = _client(dockerd)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # a hang guard: the loop waits for the port
         while True:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -315,6 +303,12 @@ def pushed_digest(dockerd: str, leaky: Built) -> Iterator[str]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _accepts(path: Path) -> bool:
+    """Whether a unix socket at ``path`` accepts a connection."""
+    with socket.socket(socket.AF_UNIX) as s:
+        return s.connect_ex(str(path)) == 0
+
+
 class Podman(NamedTuple):
     host: str
     repo_digest: str
@@ -324,9 +318,7 @@ class Podman(NamedTuple):
 def podman(leaky: Built) -> Iterator[Podman]:
     """`podman system service` on a short socket path, private storage, the leak loaded in
     (through the docker API, from the dockerd's `docker save`)."""
-    tool = shutil.which("podman")
-    if tool is None:
-        pytest.skip("podman is not installed (apt-get install podman; not in .ci/setup)")
+    podman = tool("podman")
     work = Path(tempfile.mkdtemp(prefix="lsp-", dir="/tmp"))
     sock = work / "podman.sock"
     conf = work / "storage.conf"
@@ -336,7 +328,7 @@ def podman(leaky: Built) -> Iterator[Podman]:
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
     env["CONTAINERS_STORAGE_CONF"] = str(conf)
     cmd = [
-        tool,
+        podman,
         "--root",
         str(work / "root"),
         "--runroot",
@@ -361,11 +353,13 @@ def podman(leaky: Built) -> Iterator[Podman]:
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():
+        # the service answers once its socket accepts a connection; the deadline is only a
+        # hang guard (vfs storage under load can take long to initialise)
+        deadline = time.monotonic() + 120
+        while not _accepts(sock):
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = (work / "podman.log").read_text(errors="replace")[-1500:]
-                pytest.skip(f"podman system service did not start here: {tail}")
+                missing(f"podman system service did not start here: {tail}")
             time.sleep(0.05)
         client = _client(f"unix://{sock}")
         try:
@@ -634,7 +628,10 @@ def test_spool_removed_at_exit_without_close(dockerd: str, leaky: Built, tmp_pat
     assert not Path(spool).exists()
 
 
-def _wait_for(what: str, check: Any, proc: subprocess.Popen[bytes], timeout: float = 120) -> Any:
+def _wait_for(
+    what: str, check: Any, proc: subprocess.Popen[bytes], timeout: float = RUN_TIMEOUT
+) -> Any:
+    """Poll ``check`` until it holds; the timeout is a hang guard only."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
@@ -658,11 +655,92 @@ def _session(pid: int) -> list[int]:
     return found
 
 
-def _wait_gone(pid: int, timeout: float = 15) -> None:
+def _wait_gone(pid: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while _session(pid):
         assert time.monotonic() < deadline, f"processes left running: {_session(pid)}"
         time.sleep(0.1)
+
+
+class _Gate:
+    """A unix-socket proxy in front of dockerd that forwards the first ``hold_after`` bytes
+    of every answer, then holds the rest until released: a ``docker save`` through it stops
+    part-way, and leakscan waits inside the save for as long as the test likes."""
+
+    def __init__(self, upstream: str, hold_after: int) -> None:
+        self.upstream = upstream.removeprefix("unix://")
+        self.dir = Path(tempfile.mkdtemp(prefix="lsg-", dir="/tmp"))  # unix paths are short
+        self.hold_after = hold_after
+        self.released = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(str(self.dir / "gate.sock"))
+        self.server.listen(16)
+        self.host = f"unix://{self.dir / 'gate.sock'}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            daemon = socket.socket(socket.AF_UNIX)
+            daemon.connect(self.upstream)
+            self.sockets += [client, daemon]
+            threading.Thread(target=self._pump, args=(client, daemon, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(daemon, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, hold: bool) -> None:
+        sent = 0
+        try:
+            while data := src.recv(1 << 16):
+                if hold and sent + len(data) > self.hold_after:
+                    self.released.wait()
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for end in (src, dst):
+                with suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.close()
+        for sock in self.sockets:
+            sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _size(path: Path) -> int:
+    with suppress(OSError):
+        return path.stat().st_size
+    return -1
+
+
+def _state(pid: int) -> str:
+    """The one-letter state of a process (``T``: stopped), ``?`` once it is gone."""
+    with suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return "?"
+
+
+@contextmanager
+def _stopped(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Leakscan's whole process group stopped (SIGSTOP), so that what the test sees is what a
+    signal sent now finds; continued afterwards, when the signal is delivered."""
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        _wait_for(
+            "leakscan to stop",
+            lambda: all(_state(pid) in "Tt?" for pid in _session(proc.pid)),
+            proc,
+        )
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
 
 
 @pytest.mark.parametrize(
@@ -679,43 +757,79 @@ def test_spool_removed_on_signal(
     signum: int, when: str, dockerd: str, big: Built, tmp_path: Path
 ) -> None:
     """Ctrl-C (SIGINT to the process group, workers included) or SIGTERM (to leakscan alone)
-    while the save is spooled or while the workers scan it: nothing is left in TMPDIR."""
+    while the save is spooled or while the workers scan it: nothing is left in TMPDIR.
+
+    The test waits for the phase it means, never for a length of time (under load either
+    phase may take any time): during the save, a proxy holds ``docker save`` part-way and the
+    signal goes once the spool file holds what came through; during the scan, the signal
+    goes once the save is complete and the worker processes run, checked with leakscan
+    stopped (SIGSTOP) so that the scan cannot end between the look and the signal."""
+    gate = _Gate(dockerd, hold_after=8 << 20) if when == "save" else None
     proc = subprocess.Popen(
         _command([f"docker-daemon:{BIG_TAG}", "-f", "json", "--workers", "2"]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=REPO,
-        env=_env(dockerd, tmp_path),
+        env=_env(gate.host if gate else dockerd, tmp_path),
         start_new_session=True,
     )
-    full = big.save.stat().st_size * 0.99
+    full = big.save.stat().st_size
     try:
         spools: list[str] = _wait_for("the spool directory", lambda: _spools(tmp_path), proc)
         saved = tmp_path / spools[0] / "save.tar"
-        if when == "scan":
-
-            def complete() -> bool:
-                with suppress(OSError):
-                    return saved.stat().st_size >= full
-                return False
-
-            _wait_for("the complete save", complete, proc)
-            time.sleep(0.3)  # the scan has started; it takes seconds for 120 MiB
-        assert proc.poll() is None, "leakscan finished before the signal"
-        if signum == signal.SIGINT:
-            os.killpg(proc.pid, signum)
+        if gate is not None:
+            _wait_for("the save's first MiBs", lambda: _size(saved) >= 4 << 20, proc)
+            assert _size(saved) < full  # held part-way
+            send = os.killpg if signum == signal.SIGINT else os.kill
+            send(proc.pid, signum)
+            gate.released.set()
         else:
-            os.kill(proc.pid, signum)
-        _, err = proc.communicate(timeout=60)
+            _wait_for("the complete save", lambda: _size(saved) >= full * 0.99, proc)
+            _wait_for("the worker processes", lambda: len(_session(proc.pid)) > 1, proc)
+            with _stopped(proc):
+                assert proc.poll() is None, "leakscan finished before the signal"
+                assert len(_session(proc.pid)) > 1, "the scan ended before the signal"
+                send = os.killpg if signum == signal.SIGINT else os.kill
+                send(proc.pid, signum)
+        _, err = proc.communicate(timeout=RUN_TIMEOUT)
         # worker processes do not outlive leakscan by more than a moment
         _wait_gone(proc.pid)
     finally:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=RUN_TIMEOUT)
+        if gate is not None:
+            gate.close()
     assert proc.returncode in (130, -signum), (proc.returncode, err[-2000:])
     assert _spools(tmp_path) == []
     assert big.token.encode() not in err
+
+
+def test_spool_registered_before_it_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal the moment the spool directory appears (what a test that signals on seeing it
+    does under load) finds it registered: it is registered before the mkdir, not after."""
+    from leakscan.sources import daemon
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() re-reads TMPDIR
+    spools = daemon._Spools()
+    real_mkdir = os.mkdir
+
+    def mkdir_then_interrupted(path: str, mode: int = 0o777) -> None:
+        real_mkdir(path, mode)
+        raise KeyboardInterrupt  # as Python's SIGINT handler does, right after the mkdir
+
+    monkeypatch.setattr(daemon.os, "mkdir", mkdir_then_interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            spools.create()
+    finally:
+        monkeypatch.setattr(daemon.os, "mkdir", real_mkdir)
+        spools._restore()  # the handlers create() installed
+    (made,) = _spools(tmp_path)
+    assert list(spools.dirs) == [str(tmp_path / made)]
+    spools.remove_all()  # what atexit and the SIGTERM handler run
+    assert _spools(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------------
