@@ -71,9 +71,6 @@ def _netrc(text: str) -> Iterator[_Found]:
         yield _Found("leakscan.netrc-password", m.group(1), m.start(1))
 
 
-_INI_LINE = re.compile(r"(?mi)^[ \t]*([A-Za-z_][\w.-]*)[ \t]*[=:][ \t]*(\S[^\r\n]*?)[ \t]*$")
-
-
 def _ini_values(text: str, keys: dict[str, str]) -> Iterator[_Found]:
     """``key = value`` / ``key: value`` lines of INI-like files, for the keys given."""
     for m in re.finditer(
@@ -193,6 +190,8 @@ class CredentialFilesDetector:
     .npmrc, kubeconfig, Kubernetes Secret manifests."""
 
     name = NAME
+    # a format is read whole: a JSON document split in two parses as neither half
+    whole_file: int | None = MAX_SIZE
 
     def wants(self, subject: Subject) -> bool:
         """Files of the formats above, up to 1 MiB."""

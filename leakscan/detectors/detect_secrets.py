@@ -406,6 +406,9 @@ class DetectSecretsDetector:
 
     def __init__(self, plugin_files: Sequence[str] = (), max_file_size: int = 1 << 20) -> None:
         self.max_file_size = max_file_size
+        # whole files: a chunk that starts mid-line hands the plugins a line without its
+        # keyword, and a key block may run past a chunk's end
+        self.whole_file: int | None = max_file_size
         plugins: dict[str, BasePlugin] = {}
         for cls in _builtin_classes():
             plugin = cls()

@@ -43,6 +43,7 @@ class KingfisherDetector:
     """Every kingfisher rule, low confidence included; leakscan filters by confidence."""
 
     name = "kingfisher"
+    whole_file: int | None = None  # any piece: its patterns match within a line or a few KB
 
     def __init__(self) -> None:
         self._rules = catalog()

@@ -1,5 +1,6 @@
 """Scan a stream of any length in bounded memory: fixed-size chunks that overlap, so a
-secret that straddles a chunk boundary is still seen whole in one chunk.
+secret that straddles a chunk boundary is still seen whole in one chunk. Engines that must
+see a file whole get it whole, up to their own limit, once it has been read.
 
 Chunks can be scanned on a helper thread while the caller reads on (:class:`ScanRunner`):
 the engines spend most of their time in native code that releases the GIL, so reading,
@@ -9,12 +10,11 @@ decompressing and walking the next files overlaps the scan of the last ones.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
-from leakscan.detectors import Match
+from leakscan.detectors import FileScanner, Match, Scan
 
 # the engines are fastest on inputs of a few hundred KB (kingfisher: ~250 MB/s on 256 KiB
 # pieces of source text, ~130 MB/s on 8 MiB ones)
@@ -32,9 +32,6 @@ def _fill(stream: BinaryIO, want: int) -> bytes:
         parts.append(data)
         want -= len(data)
     return b"".join(parts)
-
-
-Scan = Callable[[bytes], list[Match]]
 
 
 def _done(value: list[Match]) -> Future[list[Match]]:
@@ -106,34 +103,55 @@ class PendingScan:
 
 
 def start_scan(
-    scan: Scan,
+    scan: Scan | FileScanner,
     stream: BinaryIO,
     runner: ScanRunner = _INLINE,
     chunk_size: int = CHUNK_SIZE,
     overlap: int = OVERLAP,
 ) -> PendingScan:
-    """Read ``stream`` to its end, handing its chunks to ``runner``.
+    """Read ``stream`` to its end, handing its chunks to ``runner`` (a plain ``scan``
+    takes chunks; a :class:`FileScanner` says which engines take the file whole).
 
     A chunk that is not the last leaves matches that start in its final ``overlap`` bytes
     to the next chunk, which begins there: each match is reported once, from the chunk
-    that holds it whole.
+    that holds it whole. The bytes read are also kept while they are within the
+    whole-file limit, and handed to the whole-file engines at the end: memory stays
+    bounded by that limit, and a longer file is not given to them at all.
     """
     if overlap >= chunk_size:
         raise ValueError("overlap must be smaller than the chunk size")
+    plan = scan if isinstance(scan, FileScanner) else FileScanner(scan)
     pending = PendingScan()
+    # what was read so far, for the whole-file engines; None once past their limit
+    held: list[bytes] | None = [] if plan.whole is not None else None
+    total = 0
     base = 0  # absolute offset of data[0]
     lines_before = 0  # newlines before data[0]
     data = _fill(stream, chunk_size)
+    read = data
     while True:
-        more = _fill(stream, chunk_size - overlap) if len(data) == chunk_size else b""
+        total += len(read)
+        if held is not None:
+            if total > plan.whole_limit:
+                held = None
+            elif read:
+                held.append(read)
+        read = more = _fill(stream, chunk_size - overlap) if len(data) == chunk_size else b""
         last = not more
         keep_below = len(data) if last else len(data) - overlap
-        pending.chunks.append((runner.submit(scan, data), base, lines_before, keep_below))
+        if plan.pieces is not None:
+            pending.chunks.append(
+                (runner.submit(plan.pieces, data), base, lines_before, keep_below)
+            )
         if last:
-            return pending
+            break
         lines_before += data.count(b"\n", 0, keep_below)
         base += keep_below
         data = data[keep_below:] + more
+    if plan.whole is not None and held is not None:
+        whole = b"".join(held)
+        pending.chunks.append((runner.submit(plan.whole, whole), 0, 0, len(whole)))
+    return pending
 
 
 def scan_stream(

@@ -1,0 +1,182 @@
+"""scan_layer hands each engine what it needs: kingfisher overlapping chunks of any file,
+whole-file engines (the credential-file readers, detect-secrets) each file whole up to
+their own limit, and kingfisher each file's name where a rule of its is scoped to it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import secrets
+import string
+from pathlib import Path
+
+import pytest
+from helpers import file_findings, only_image, scan_ref, write
+from imagebuilder import Image, Layer, fake_token, make_zip
+
+from leakscan import model as m
+from leakscan.detectors import Detectors, Match, Subject
+from leakscan.detectors.credfiles import MAX_SIZE
+from leakscan.detectors.stream import CHUNK_SIZE, OVERLAP
+from leakscan.layers.archives import ArchiveLimits
+from leakscan.layerscan import scan_layer
+
+ALNUM = string.ascii_letters + string.digits
+
+
+def _sha(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _password(n: int = 24) -> str:
+    return "".join(secrets.choice(ALNUM) for _ in range(n))
+
+
+def _layer_blob(layer: Layer) -> m.LayerBlob:
+    data = layer.tar_bytes()
+    return m.LayerBlob(0, layer.diff_id(), None, None, len(data), lambda: io.BytesIO(data))
+
+
+def _hits(layer: Layer, detectors: Detectors) -> dict[str, list[Match]]:
+    """Every match of scan_layer, by the path it is in."""
+    out = scan_layer(_layer_blob(layer), detectors, ArchiveLimits())
+    assert not out.errors
+    found: dict[str, list[Match]] = {}
+    for hit in out.hits:
+        found.setdefault(hit.shown, []).append(hit.match)
+    return found
+
+
+def _key(matches: list[Match], detector: str) -> set[tuple[str, str, int, int, int]]:
+    return {
+        (x.rule_id, x.secret, x.start, x.end, x.line) for x in matches if x.detector == detector
+    }
+
+
+def docker_config(size: int, auth: str, token: str) -> bytes:
+    """A docker config.json of exactly ``size`` bytes: a build host logged in to many ECR
+    registries through a helper, then one registry with a password and one whose
+    identity token is a GitHub token, at the end (past the first chunk)."""
+    helpers = {}
+    room = size - 400
+    n = 0
+    while room > 0:
+        name = f"{100000000000 + n}.dkr.ecr.eu-west-{n % 3 + 1}.amazonaws.com"
+        helpers[name] = "ecr-login"
+        room -= len(name) + len('"": "ecr-login", ')
+        n += 1
+    doc = {
+        "credHelpers": helpers,
+        "auths": {
+            "registry.example.internal": {"auth": auth},
+            "ghcr.example.internal": {"identitytoken": token},
+        },
+    }
+    text = json.dumps(doc, indent=None).encode()
+    assert len(text) <= size, (len(text), size)
+    # JSON allows whitespace before its last brace: the size comes out exact
+    return text[:-1] + b" " * (size - len(text)) + b"}"
+
+
+SIZES = [
+    CHUNK_SIZE - 1,
+    CHUNK_SIZE,
+    CHUNK_SIZE + 1,
+    600_000,  # the size of the issue's report
+    MAX_SIZE - 1,
+    MAX_SIZE,
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_docker_config_read_whole_up_to_the_limit(size: int, detectors: Detectors) -> None:
+    auth = base64.b64encode(f"deploy:{_password()}".encode()).decode()
+    token = fake_token("github")
+    data = docker_config(size, auth, token)
+    assert len(data) == size
+    path = "root/.docker/config.json"
+    found = _hits(Layer().file(path, data), detectors)["/" + path]
+    whole = detectors.scan(data, Subject("/" + path, size))
+    # the same matches as one scan of the whole file, at the same offsets and lines
+    assert _key(found, "leakscan") == _key(whole, "leakscan")
+    assert {x.secret for x in found if x.detector == "leakscan"} == {auth, token}
+    assert token in {x.secret for x in found if x.detector == "kingfisher"}
+
+
+def test_docker_config_over_the_limit(detectors: Detectors) -> None:
+    """A credential file over the reader's limit: kingfisher still reads every chunk of
+    it, the whole-file reader does not run on any part of it."""
+    auth = base64.b64encode(f"deploy:{_password()}".encode()).decode()
+    token = fake_token("github")
+    data = docker_config(MAX_SIZE + 1, auth, token)
+    path = "root/.docker/config.json"
+    found = _hits(Layer().file(path, data), detectors)["/" + path]
+    assert {x.detector for x in found} == {"kingfisher"}
+    assert [x.secret for x in found if x.rule_id == "betterleaks.github-pat"] == [token]
+    at = data.index(token.encode())
+    assert [(x.start, x.line) for x in found if x.secret == token] == [(at, 1)]
+
+
+@pytest.mark.parametrize("size", [CHUNK_SIZE + 1, MAX_SIZE, MAX_SIZE + 1])
+def test_member_of_unknown_size(size: int, detectors: Detectors) -> None:
+    """A zip written to a pipe does not say a member's size before its data: the reader
+    gets it whole when it turns out to be within the limit, not at all otherwise."""
+    auth = base64.b64encode(f"deploy:{_password()}".encode()).decode()
+    token = fake_token("github")
+    data = docker_config(size, auth, token)
+    bundle = make_zip({"home/ci/.docker/config.json": data}, streamed=True)
+    found = _hits(Layer().file("srv/bundle.zip", bundle), detectors)
+    matches = found["/srv/bundle.zip!/home/ci/.docker/config.json"]
+    want = {auth, token} if size <= MAX_SIZE else set()
+    assert {x.secret for x in matches if x.detector == "leakscan"} == want
+    assert token in {x.secret for x in matches if x.detector == "kingfisher"}
+
+
+def _dotenv(size: int, password: str) -> bytes:
+    """A .env of ``size`` bytes whose password line straddles the first chunk's kept
+    part: a chunk scan sees the key in one chunk and the value only in the next."""
+    line = f"DB_PASSWORD={password}\n".encode()
+    at = CHUNK_SIZE - OVERLAP - 8  # the line starts before, its value after the cut
+    filler = b"".join(f"FEATURE_{i:06d}=on\n".encode() for i in range(size // 18 + 1))
+    head = filler[:at]
+    head = head[: head.rindex(b"\n") + 1]
+    body = head + line + filler[len(head) :]
+    return body[:size]
+
+
+@pytest.mark.parametrize("size", [CHUNK_SIZE + 1, 700_000, MAX_SIZE])
+def test_detect_secrets_reads_whole_files(size: int, detectors: Detectors) -> None:
+    password = _password()
+    data = _dotenv(size, password)
+    path = "app/.env"
+    found = _hits(Layer().file(path, data), detectors)["/" + path]
+    whole = detectors.scan(data, Subject("/" + path, size))
+    assert _key(found, "detect-secrets") == _key(whole, "detect-secrets")
+    assert password in {x.secret for x in found if x.detector == "detect-secrets"}
+
+
+@pytest.mark.parametrize("size", [CHUNK_SIZE - 1, 600_000, MAX_SIZE, MAX_SIZE + 1])
+def test_a_real_scan_gives_the_whole_file_finding(
+    size: int, tmp_path: Path, detectors: Detectors
+) -> None:
+    auth = base64.b64encode(f"deploy:{_password()}".encode()).decode()
+    token = fake_token("github")
+    data = docker_config(size, auth, token)
+    layer = Layer().file("root/.docker/config.json", data)
+    image = only_image(scan_ref(write("oci-dir", Image(layers=[layer]), tmp_path), detectors))
+    found = {f.secret_sha256: f for f in file_findings(image, "/root/.docker/config.json")}
+    by_auth, by_token = found.get(_sha(auth)), found.get(_sha(token))
+    assert by_token is not None and _engines(by_token) >= {"kingfisher"}
+    if size <= MAX_SIZE:
+        assert by_auth is not None and "leakscan" in _engines(by_auth)
+        assert "leakscan" in _engines(by_token)
+        assert (by_auth.location.line, by_auth.rule_id) == (1, "leakscan.docker-config-auth")
+    else:
+        assert by_auth is None and _engines(by_token) == {"kingfisher"}
+
+
+def _engines(finding: m.Finding) -> set[str]:
+    # each entry is "engine:rule"
+    return {d.split(":", 1)[0] for d in finding.detectors}
