@@ -11,7 +11,6 @@ import os
 import posixpath
 import random
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -36,6 +35,7 @@ from imagebuilder import (  # noqa: E402
     write_oci_archive,
     write_oci_layout,
 )
+from needs import tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -43,16 +43,6 @@ LAYOUTS = ["legacy", "docker25", "skopeo"]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def tool(name: str) -> str:
-    """Path of a real tool; skip without it, fail when CI=true."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is not installed; CI requires it")
-        pytest.skip(f"{name} is not installed")
-    return path
 
 
 def run(*args: str | Path) -> str:
@@ -552,8 +542,6 @@ def _load_make_fixtures() -> Any:
 
 
 def test_fixtures_are_reproducible(tmp_path: Path) -> None:
-    if not (FIXTURES / "leaky-npm.tar").exists():
-        pytest.skip("fixtures not generated")
     expected = _load_make_fixtures().generate(tmp_path)
     for name in ("leaky-npm.tar", "clean.tar", "expected.json"):
         assert (tmp_path / name).read_bytes() == (FIXTURES / name).read_bytes(), name
@@ -672,8 +660,6 @@ def test_umoci_applies_whiteouts(tmp_path: Path) -> None:
 
 
 def test_skopeo_reads_committed_fixtures() -> None:
-    if not (FIXTURES / "leaky-npm.tar").exists():
-        pytest.skip("fixtures not generated")
     for name in ("leaky-npm.tar", "clean.tar"):
         cfg = json.loads(skopeo("inspect", "--config", f"docker-archive:{FIXTURES / name}"))
         assert cfg["os"] == "linux"
