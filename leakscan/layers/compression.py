@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
 import zstandard
 
 from leakscan.errors import LayerError
 from leakscan.layers import inflate
+from leakscan.layers.inflate import GZIP_MAGIC, INPUT_SIZE
 
 Compression = Literal["none", "gzip", "zstd"]
 
-GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 READ_SIZE = 1 << 20
-# compressed input is fed in small pieces: zlib copies the unconsumed input on every call
-# that stops at max_length, and a 1 MiB piece of a highly compressed stream was copied
-# hundreds of times (5 s for a GiB of zeros; 64 KiB pieces make it ~1 s)
-INPUT_SIZE = 64 << 10
 
 
 def sniff(head: bytes) -> Compression:
@@ -71,21 +67,15 @@ class HashingReader(io.RawIOBase):
 
 
 class _GzipStream(io.RawIOBase):
-    """Streaming gzip decoder over a non-seekable stream, multi-member aware.
-
-    Written on a zlib decompressor (:mod:`leakscan.layers.inflate`) rather than
-    gzip.GzipFile so that a truncated stream is an error we name, and zero padding after
-    the last member is tolerated.
-    """
+    """Streaming gzip decoder over a non-seekable stream, multi-member aware, on the
+    package's one :class:`~leakscan.layers.inflate.Inflater` rather than gzip.GzipFile, so
+    that a truncated stream is an error we name, and zero padding after the last member is
+    tolerated (anything else there is an error: a layer is the tar and nothing more)."""
 
     def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._dec = inflate.decompressobj(31)
-        self._pending = b""
+        self._inflater = inflate.Inflater(raw.read, gzip=True)
         self._buf = b""
         self._off = 0  # how much of _buf has been handed out
-        self._in_member = False
-        self._eof = False
 
     def readable(self) -> bool:
         return True
@@ -93,48 +83,24 @@ class _GzipStream(io.RawIOBase):
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         # a short read rather than a wait for more: what was decoded before a damaged part
         # of the stream is handed out before the error is raised, by the next call
-        while self._off >= len(self._buf) and not self._eof:
-            self._buf = b""
+        if self._off >= len(self._buf):
+            self._buf = self._step(max(len(b), READ_SIZE))
             self._off = 0
-            self._step(max(len(b), READ_SIZE))
         n = min(len(b), len(self._buf) - self._off)
         b[:n] = memoryview(self._buf)[self._off : self._off + n]
         self._off += n
         return n
 
-    def _step(self, want: int) -> None:
-        if not self._pending:
-            self._pending = self._raw.read(INPUT_SIZE)
-            if not self._pending:
-                if self._in_member:
-                    raise LayerError("gzip stream is truncated")
-                self._eof = True
-                return
-        if not self._in_member:
-            stripped = self._pending.lstrip(b"\x00")
-            if len(stripped) < 2:
-                more = self._raw.read(INPUT_SIZE)
-                if not more:
-                    if stripped:
-                        raise LayerError("gzip stream has trailing garbage")
-                    self._eof = True
-                    return
-                self._pending = stripped + more
-                return
-            if not stripped.startswith(GZIP_MAGIC):
-                raise LayerError("gzip stream has trailing garbage")
-            self._pending = stripped
-            self._dec = inflate.decompressobj(31)
-            self._in_member = True
+    def _step(self, want: int) -> bytes:
         try:
-            self._buf = self._dec.decompress(self._pending, want)
-        except inflate.ERRORS as exc:
+            out = self._inflater.step(want)
+        except inflate.Truncated:
+            raise LayerError("gzip stream is truncated") from None
+        except inflate.Corrupt as exc:
             raise LayerError(f"gzip stream is corrupt: {exc}") from None
-        if self._dec.eof:
-            self._pending = self._dec.unused_data
-            self._in_member = False
-        else:
-            self._pending = self._dec.unconsumed_tail
+        if not out and self._inflater.garbage:
+            raise LayerError("gzip stream has trailing garbage")
+        return out
 
 
 class _ZstdStream(io.RawIOBase):
@@ -162,23 +128,33 @@ class _ZstdStream(io.RawIOBase):
         return n
 
 
-class _Prefixed(io.RawIOBase):
-    """A stream with some already-read bytes put back in front of it."""
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
 
-    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+
+class Prefixed(io.RawIOBase):
+    """A stream with some already-read bytes (read to sniff a format) put back in front of
+    it. Reads return what the stream returns, short reads included."""
+
+    def __init__(self, head: bytes, raw: _Readable) -> None:
         self._head = head
         self._raw = raw
 
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int | None = -1, /) -> bytes:
+        head = self._head
+        if not head:
+            return self._raw.read(-1 if size is None else size)
+        if size is None or size < 0:
+            self._head = b""
+            return head + self._raw.read(-1)
+        self._head = head[size:]
+        return head[:size]
+
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._raw.read(len(b))
+        data = self.read(len(b))
         n = len(data)
         b[:n] = data
         return n
@@ -198,7 +174,7 @@ def decompressed(raw: BinaryIO) -> tuple[Compression, BinaryIO]:
             break
         head += more
     kind = sniff(head)
-    prefixed = _Prefixed(head, raw)
+    prefixed = Prefixed(head, raw)
     inner: io.RawIOBase
     if kind == "gzip":
         inner = _GzipStream(prefixed)  # type: ignore[arg-type]

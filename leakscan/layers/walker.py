@@ -6,23 +6,22 @@ filesystem (a :class:`LayerRecord`): the entries it adds and the whiteouts and o
 markers it carries. It records whiteouts but does not interpret them; that happens in
 exactly one place, :mod:`leakscan.layers.status`.
 
-The tar headers are parsed here rather than by :mod:`tarfile`, whose stream mode costs
-several times more per entry, on what is the hot path of every scan. The layer is read in
-large pieces; headers and member data are slices of the current piece.
+Tar headers are parsed by :mod:`leakscan.layers.tarparse`, the parser tars inside layer
+files go through too. The layer is read in large pieces; headers and member data are slices
+of the current piece.
 """
 
 from __future__ import annotations
 
 import posixpath
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Literal, cast
+from typing import BinaryIO, cast
 
 from leakscan.errors import LayerError
+from leakscan.layers import tarparse
 from leakscan.layers.compression import HashingReader
-
-EntryKind = Literal["file", "dir", "symlink", "hardlink", "other"]
+from leakscan.layers.tarparse import BLOCK, EntryKind
 
 # the layer is read in pieces of this size: large enough that the Python work per read is
 # noise, small enough that a piece stays in the CPU cache through the copies and hashing the
@@ -32,16 +31,11 @@ EntryKind = Literal["file", "dir", "symlink", "hardlink", "other"]
 # truncated gzip, takes with it what that read had gathered: the files in up to one piece
 # before the damage go unscanned; the layer is an error either way.)
 READ_SIZE = 256 << 10
-BLOCK = 512
 
 # no container filesystem holds a longer path (Linux PATH_MAX): such entries are still
 # scanned, but not recorded for status (a hostile layer of 64 KiB names would otherwise
 # hold gigabytes of them)
 PATH_MAX = 4096
-
-# pax and GNU long-name headers are read whole: they hold names, not data, and a hostile
-# one may declare gigabytes
-META_MAX = 1 << 20
 
 # what may follow a tar's end-of-archive marker (tar writers pad to a 10 KiB record); a
 # decompression bomb hides its zeros there, so no more is read
@@ -49,27 +43,6 @@ MAX_TRAILING = 1 << 20
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
-
-_ZERO_BLOCK = bytes(BLOCK)
-_HIGH_BYTES = bytes(range(0x80, 0x100))
-_USTAR_MAGIC = b"ustar\x00"  # POSIX; GNU tar writes "ustar  \0" and has no prefix field
-# regular files: '0', the old NUL, contiguous '7' and old GNU sparse 'S'
-_KINDS: dict[bytes, EntryKind] = {
-    b"0": "file",
-    b"\x00": "file",
-    b"7": "file",
-    b"S": "file",
-    b"1": "hardlink",
-    b"2": "symlink",
-    b"5": "dir",
-}
-# links, devices, directories, FIFOs: their size field says nothing about data (none follows)
-_NO_DATA = frozenset((b"1", b"2", b"3", b"4", b"5", b"6"))
-_GNU_META = frozenset((b"L", b"K"))
-_PAX_META = frozenset((b"x", b"X", b"g"))  # 'X' is Solaris' name for 'x'
-_META = _GNU_META | _PAX_META
-_PAX_KEYS = frozenset((b"path", b"linkpath", b"size", b"GNU.sparse.name"))
-_GLOBAL_KEYS = frozenset((b"path", b"linkpath", b"size"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +67,28 @@ class LayerRecord:
     entries: dict[str, EntryRecord] = field(default_factory=dict)
     whiteouts: set[str] = field(default_factory=set)
     opaques: set[str] = field(default_factory=set)
-    # paths that appear more than once in this layer: the last one wins on extraction
-    repeated: set[str] = field(default_factory=set)
-    # whiteout names that name nothing (a bare ".wh."), kept for the report
+    # whiteout names that name nothing (a bare ".wh."): ignored, so said in the report
     odd_whiteouts: list[str] = field(default_factory=list)
-    # entries whose path is longer than PATH_MAX: scanned, not recorded
+    # entries whose path is longer than PATH_MAX: scanned, not recorded, so said in the report
     too_long: int = 0
+
+    def oddities(self) -> list[tuple[str, str | None]]:
+        """What the report should say of entries scanned but whose status rests on an
+        assumption: per kind, a reason with a count, and the first path where one helps."""
+        out: list[tuple[str, str | None]] = []
+        if self.too_long:
+            why = f"longer than {PATH_MAX} bytes: scanned, status taken as present"
+            out.append((f"{_count(self.too_long, 'path')} {why}", None))
+        if self.odd_whiteouts:
+            why = "naming no file: ignored, nothing beside them taken as removed"
+            out.append(
+                (f"{_count(len(self.odd_whiteouts), 'bare whiteout')} {why}", self.odd_whiteouts[0])
+            )
+        return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class _Tape:
@@ -295,82 +284,6 @@ def _raw_path(name: bytes) -> str:
     return _absolute(name.decode("utf-8", "backslashreplace"))
 
 
-# --- header fields ---------------------------------------------------------------------------
-
-
-def _number(field: bytes) -> int:
-    """A numeric header field: octal digits ended or padded by NULs and spaces, or GNU
-    base-256 (a first byte of 0x80, or 0xff for a negative number)."""
-    lead = field[0]
-    if lead == 0x80:
-        return int.from_bytes(field[1:], "big")
-    if lead == 0xFF:
-        return int.from_bytes(field, "big", signed=True)
-    try:
-        # int() would also take a sign or underscores: harmless (a negative size is refused)
-        return int(field.partition(b"\x00")[0].strip() or b"0", 8)
-    except ValueError:
-        raise ValueError(f"bad number field {field!r}") from None
-
-
-def _check_sum(block: bytes) -> None:
-    """Raise ValueError unless the header's checksum field matches its bytes, summed as
-    unsigned or as signed bytes (tar writers have done both), the field counting as spaces."""
-    cut = block[148:156]
-    stored = _number(cut)
-    # the low half of an Adler-32 is 1 + the byte sum modulo 65521: exact for 256 bytes
-    # (at most 65280), and far faster than sum() over the block
-    total = (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
-    unsigned = total - sum(cut) + 8 * 0x20
-    if stored == unsigned:
-        return
-    high = len(block) - len(block.translate(None, _HIGH_BYTES))
-    high -= len(cut) - len(cut.translate(None, _HIGH_BYTES))
-    if stored != unsigned - 256 * high:
-        raise ValueError("bad header checksum")
-
-
-def _header(block: bytes) -> tuple[bytes, int, bytes, bytes]:
-    """Typeflag, size, name and link name of a (non-zero) header block; ValueError if it
-    is not one."""
-    _check_sum(block)
-    kind = block[156:157]
-    size = _number(block[124:136])
-    if size < 0:
-        raise ValueError(f"negative size {size}")
-    name = block[:100].partition(b"\x00")[0]
-    link = block[157:257].partition(b"\x00")[0]
-    if block[257:263] == _USTAR_MAGIC and kind not in _GNU_META and kind != b"S":
-        prefix = block[345:500].partition(b"\x00")[0]
-        if prefix:
-            name = prefix + b"/" + name
-    return kind, size, name, link
-
-
-def _pax_records(payload: bytes) -> dict[bytes, bytes]:
-    """The keys we use from a pax header's ``"%d key=value\\n"`` records; ValueError when a
-    record is malformed."""
-    found: dict[bytes, bytes] = {}
-    size = len(payload.rstrip(b"\x00"))  # records end in "\n": NULs after them are padding
-    pos = 0
-    while pos < size:
-        space = payload.find(b" ", pos, pos + 24)
-        length = payload[pos:space]
-        if space < 0 or not length.isdigit():
-            raise ValueError("bad pax record length")
-        end = pos + int(length)
-        if end > size or end < space + 3 or payload[end - 1] != 0x0A:
-            raise ValueError("bad pax record length")
-        eq = payload.find(b"=", space + 1, end - 1)
-        if eq <= space + 1:
-            raise ValueError("pax record without key=value")
-        key = payload[space + 1 : eq]
-        if key in _PAX_KEYS:
-            found[key] = payload[eq + 1 : end - 1]
-        pos = end
-    return found
-
-
 # --- the walk --------------------------------------------------------------------------------
 
 
@@ -386,110 +299,16 @@ def _corrupt(path: str, why: object) -> LayerError:
     )
 
 
-class _Headers:
-    """The entries of a tar, header by header: pax and GNU long-name headers are applied to
-    the entry they describe, so that only real entries come out."""
-
-    def __init__(self, tape: _Tape) -> None:
-        self._tape = tape
-        self._first = True
-        self._ext: dict[bytes, bytes] = {}  # pax and GNU long-name values for the next entry
-        self._glob: dict[bytes, bytes] = {}  # pax global values for all later entries
-
-    def next(self, skip: int, path: str) -> tuple[bytes, int, bytes, bytes] | None:
-        """Pass ``skip`` bytes (what is left of the last entry, ``path``), then return the
-        next entry's typeflag, length of stored data, name and link name; None at the end of
-        the archive."""
-        tape = self._tape
-        if skip and not tape.skip(skip):
-            raise _truncated("in", path)
-        while True:
-            block = tape.exact(BLOCK)
-            if len(block) < BLOCK:
-                if self._first:
-                    raise LayerError(
-                        f"not a tar stream: {'truncated header' if block else 'empty file'}"
-                    )
-                if block or self._ext:
-                    raise _truncated("after", path)
-                # no end-of-archive marker, but the stream ends between entries: tarfile
-                # took that for the end, and so do we
-                return None
-            if block == _ZERO_BLOCK:
-                if self._ext:
-                    raise _corrupt(path, "an extended header is followed by the end of the archive")
-                return None
-            try:
-                kind, size, name, link = _header(block)
-            except ValueError as exc:
-                if self._first:
-                    raise LayerError(f"not a tar stream: {exc}") from None
-                raise _corrupt(path, exc) from None
-            self._first = False
-            if kind in _META:
-                self._meta(kind, size, path)
-                continue
-            if self._ext or self._glob:
-                name, size, link = self._apply(name, size, link, path)
-            if kind == b"S" and block[482]:
-                # old GNU sparse: map blocks follow the header while the last one flags more
-                # (at 482 in the header, 504 in map blocks). The data stored after them is
-                # the file's non-hole parts in order; those bytes are what is scanned (holes
-                # are zeros, nothing to find there), so the map itself is not needed
-                while True:
-                    more = tape.exact(BLOCK)
-                    if len(more) < BLOCK:
-                        raise _truncated("after", path)
-                    if not more[504]:
-                        break
-            return kind, 0 if kind in _NO_DATA else size, name, link
-
-    def _meta(self, kind: bytes, size: int, path: str) -> None:
-        if size > META_MAX:
-            raise _corrupt(
-                path, f"an extended header of {size} bytes (more than {META_MAX >> 20} MiB)"
-            )
-        payload = self._tape.exact(size)
-        if len(payload) < size or not self._tape.skip(-size % BLOCK):
-            raise _truncated("after", path)
-        if kind == b"L":
-            self._ext[b"path"] = payload.partition(b"\x00")[0]
-            return
-        if kind == b"K":
-            self._ext[b"linkpath"] = payload.partition(b"\x00")[0]
-            return
-        try:
-            found = _pax_records(payload)
-        except ValueError as exc:
-            raise _corrupt(path, exc) from None
-        if kind != b"g":
-            self._ext.update(found)
-            return
-        for key, value in found.items():
-            if key not in _GLOBAL_KEYS:
-                continue
-            # an empty value undoes an earlier global one
-            if value:
-                self._glob[key] = value
-            else:
-                self._glob.pop(key, None)
-
-    def _apply(self, name: bytes, size: int, link: bytes, path: str) -> tuple[bytes, int, bytes]:
-        over = {**self._glob, **self._ext} if self._glob else self._ext
-        self._ext = {}
-        # empty values stand for the header's own field
-        name = over.get(b"GNU.sparse.name") or over.get(b"path") or name
-        link = over.get(b"linkpath") or link
-        declared = over.get(b"size")
-        if declared:
-            # a pax size is decimal; int() also refuses more than 4300 digits
-            try:
-                if not declared.isdigit():
-                    raise ValueError
-                size = int(declared)
-            except ValueError:
-                raise _corrupt(path, f"bad pax size {declared[:40]!r}") from None
-        return name, size, link
+def _next_header(headers: tarparse.Headers, path: str) -> tarparse.Header | None:
+    """The next entry after ``path`` (the last one met), its damage worded for a layer."""
+    try:
+        return headers.next()
+    except tarparse.TarError as exc:
+        if not headers.started:
+            raise LayerError(f"not a tar stream: {exc}") from None
+        if isinstance(exc, tarparse.Truncated):
+            raise _truncated("after", path) from None
+        raise _corrupt(path, exc) from None
 
 
 def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
@@ -501,17 +320,20 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
     bytes there. Raises :class:`LayerError` when the tar cannot be read to its end.
     """
     tape = _Tape(tar_stream)
-    headers = _Headers(tape)
+    headers = tarparse.Headers(tape)
     path = ""  # the last entry met, to say where a problem is
     skip = 0  # what is left of it (data, padding) before the next header
     entries = record.entries
-    while (header := headers.next(skip, path)) is not None:
+    while True:
+        if skip and not tape.skip(skip):
+            raise _truncated("in", path)
+        header = _next_header(headers, path)
+        if header is None:
+            break
         kind, size, name, link = header
         path = _raw_path(name)
         skip = size + (-size % BLOCK)
-        entry_kind = _KINDS.get(kind, "other")
-        if kind == b"\x00" and name.endswith(b"/"):
-            entry_kind = "dir"  # old v7 tars mark a directory by its trailing slash only
+        entry_kind = tarparse.entry_kind(kind, name)
         recorded = len(path) <= PATH_MAX
         if not recorded:
             record.too_long += 1
@@ -520,8 +342,6 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
             if base.startswith(WHITEOUT_PREFIX):
                 _record_whiteout(record, head or "/", base)
                 continue
-            if path in entries:
-                record.repeated.add(path)
             if entry_kind == "hardlink":
                 # the target is earlier in this same layer; its bytes were scanned there
                 target = entries.get(_raw_path(link))

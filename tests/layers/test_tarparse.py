@@ -24,9 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leakscan.errors import LayerError
+from leakscan.layers.archives import ArchiveLimits, Member, Skipped, expand
+from leakscan.layers.tarparse import META_MAX
 from leakscan.layers.walker import (
     MAX_TRAILING,
-    META_MAX,
     PATH_MAX,
     READ_SIZE,
     EntryRecord,
@@ -151,8 +152,6 @@ def _tarfile_view(data: bytes) -> Walked:
                     assert reader is not None
                     files.append((path, reader.read()))
                 continue
-            if path in record.entries:
-                record.repeated.add(path)
             kind = _kind(info)
             if kind == "file":
                 reader = tar.extractfile(info)
@@ -388,11 +387,75 @@ def test_global_pax_header() -> None:
     data = _member(b"g", b"g", _pax(path="all")) + _member(b"a", b"0", b"1")
     data += _member(b"b", b"0", b"2") + END
     got = _same_as_tarfile(data)
-    assert got.files == [("/all", b"1"), ("/all", b"2")] and got.record.repeated == {"/all"}
+    assert got.files == [("/all", b"1"), ("/all", b"2")]
     # an empty value undoes it
     data = _member(b"g", b"g", _pax(path="all")) + _member(b"g", b"g", _pax(path=""))
     data += _member(b"a", b"0", b"1") + END
     assert _walk(data).files == [("/a", b"1")]
+
+
+_GLOBAL_CASES = {
+    # a global path names every later entry; a local one beats it for its own entry
+    "global-path": (
+        _member(b"g", b"g", _pax(path="all"))
+        + _member(b"a", b"0", b"1")
+        + _member(b"x", b"x", _pax(path="own"))
+        + _member(b"b", b"0", b"2")
+        + _member(b"c", b"0", b"3"),
+        [("/all", b"1"), ("/own", b"2"), ("/all", b"3")],
+    ),
+    # an empty global value undoes an earlier one
+    "global-undone": (
+        _member(b"g", b"g", _pax(path="all"))
+        + _member(b"g", b"g", _pax(path=""))
+        + _member(b"a", b"0", b"1"),
+        [("/a", b"1")],
+    ),
+    # a global size is the stored size of every later entry, whatever its header says
+    "global-size": (
+        _member(b"g", b"g", _pax(size="3"))
+        + _raw_header(b"a", b"0", 0)
+        + b"abc".ljust(BLOCK, b"\x00")
+        + _raw_header(b"b", b"0", 9)
+        + b"def".ljust(BLOCK, b"\x00"),
+        [("/a", b"abc"), ("/b", b"def")],
+    ),
+    # keys neither parser uses (tarfile writes pax_headers= as a global header)
+    "global-other-keys": (
+        _write([(_info("a"), b"1")], tarfile.PAX_FORMAT, pax_headers={"comment": "c"}),
+        [("/a", b"1")],
+    ),
+    # a GNU long name, then a global and a local pax path: the entry's own last word wins
+    "long-name-then-pax": (
+        _member(b"././@LongLink", b"L", b"long/name\x00")
+        + _member(b"g", b"g", _pax(path="all"))
+        + _member(b"x", b"x", _pax(path="own"))
+        + _member(b"a", b"0", b"1"),
+        [("/own", b"1")],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_GLOBAL_CASES))
+def test_pax_headers_read_the_same_in_a_layer_and_in_a_tar_inside_a_file(case: str) -> None:
+    data, want = _GLOBAL_CASES[case]
+    assert _walk(data + END).files == want
+    expanded = []
+    for item in expand("/t.tar", io.BytesIO(data + END), ArchiveLimits()):
+        assert isinstance(item, Member), item
+        expanded.append((item.path.removeprefix("/t.tar!"), item.stream.read()))
+    assert expanded == want
+
+
+def test_damaged_pax_header_is_damage_in_a_layer_and_in_a_tar_inside_a_file() -> None:
+    data = _member(b"a", b"0", b"1") + _member(b"g", b"g", b"9 pathxx\n") + END
+    with pytest.raises(LayerError, match="corrupt after /a: pax record without key=value"):
+        _walk(data)
+    items = list(expand("/t.tar", io.BytesIO(data), ArchiveLimits()))
+    assert [type(x) for x in items] == [Member, Skipped]
+    assert items[1] == Skipped(
+        "/t.tar", f"unreadable tar: pax record without key=value at offset {BLOCK * 2}"
+    )
 
 
 def test_pax_extended_header_applies_to_the_next_entry_only() -> None:
