@@ -6,10 +6,14 @@ import io
 import tarfile
 
 import pytest
-from imagebuilder import Layer
+from imagebuilder import Layer, fake_token
 
+from leakscan import model as m
+from leakscan.detectors import Detectors
 from leakscan.errors import LayerError
-from leakscan.layers.walker import EntryRecord, LayerRecord, normalize, walk
+from leakscan.layers.archives import ArchiveLimits
+from leakscan.layers.walker import PATH_MAX, EntryRecord, LayerRecord, normalize, walk
+from leakscan.layerscan import LayerScan, scan_layer
 
 
 def _walk(data: bytes, read: bool = True) -> tuple[LayerRecord, dict[str, bytes]]:
@@ -53,9 +57,9 @@ def test_digest_covers_unread_bytes() -> None:
 
 def test_same_path_twice_last_wins() -> None:
     layer = Layer().file("a", "first").file("a", "second")
-    record, _ = _walk(layer.tar_bytes())
-    assert record.repeated == {"/a"}
-    _, seen = _walk(Layer().file("a", "second").tar_bytes())
+    record = LayerRecord()
+    seen = [(e.path, e.stream.read()) for e in walk(io.BytesIO(layer.tar_bytes()), record)]
+    assert seen == [("/a", b"first"), ("/a", b"second")]  # both are scanned
     assert (
         record.entries["/a"].digest
         == _walk(Layer().file("a", "second").tar_bytes())[0].entries["/a"].digest
@@ -122,3 +126,49 @@ def test_truncated_tar_is_an_error(cut: int) -> None:
 def test_not_a_tar_is_an_error() -> None:
     with pytest.raises(LayerError):
         _walk(b"\x01" * 2048)
+
+
+# --- what the record tells the report, through scan_layer -------------------------------------
+
+
+def _scan_layer(layer: Layer, detectors: Detectors) -> LayerScan:
+    data = layer.tar_bytes()
+    blob = m.LayerBlob(3, layer.diff_id(), None, None, len(data), lambda: io.BytesIO(data))
+    out = scan_layer(blob, detectors, ArchiveLimits())
+    assert not out.errors
+    return out
+
+
+def test_overlong_paths_are_scanned_and_said_in_skipped(detectors: Detectors) -> None:
+    deep = "d/" + "n" * PATH_MAX
+    token = fake_token("github")
+    layer = Layer(auto_dirs=False).file(f"{deep}/a.env", f"GITHUB_TOKEN={token}\n")
+    layer.file(f"{deep}/b.env", "b").file("etc/ok.conf", "ok")
+    out = _scan_layer(layer, detectors)
+    assert any(hit.match.secret == token for hit in out.hits)  # scanned all the same
+    assert out.skipped == [
+        m.Problem(
+            f"2 paths longer than {PATH_MAX} bytes: scanned, status taken as present", 3, None
+        )
+    ]
+
+
+def test_bare_whiteouts_are_said_in_skipped(detectors: Detectors) -> None:
+    layer = Layer(auto_dirs=False)
+    for name in ("a/.wh.", "b/.wh.", "c/.wh.gone"):
+        layer.raw(tarfile.TarInfo(name), b"")
+    out = _scan_layer(layer, detectors)
+    assert out.record.whiteouts == {"/c/gone"}
+    assert out.skipped == [
+        m.Problem(
+            "2 bare whiteouts naming no file: ignored, nothing beside them taken as removed",
+            3,
+            "/a/.wh.",
+        )
+    ]
+
+
+def test_an_ordinary_layer_says_nothing_of_the_kind(detectors: Detectors) -> None:
+    layer = Layer().file("a", "1").file("a", "2").whiteout("b").opaque("c")
+    layer.raw(tarfile.TarInfo(".wh..wh.aufs"), b"")
+    assert _scan_layer(layer, detectors).skipped == []
