@@ -135,15 +135,15 @@ def test_member_of_unknown_size(size: int, detectors: Detectors) -> None:
 
 
 def _dotenv(size: int, password: str) -> bytes:
-    """A .env of ``size`` bytes whose password line straddles the first chunk's kept
-    part: a chunk scan sees the key in one chunk and the value only in the next."""
+    """A .env of ``size`` bytes whose password line straddles where the first chunk's kept
+    part ends: a chunk scan sees the key in one chunk and the value only in the next."""
     line = f"DB_PASSWORD={password}\n".encode()
-    at = CHUNK_SIZE - OVERLAP - 8  # the line starts before, its value after the cut
+    at = CHUNK_SIZE - OVERLAP - 6  # "DB_PAS" before the cut, the rest after it
     filler = b"".join(f"FEATURE_{i:06d}=on\n".encode() for i in range(size // 18 + 1))
-    head = filler[:at]
-    head = head[: head.rindex(b"\n") + 1]
-    body = head + line + filler[len(head) :]
-    return body[:size]
+    head = filler[: filler.rindex(b"\n", 0, at - 40) + 1]
+    head += b"# " + b"-" * (at - len(head) - 3) + b"\n"
+    assert len(head) == at
+    return (head + line + filler)[:size]
 
 
 @pytest.mark.parametrize("size", [CHUNK_SIZE + 1, 700_000, MAX_SIZE])
