@@ -157,14 +157,31 @@ def test_errors_win_over_findings(tmp_path: Path) -> None:
     assert "not paired" in run.err
 
 
-def test_secret_in_error_message_is_masked(tmp_path: Path) -> None:
-    # a path found to hold a secret name is masked wherever it is printed
+@pytest.mark.parametrize("fmt", ["table", "json", "sarif"])
+def test_secret_in_error_message_is_masked(fmt: str, tmp_path: Path) -> None:
+    """A layer truncated inside a file whose name holds a token found in another layer: the
+    error names that file, and the token in it is masked on stderr and in the report."""
     token = fake_token("github")
-    layer = Layer().file(f"app/{token}.env", f"GITHUB_TOKEN={token}\n")
-    img = Image(layers=[layer], history=[])
-    run = run_leakscan([write("oci-dir", img, tmp_path)])
-    assert run.code == 2
+    layers = [
+        Layer().file("a/.env", f"GITHUB_TOKEN={token}\n"),
+        Layer().file(f"b/{token}.bin", b"x" * 200_000),
+    ]
+    path = write_oci_layout(tmp_path / "l", Image(layers=layers, compression="none"))
+    manifest_blob = json.loads((path / "index.json").read_text())["manifests"][0]["digest"]
+    manifest = json.loads((path / "blobs/sha256" / manifest_blob.split(":")[1]).read_text())
+    broken = path / "blobs/sha256" / manifest["layers"][1]["digest"].split(":")[1]
+    broken.write_bytes(broken.read_bytes()[:5000])  # the header is whole, the data is not
+    run = run_leakscan([f"oci:{path}", "-f", fmt])
+    assert run.code == 2, run.err
     assert token not in run.out and token not in run.err
+    # the error does quote the file's name, with the token masked in it
+    (line,) = run.err.splitlines()
+    assert line.startswith("leakscan: error: layer 1: ") and "/b/ghp_" in line, line
+    assert "/b/ghp_" in run.out
+    if fmt == "json":
+        (image,) = run.report["images"]
+        (error,) = image["errors"]
+        assert error["path"].startswith("/b/ghp_") and error["message"].endswith(error["path"])
 
 
 def test_rules_command() -> None:
