@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from clirun import run_leakscan
+from clirun import Run, run_leakscan
 from helpers import write
 from imagebuilder import Image, Layer, fake_token
 
@@ -93,12 +94,67 @@ def test_worth_it() -> None:
     assert not forking.worth_it(small)
 
 
+# the CLI, with every layer scanned in a worker process noted in a file: the pid of the
+# process that scanned it. Forked workers run the traced function they inherited; it is
+# pickled by the name of the real one, so a spawned worker would run that, untraced.
+_TRACED_CLI = """
+import os, sys
+from leakscan import workers
+
+real_work = workers._work
+
+def traced(*args, **kwargs):
+    with open(os.environ["LEAKSCAN_TEST_TRACE"], "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    return real_work(*args, **kwargs)
+
+traced.__module__, traced.__qualname__ = real_work.__module__, real_work.__qualname__
+workers._work = traced
+with open(os.environ["LEAKSCAN_TEST_TRACE"], "a") as fh:
+    fh.write(f"cli {os.getpid()}\\n")
+sys.argv[0] = "leakscan"
+from leakscan.__main__ import main
+main()
+"""
+
+
+def _traced_cli(args: list[str], trace: Path) -> tuple[Run, int, list[int]]:
+    """Run the CLI; return its result, its pid and the pids that scanned layers in workers."""
+    done = subprocess.run(
+        [sys.executable, "-c", _TRACED_CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "LEAKSCAN_TEST_TRACE": str(trace)},
+        check=False,
+    )
+    lines = trace.read_text().splitlines()
+    trace.unlink()
+    cli = [int(line.split()[1]) for line in lines if line.startswith("cli ")]
+    assert len(cli) == 1, lines
+    scanned_by = [int(line) for line in lines if not line.startswith("cli ")]
+    return Run(done.returncode, done.stdout, done.stderr), cli[0], scanned_by
+
+
 def test_cli_workers_flag_same_report(tmp_path: Path) -> None:
-    ref, _ = _image(tmp_path)
-    one = run_leakscan([ref, "-f", "json", "--workers", "1"])
-    two = run_leakscan([ref, "-f", "json", "-j", "2"])
-    assert one.code == two.code == 1
+    """``-j 2`` on an image big enough for a worker (over MIN_FORKED_BYTES, two layers): a
+    worker process really scans a layer, and the report is the one ``--workers 1`` gives."""
+    tokens = [fake_token("github") for _ in range(2)]
+    filler = os.urandom(workers.MIN_FORKED_BYTES + (1 << 20))
+    layers = [
+        Layer().file("opt/data.bin", filler).file("app/0.env", f"GITHUB_TOKEN={tokens[0]}\n"),
+        Layer().file("app/1.env", f"GITHUB_TOKEN={tokens[1]}\n"),
+    ]
+    ref = write("docker-skopeo", Image(layers=layers, compression="none"), tmp_path)
+    trace = tmp_path / "trace"
+    one, _, none = _traced_cli([ref, "-f", "json", "--workers", "1"], trace)
+    two, cli, scanned_by = _traced_cli([ref, "-f", "json", "-j", "2"], trace)
+    assert one.code == two.code == 1, (one.err, two.err)
+    assert none == [], "--workers 1 means no worker process"
+    assert scanned_by and cli not in scanned_by, "-j 2 scanned no layer in a worker"
     assert one.report == two.report
+    found = {f["secret_sha256"] for f in two.report["images"][0]["findings"]}
+    assert {hashlib.sha256(t.encode()).hexdigest() for t in tokens} <= found
 
 
 def test_detect_secrets_plugin_file(tmp_path: Path) -> None:
