@@ -129,8 +129,12 @@ def test_runner_holds_no_more_than_its_depth_and_stops_its_threads() -> None:
         assert sum(f.done() for f in futures) == 7
         release.set()
     assert all(f.done() for f in futures) and most <= 4
-    time.sleep(0.1)  # a joined thread leaves the kernel's task list a moment later
-    assert len(os.listdir("/proc/self/task")) == threading.active_count()
+    # a joined thread leaves the kernel's task list a moment later: wait for that, not for a
+    # length of time (the deadline is a hang guard)
+    deadline = time.monotonic() + 60
+    while len(os.listdir("/proc/self/task")) != threading.active_count():
+        assert time.monotonic() < deadline, os.listdir("/proc/self/task")
+        time.sleep(0.001)
 
 
 def test_a_scan_that_raises_raises_from_result(detectors: Detectors) -> None:

@@ -59,7 +59,6 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import cache, lru_cache
 from pathlib import Path
 from types import FrameType
@@ -97,12 +96,14 @@ REPO = HERE.parents[1]
 CRASHERS_DIR = HERE / "crashers"
 
 
-def _settings(examples: int, deadline: float = 5.0) -> settings:
-    """Per-test settings: derandomized and without an example database in CI."""
+def _settings(examples: int) -> settings:
+    """Per-test settings: derandomized and without an example database in CI. No deadline:
+    a per-example time limit fails on a loaded machine; hangs are caught by hang_guard()
+    and by hostile_kit's TIME_LIMIT instead, both far above any honest example."""
     extra: dict[str, Any] = {"derandomize": True, "database": None} if CI else {}
     return settings(
         max_examples=max(1, int(examples * SCALE)),
-        deadline=timedelta(seconds=deadline),
+        deadline=None,
         print_blob=True,
         suppress_health_check=[
             HealthCheck.too_slow,
@@ -1354,7 +1355,7 @@ def test_damaged_layer_never_raises(
         assert isinstance(problem.message, str) and problem.message.strip()
 
 
-@_settings(10, deadline=60.0)
+@_settings(10)
 @given(name=st.sampled_from(BASE_NAMES), mutation=mutations)
 def test_cli_exit_status_and_stderr(name: str, mutation: Mutation) -> None:
     """The real command line: exit 0/1/2, one ``leakscan:`` line per problem, no traceback

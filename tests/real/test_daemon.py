@@ -544,15 +544,34 @@ def test_no_daemon_at_docker_host(tmp_path: Path) -> None:
     ]
 
 
+# docker's own timeout is 60 s: a probe that waited for it, or retried, would take that long.
+# The bound is far above the probe's 0.5 s so that a loaded machine cannot fail it; that the
+# probe's timeout is the one used is checked exactly, with a spy.
+SLOW_PROBE = 10.0
+
+
 def _timed_try(
     monkeypatch: pytest.MonkeyPatch, host: str, reference: str
 ) -> tuple[DaemonSource | None, float]:
     import docker  # noqa: F401 - imported beforehand: the time measured is the probe's own
 
+    from leakscan.sources import daemon
+
+    timeouts: list[float] = []
+    real_connect = daemon._connect
+
+    def spy(timeout: float) -> Any:
+        timeouts.append(timeout)
+        return real_connect(timeout)
+
     monkeypatch.setenv("DOCKER_HOST", host)
+    monkeypatch.setattr(daemon, "_connect", spy)
     start = time.monotonic()
     found = try_daemon(reference)
-    return found, time.monotonic() - start
+    seconds = time.monotonic() - start
+    monkeypatch.setattr(daemon, "_connect", real_connect)
+    assert timeouts in ([], [daemon.PROBE_TIMEOUT]), timeouts  # one try, with the probe's
+    return found, seconds
 
 
 def test_try_daemon_none_fast_without_daemon(
@@ -560,11 +579,11 @@ def test_try_daemon_none_fast_without_daemon(
 ) -> None:
     found, seconds = _timed_try(monkeypatch, f"unix://{tmp_path}/none.sock", "leaky/app:latest")
     assert found is None
-    assert seconds < 0.5, seconds
+    assert seconds < SLOW_PROBE, seconds
     refused = _free_port()
     found, seconds = _timed_try(monkeypatch, f"tcp://127.0.0.1:{refused}", "leaky/app:latest")
     assert found is None
-    assert seconds < 0.5, seconds
+    assert seconds < SLOW_PROBE, seconds
     # a daemon that accepts the connection but never answers: the probe's timeout
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -572,7 +591,7 @@ def test_try_daemon_none_fast_without_daemon(
         port = silent.getsockname()[1]
         found, seconds = _timed_try(monkeypatch, f"tcp://127.0.0.1:{port}", "leaky/app:latest")
     assert found is None
-    assert seconds < 0.9, seconds
+    assert seconds < SLOW_PROBE, seconds
 
 
 def test_try_daemon_none_when_the_daemon_lacks_the_image(
@@ -581,7 +600,7 @@ def test_try_daemon_none_when_the_daemon_lacks_the_image(
     for reference in ("leakscan-test/absent:1", "Not/A/Valid/Name", "../x"):
         found, seconds = _timed_try(monkeypatch, dockerd, reference)
         assert found is None, reference
-        assert seconds < 0.5, (reference, seconds)
+        assert seconds < SLOW_PROBE, (reference, seconds)
     found, _ = _timed_try(monkeypatch, dockerd, "leaky/app:latest")
     assert found is not None
     found.close()
