@@ -19,6 +19,7 @@ from imagebuilder import Image, Layer, fake_token, make_zip
 from leakscan import model as m
 from leakscan.detectors import Detectors, Match, Subject
 from leakscan.detectors.credfiles import MAX_SIZE
+from leakscan.detectors.kingfisher import catalog, path_scopes
 from leakscan.detectors.stream import CHUNK_SIZE, OVERLAP
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import scan_layer
@@ -180,3 +181,127 @@ def test_a_real_scan_gives_the_whole_file_finding(
 def _engines(finding: m.Finding) -> set[str]:
     # each entry is "engine:rule"
     return {d.split(":", 1)[0] for d in finding.detectors}
+
+
+# --- rules kingfisher scopes to a file name or extension -------------------------------------
+
+
+def _lower(n: int) -> str:
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(n))
+
+
+def _uuid() -> str:
+    h = secrets.token_hex(16)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _sample(rule: str) -> tuple[str, str, str]:
+    """A realistic file for ``rule``: its path in the image, its text, and the value the
+    rule must report (or a part of what it reports)."""
+    pw = _password(20)
+    if rule == "betterleaks.freemius-secret-key":
+        key = "sk_" + _password(29)
+        text = (
+            "<?php\nrequire_once dirname(__FILE__) . '/freemius/start.php';\n"
+            "$fs = fs_dynamic_init( array(\n    'id' => '4021',\n    'slug' => 'acme-forms',\n"
+            f"    'public_key' => 'pk_{secrets.token_hex(15)}',\n    'secret_key' => '{key}',\n"
+            ") );\n"
+        )
+        return "var/www/html/wp-content/plugins/acme-forms/init.php", text, key
+    if rule == "betterleaks.hashicorp-tf-password":
+        value = _lower(16)
+        text = (
+            'resource "azurerm_mssql_server" "db" {\n  name = "acme-sql"\n'
+            '  administrator_login = "acmeadmin"\n'
+            f'  administrator_login_password = "{value}"\n}}\n'
+        )
+        return "srv/infra/database.tf", text, value
+    if rule == "betterleaks.kubernetes-secret-yaml":
+        value = base64.b64encode(pw.encode()).decode()
+        text = (
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: Opaque\n"
+            f"data:\n  password: {value}\n"
+        )
+        return "srv/deploy/db-secret.yaml", text, value
+    if rule == "betterleaks.nuget-config-password":
+        text = (
+            '<?xml version="1.0" encoding="utf-8"?>\n<configuration>\n'
+            "  <packageSourceCredentials>\n    <acme>\n"
+            '      <add key="Username" value="ci" />\n'
+            f'      <add key="ClearTextPassword" value="{pw}" />\n'
+            "    </acme>\n  </packageSourceCredentials>\n</configuration>\n"
+        )
+        return "src/app/nuget.config", text, pw
+    if rule == "veles.secrets/bitbucketcredentials":
+        text = (
+            "[core]\n\trepositoryformatversion = 0\n\tbare = false\n"
+            f'[remote "origin"]\n\turl = https://ci-bot:{pw}@bitbucket.org/acme/app.git\n'
+            "\tfetch = +refs/heads/*:refs/remotes/origin/*\n"
+        )
+        return "src/app/.git/config", text, pw
+    if rule == "veles.secrets/bitwardenoauth2access":
+        value = _password(30)
+        doc = {
+            "global_account_activeAccountId": _uuid(),
+            f"user_{_uuid()}_token_apiKeyClientSecret": value,
+        }
+        return "root/.config/Bitwarden CLI/data.json", json.dumps(doc, indent=2), value
+    if rule == "veles.secrets/codecatalystcredentials":
+        text = (
+            "cd /src\n"
+            f"git clone https://ci-bot:{pw}@git.us-west-2.codecatalyst.aws/v1/acme/web/web\n"
+            "make build\n"
+        )
+        return "root/.bash_history", text, pw
+    if rule == "veles.secrets/codecommitcredentials":
+        return (
+            "root/.git-credentials",
+            f"https://ci-bot-at-1234:{pw}@git-codecommit.eu-west-1.amazonaws.com/v1/repos/app\n",
+            pw,
+        )
+    raise AssertionError(f"no sample for {rule}: add one")
+
+
+def _scoped_rules() -> set[str]:
+    # from the catalog itself, not from leakscan's reading of it
+    rules = catalog()
+    return {m["id"] for m in rules.metadata() if rules.detail(m["id"]).get("path")}
+
+
+SCOPED = sorted(_scoped_rules())
+
+
+def test_every_path_scoped_rule_is_known_and_read() -> None:
+    assert SCOPED, "the catalog has path-scoped rules"
+    # every pattern is one leakscan can check (none left out)
+    assert {rule for rule, _ in path_scopes().rules} == set(SCOPED)
+
+
+@pytest.mark.parametrize("rule", SCOPED)
+@pytest.mark.parametrize("where", ["plain", "vendored", "archived"])
+def test_path_scoped_rule_fires(rule: str, where: str, detectors: Detectors) -> None:
+    path, text, value = _sample(rule)
+    # without its path the rule does not fire: what this test shows is the path's doing
+    assert rule not in {x.rule_id for x in detectors.scan(text.encode())}
+    if where == "vendored":  # kingfisher's own input filters skip node_modules
+        path = "usr/lib/node_modules/acme/" + path
+    layer = Layer().file(path, text)
+    shown = "/" + path
+    if where == "archived":
+        layer = Layer().file("srv/backup.zip", make_zip({path: text.encode()}))
+        shown = "/srv/backup.zip!/" + path
+    found = _hits(layer, detectors).get(shown, [])
+    hits = [x for x in found if x.rule_id == rule]
+    assert hits, (rule, shown, sorted({x.rule_id for x in found}))
+    assert any(value in x.secret for x in hits)
+    at = text.encode().index(value.encode())
+    assert any(x.start <= at < x.end for x in hits)
+
+
+def test_a_lock_file_kingfisher_excludes_is_still_read(detectors: Detectors) -> None:
+    """pnpm-lock.yaml is a .yaml file, but kingfisher drops every finding of a file of that
+    name: leakscan still reads it as it reads any file."""
+    token = fake_token("github")
+    text = f"lockfileVersion: '9.0'\nsettings:\n  registryToken: {token}\n"
+    found = _hits(Layer().file("app/pnpm-lock.yaml", text), detectors)["/app/pnpm-lock.yaml"]
+    assert token in {x.secret for x in found if x.detector == "kingfisher"}

@@ -10,7 +10,7 @@ import threading
 from imagebuilder import fake_token
 
 from leakscan.detectors import Subject
-from leakscan.detectors.kingfisher import KingfisherDetector, catalog, preload
+from leakscan.detectors.kingfisher import KingfisherDetector, catalog, path_scopes, preload
 
 _SUBJECT = Subject("/app/config.txt", None)
 
@@ -61,3 +61,38 @@ def test_token_in_binary_bytes_and_base64_in_text() -> None:
     text = f"# deploy settings\ncredentials: {encoded}\n".encode()
     found = detector.scan(text, _SUBJECT)
     assert token in {m.secret for m in found}
+
+
+def test_path_scopes_name_only_the_tail_the_rules_read() -> None:
+    scopes = path_scopes()
+    name = scopes.name
+    # no path-scoped rule: plain scan(data), as for every other file
+    assert name(None) is None and name("/app/main.py") is None and name("/etc/passwd") is None
+    # the file name alone, with or without a leading "/", whatever the directories above
+    assert name("/app/nuget.config") == name("app/nuget.config") == "nuget.config"
+    assert name("/usr/lib/node_modules/x/tests/NuGet.Config") == "NuGet.Config"
+    assert name("/srv/infra/main.tf") == "main.tf" and name("/x/vars.HCL") == "vars.HCL"
+    assert name("/root/.bash_history") == ".bash_history"
+    # a rule that reads a directory too gets it
+    assert name("/src/app/.git/config") == ".git/config"
+    assert name("/root/.config/Bitwarden CLI/data.json") == "Bitwarden CLI/data.json"
+    assert name("/root/.config/other/data.json") is None
+    # an archive member: its own path, not the archive's
+    assert name("/srv/site.zip!/deploy/secret.yaml") == "secret.yaml"
+    assert name("/srv/deploy.yaml.zip!/readme.txt") is None
+
+
+def test_scoped_patterns_join_with_their_own_flags() -> None:
+    scopes = path_scopes()
+    assert scopes.any is not None
+    for rule, regex in scopes.rules:
+        # the joined pattern matches where one of its parts does, case-insensitive parts too
+        for path in ("a/NUGET.CONFIG", "x.YML", "a/.git/config", "x.php", "README.md"):
+            if regex.search(path):
+                assert scopes.any.search(path), (rule, path)
+
+
+def test_preload_reads_the_path_scopes_too() -> None:
+    preload().join()
+    assert path_scopes() is path_scopes()
+    assert KingfisherDetector()._scopes is path_scopes()
