@@ -95,8 +95,14 @@ def test_output_file(tmp_path: Path) -> None:
 
 
 def test_platform_flag() -> None:
-    run = run_leakscan([f"oci:{FIXTURES / 'multiarch-oci'}:latest", "--platform", "linux/amd64"])
+    # the key is in the arm64 image only: amd64 alone is scanned, and is clean
+    ref = f"oci:{FIXTURES / 'multiarch-oci'}:latest"
+    run = run_leakscan([ref, "--platform", "linux/amd64", "-f", "json"])
     assert run.code == 0, run.err
+    assert [i["platform"] for i in run.report["images"]] == ["linux/amd64"]
+    arm = run_leakscan([ref, "--platform", "linux/arm64", "-f", "json"])
+    assert arm.code == 1, arm.err
+    assert [i["platform"] for i in arm.report["images"]] == ["linux/arm64/v8"]
 
 
 @pytest.mark.parametrize(
