@@ -9,7 +9,7 @@ is redacted afterwards in one step (:func:`leakscan.redact.redact_report`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from leakscan import model as m
@@ -18,13 +18,11 @@ from leakscan.detectors.context import in_context
 from leakscan.layers.status import fate
 from leakscan.layerscan import LayerScan
 from leakscan.metadata import HistoryMap, Text
-from leakscan.redact import mask
+from leakscan.sightings import Seen, merged
 from leakscan.suppress import Suppressions
 from leakscan.terms import CONFIDENCE_RANK, Confidence
 
 UNKNOWN_DIGEST = "sha256:unknown"
-# two engines' values on one line are one secret when one holds the other and is this long
-MIN_MERGE_LENGTH = 8
 
 
 @dataclass
@@ -40,9 +38,11 @@ class ImageScan:
     def secrets(self) -> Iterator[str]:
         """Every value any engine matched, in every form it stands in the input (findings
         below the threshold and suppressed ones included: all are masked alike)."""
-        matches = [hit.match for layer in self.layers for hit in layer.hits]
-        matches.extend(match for _, match in self.texts)
-        for match in matches:
+        for layer in self.layers:
+            for hit in layer.hits:
+                for one in hit.seen:
+                    yield from one.forms()
+        for _, match in self.texts:
             yield match.secret
             if match.raw:
                 yield match.raw
@@ -80,45 +80,21 @@ def place(loc: m.Location) -> str:
     return f"config\0{loc.field}\0{loc.key or ''}"
 
 
-@dataclass
-class _Cluster:
-    """Matches of one secret at one place, from any engine and rule."""
-
-    location: m.Location
-    matches: list[Match]
-
-
-def _merge(clusters: list[_Cluster], match: Match) -> bool:
-    """Add ``match`` to the cluster of the same secret at this place, if there is one: the
-    same value anywhere in the place, or on the same line a value that contains it or is
-    contained in it (engines differ in where a secret starts and ends)."""
-    for cluster in clusters:
-        for other in cluster.matches:
-            shorter, longer = sorted((other.secret, match.secret), key=len)
-            if shorter == longer or (
-                other.line == match.line and len(shorter) >= MIN_MERGE_LENGTH and shorter in longer
-            ):
-                cluster.matches.append(match)
-                return True
-    return False
-
-
-def _finding(loc: m.Location, matches: list[Match], show: bool) -> m.Finding:
+def _finding(loc: m.Location, group: tuple[Seen, ...], show: bool) -> m.Finding:
     """One finding from every match of one secret at one place."""
     # the most confident engine's view of the secret (its exact extent) is the one reported,
     # each engine's confidence judged in the light of where the file is
     path = loc.path if isinstance(loc, m.FileLocation) else None
-    rated = [(in_context(x.rule_id, x.confidence, path), x) for x in matches]
+    rated = [(in_context(x.rule_id, x.confidence, path), x) for x in group]
     confidence, best = max(rated, key=lambda pair: CONFIDENCE_RANK[pair[0]])
-    secret_sha = hashlib.sha256(best.secret.encode("utf-8", "surrogatepass")).hexdigest()
     key = loc.status if isinstance(loc, m.FileLocation) else loc.kind
-    detectors = tuple(sorted({f"{x.detector}:{x.rule_id}" for x in matches}))
+    detectors = tuple(sorted({f"{x.detector}:{x.rule_id}" for x in group}))
     return m.Finding(
         rule_id=best.rule_id,
         description=best.description,
-        secret_sha256=secret_sha,
-        redacted=mask(best.secret),
-        fingerprint=fingerprint(best.rule_id, secret_sha, place(loc)),
+        secret_sha256=best.secret_sha256,
+        redacted=best.masked,
+        fingerprint=fingerprint(best.rule_id, best.secret_sha256, place(loc)),
         location=loc,
         confidence=confidence,
         detectors=detectors,
@@ -146,28 +122,43 @@ def _layer_infos(one: ImageScan) -> list[m.LayerInfo]:
     return infos
 
 
-def _clusters(one: ImageScan, infos: list[m.LayerInfo]) -> Iterable[_Cluster]:
+Group = tuple[m.Location, tuple[Seen, ...]]
+
+
+def _groups(one: ImageScan, infos: list[m.LayerInfo]) -> list[Group]:
+    """Every secret at every place, its matches grouped."""
     records = [layer.record for layer in one.layers]
-    places: dict[tuple[str | int, ...], list[_Cluster]] = {}
+    # a path written twice in one layer is one place: its groups of the same secret join
+    files: dict[tuple[int, str], list[tuple[m.FileLocation, tuple[Seen, ...]]]] = {}
     for layer in one.layers:
         for hit in layer.hits:
-            clusters = places.setdefault(("file", hit.layer_index, hit.shown), [])
-            if not _merge(clusters, hit.match):
+            groups = files.setdefault((hit.layer_index, hit.shown), [])
+            shas = {x.secret_sha256 for x in hit.seen}
+            for n, (loc, group) in enumerate(groups):
+                if shas & {x.secret_sha256 for x in group}:
+                    groups[n] = (loc, group + hit.seen)
+                    break
+            else:
                 where = fate(records, hit.layer_index, hit.path, hit.digest)
                 file_loc = m.FileLocation(
                     layer_index=hit.layer_index,
                     diff_id=infos[hit.layer_index].diff_id,
                     path=hit.shown,
-                    line=hit.match.line,
+                    line=hit.seen[0].line,
                     status=where.status,
                     removed_in_layer=where.removed_in_layer,
                 )
-                clusters.append(_Cluster(file_loc, [hit.match]))
+                groups.append((file_loc, hit.seen))
+    out: list[Group] = [g for gs in files.values() for g in gs]
+    # history and config strings: the pieces of one place (a build argument and the whole
+    # command line that holds it) are merged like the engines' matches of one file
+    texts: dict[tuple[str, str], tuple[m.Location, list[Match]]] = {}
     for text, match in one.texts:
-        clusters = places.setdefault((text.location.kind, place(text.location)), [])
-        if not _merge(clusters, match):
-            clusters.append(_Cluster(text.location, [match]))
-    return [c for group in places.values() for c in group]
+        key = (text.location.kind, place(text.location))
+        texts.setdefault(key, (text.location, []))[1].append(match)
+    for text_loc, matches in texts.values():
+        out.extend((text_loc, group) for group in merged(matches))
+    return out
 
 
 def image_report(
@@ -181,8 +172,8 @@ def image_report(
     findings = []
     below = 0
     suppressed: dict[str, int] = {}
-    for cluster in _clusters(one, infos):
-        finding = _finding(cluster.location, cluster.matches, show)
+    for loc, group in _groups(one, infos):
+        finding = _finding(loc, group, show)
         if CONFIDENCE_RANK[finding.confidence] < threshold:
             below += 1
             continue

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from leakscan import model as m
-from leakscan.detectors import Detectors, Match, Subject
+from leakscan.detectors import Detectors, Subject
 from leakscan.detectors.stream import PendingScan, ScanRunner, start_scan
 from leakscan.errors import LeakscanError
 from leakscan.layers.archives import ArchiveLimits, Skipped, expand
 from leakscan.layers.compression import ExpansionGuard, HashingReader, decompressed
 from leakscan.layers.walker import LayerRecord, walk
+from leakscan.sightings import Seen, merged
 
 # a layer stream may expand this much per compressed byte once past RATIO_FLOOR bytes
 MAX_LAYER_RATIO = 1000
@@ -26,9 +27,10 @@ MAX_PENDING_FILES = 64
 
 @dataclass(frozen=True)
 class FileHit:
-    """A match in a file of a layer, with the file's raw sha256 (to judge its fate).
+    """A secret in a file of a layer (every engine's match of it, merged), with the file's
+    raw sha256 (to judge its fate).
 
-    ``path`` is the layer file; ``shown`` is where the match is, the same path or an archive
+    ``path`` is the layer file; ``shown`` is where the secret is, the same path or an archive
     member in it (``OUTER!/INNER``), whose fate is the layer file's.
     """
 
@@ -36,7 +38,7 @@ class FileHit:
     path: str
     shown: str
     digest: bytes
-    match: Match
+    seen: tuple[Seen, ...]
 
 
 @dataclass
@@ -78,7 +80,8 @@ def scan_layer(
     def settle(keep: int) -> None:
         while len(pending) > keep or (pending and pending[0][0].done()):
             scan, layer_path, shown, digest = pending.popleft()
-            out.hits.extend(FileHit(i, layer_path, shown, digest, x) for x in scan.result())
+            for group in merged(scan.result()):
+                out.hits.append(FileHit(i, layer_path, shown, digest, group))
 
     try:
         with blob.opener() as fh, ScanRunner(1 if helper_thread else 0, SCAN_DEPTH) as runner:

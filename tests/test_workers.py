@@ -34,7 +34,7 @@ def _image(tmp_path: Path) -> tuple[str, list[str]]:
 def _summary(result: object) -> tuple:
     assert hasattr(result, "hits")
     return (
-        sorted((h.layer_index, h.path, h.match.secret, h.digest) for h in result.hits),
+        sorted((h.layer_index, h.path, x.secret, h.digest) for h in result.hits for x in h.seen),
         result.record.entries,
         result.record.whiteouts,
         result.errors,
@@ -56,7 +56,7 @@ def test_pool_matches_serial(tmp_path: Path) -> None:
     assert len(parallel) == len(image.layers)
     for blob, result in zip(image.layers, serial, strict=True):
         assert _summary(parallel[blob]) == _summary(result)
-    found = {h.match.secret for r in serial for h in r.hits}
+    found = {x.secret for r in serial for h in r.hits for x in h.seen}
     assert set(tokens) <= found
 
 
@@ -208,7 +208,10 @@ def run(pool, image):
     finally:
         pool.close()
     return sorted(
-        (b.index, h.path, h.match.secret, h.digest.hex()) for b, r in found.items() for h in r.hits
+        (b.index, h.path, x.secret, h.digest.hex())
+        for b, r in found.items()
+        for h in r.hits
+        for x in h.seen
     )
 
 source = open_source(sys.argv[1])

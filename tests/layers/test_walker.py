@@ -145,7 +145,7 @@ def test_overlong_paths_are_scanned_and_said_in_skipped(detectors: Detectors) ->
     layer = Layer(auto_dirs=False).file(f"{deep}/a.env", f"GITHUB_TOKEN={token}\n")
     layer.file(f"{deep}/b.env", "b").file("etc/ok.conf", "ok")
     out = _scan_layer(layer, detectors)
-    assert any(hit.match.secret == token for hit in out.hits)  # scanned all the same
+    assert any(x.secret == token for hit in out.hits for x in hit.seen)  # scanned all the same
     assert out.skipped == [
         m.Problem(
             f"2 paths longer than {PATH_MAX} bytes: scanned, status taken as present", 3, None
