@@ -10,6 +10,7 @@ import io
 import json
 import secrets
 import string
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from leakscan.detectors.kingfisher import catalog, path_scopes
 from leakscan.detectors.stream import CHUNK_SIZE, OVERLAP
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import scan_layer
+from leakscan.sightings import Seen
 
 ALNUM = string.ascii_letters + string.digits
 
@@ -40,17 +42,19 @@ def _layer_blob(layer: Layer) -> m.LayerBlob:
     return m.LayerBlob(0, layer.diff_id(), None, None, len(data), lambda: io.BytesIO(data))
 
 
-def _hits(layer: Layer, detectors: Detectors) -> dict[str, list[Match]]:
+def _hits(layer: Layer, detectors: Detectors) -> dict[str, list[Seen]]:
     """Every match of scan_layer, by the path it is in."""
     out = scan_layer(_layer_blob(layer), detectors, ArchiveLimits())
     assert not out.errors
-    found: dict[str, list[Match]] = {}
+    found: dict[str, list[Seen]] = {}
     for hit in out.hits:
-        found.setdefault(hit.shown, []).append(hit.match)
+        found.setdefault(hit.shown, []).extend(hit.seen)
     return found
 
 
-def _key(matches: list[Match], detector: str) -> set[tuple[str, str, int, int, int]]:
+def _key(
+    matches: Sequence[Match | Seen], detector: str
+) -> set[tuple[str, str | None, int, int, int]]:
     return {
         (x.rule_id, x.secret, x.start, x.end, x.line) for x in matches if x.detector == detector
     }
