@@ -28,7 +28,7 @@ from leakscan.model import ScanReport
 from leakscan.scan import Progress, ProgressCallback, ScanOptions, scan
 from leakscan.settings import load_config
 from leakscan.sources.auth import RegistryOptions, parse_creds
-from leakscan.suppress import Suppressions, baseline_json, read_baseline
+from leakscan.suppress import Suppressions, baseline_json, load_baseline
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE = 0, 1, 2
 
@@ -267,7 +267,10 @@ def _options(config_path: str | None, flags: Flags) -> ScanOptions:
     fingerprints: frozenset[str] = frozenset()
     baseline_file = str(flags.baseline) if flags.baseline is not None else config.baseline
     if baseline_file is not None:
-        fingerprints = read_baseline(baseline_file)
+        accepted = load_baseline(baseline_file)
+        fingerprints = accepted.fingerprints
+        if accepted.notice:
+            _say(accepted.notice)
     level = flags.min_confidence.value if flags.min_confidence else config.min_confidence
     plugins = config.detect_secrets_plugins + tuple(flags.detect_secrets_plugin or ())
     return ScanOptions(

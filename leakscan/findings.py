@@ -9,15 +9,17 @@ is redacted afterwards in one step (:func:`leakscan.redact.redact_report`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from leakscan import model as m
 from leakscan.detectors import Match
 from leakscan.detectors.context import in_context
+from leakscan.instructions import history_keys, normalised
 from leakscan.layers.status import fate
 from leakscan.layerscan import LayerScan
 from leakscan.metadata import HistoryMap, Text
+from leakscan.remediation import remediation as remediation_text
 from leakscan.sightings import Seen, merged
 from leakscan.suppress import Suppressions
 from leakscan.terms import CONFIDENCE_RANK, Confidence
@@ -48,20 +50,13 @@ class ImageScan:
                 yield match.raw
 
 
-_REMEDIATION = {
-    "present": "The file is in the final image. Remove it, and pass the secret at build time "
-    "with RUN --mount=type=secret (or at run time) instead; rotate it.",
-    "deleted": "Deleting the file in a later layer does not remove it: the layer that wrote it "
-    "still ships in the image. Use RUN --mount=type=secret or a multi-stage build so it never "
-    "lands in a layer, and rotate the secret.",
-    "overwritten": "Overwriting the file in a later layer does not remove it: the layer that "
-    "wrote it still ships in the image. Use RUN --mount=type=secret or a multi-stage build, "
-    "and rotate the secret.",
-    "history": "Build arguments and instructions are recorded in the image history for anyone "
-    "who pulls it. Pass secrets with RUN --mount=type=secret, not ARG or ENV; rotate it.",
-    "config": "The image config ships with the image. Inject the secret at run time "
-    "(orchestrator secrets, a mounted file) instead of ENV or LABEL; rotate it.",
-}
+def remediation(
+    loc: m.Location, history: Sequence[m.HistoryInfo] = (), secret: str | None = None
+) -> str:
+    """What to do about a secret at ``loc``, for its place and the instruction that made it
+    (``history``: the image's entries; ``secret``, when known, names the build argument or
+    variable that holds it)."""
+    return remediation_text(loc, history_keys(history), secret)
 
 
 def fingerprint(rule_id: str, secret_sha: str, place: str) -> str:
@@ -71,34 +66,47 @@ def fingerprint(rule_id: str, secret_sha: str, place: str) -> str:
     return hashlib.sha256(f"v1\0{rule_id}\0{secret_sha}\0{place}".encode()).hexdigest()
 
 
-def place(loc: m.Location) -> str:
-    """Where a finding is, as its fingerprint sees it."""
+def place(
+    loc: m.Location, history: Sequence[m.HistoryInfo] = (), secret: str | None = None
+) -> str:
+    """Where a finding is, as its fingerprint sees it: a file by its path, a config string
+    by its field and key, a history entry by its instruction (one spelling whatever the
+    builder, ``secret`` masked, build arguments that do not hold it left out) and its
+    occurrence among identical instructions of ``history``. Never an index or a digest: an
+    instruction added before it, a new base, a new layer digest keep the place."""
     if isinstance(loc, m.FileLocation):
         return f"file\0{loc.path}"
     if isinstance(loc, m.HistoryLocation):
-        return f"history\0{loc.history_index}"
+        occurrence = history_keys(history).occurrence(loc.history_index)
+        if occurrence is None:
+            # no history to count in: the index, as baselines of version 1 keyed it
+            return f"history\0{loc.history_index}"
+        return f"history\0{normalised(loc.created_by, secret)}\0{occurrence}"
     return f"config\0{loc.field}\0{loc.key or ''}"
 
 
-def _finding(loc: m.Location, group: tuple[Seen, ...], show: bool) -> m.Finding:
+def _finding(
+    loc: m.Location, group: tuple[Seen, ...], show: bool, history: Sequence[m.HistoryInfo] = ()
+) -> m.Finding:
     """One finding from every match of one secret at one place."""
     # the most confident engine's view of the secret (its exact extent) is the one reported,
     # each engine's confidence judged in the light of where the file is
     path = loc.path if isinstance(loc, m.FileLocation) else None
     rated = [(in_context(x.rule_id, x.confidence, path), x) for x in group]
     confidence, best = max(rated, key=lambda pair: CONFIDENCE_RANK[pair[0]])
-    key = loc.status if isinstance(loc, m.FileLocation) else loc.kind
     detectors = tuple(sorted({f"{x.detector}:{x.rule_id}" for x in group}))
     return m.Finding(
         rule_id=best.rule_id,
         description=best.description,
         secret_sha256=best.secret_sha256,
         redacted=best.masked,
-        fingerprint=fingerprint(best.rule_id, best.secret_sha256, place(loc)),
+        fingerprint=fingerprint(
+            best.rule_id, best.secret_sha256, place(loc, history, best.secret)
+        ),
         location=loc,
         confidence=confidence,
         detectors=detectors,
-        remediation=_REMEDIATION[key],
+        remediation=remediation(loc, history, best.secret),
         secret=best.secret if show else None,
     )
 
@@ -154,7 +162,7 @@ def _groups(one: ImageScan, infos: list[m.LayerInfo]) -> list[Group]:
     # command line that holds it) are merged like the engines' matches of one file
     texts: dict[tuple[str, str], tuple[m.Location, list[Match]]] = {}
     for text, match in one.texts:
-        key = (text.location.kind, place(text.location))
+        key = (text.location.kind, place(text.location, one.history.entries))
         texts.setdefault(key, (text.location, []))[1].append(match)
     for text_loc, matches in texts.values():
         out.extend((text_loc, group) for group in merged(matches))
@@ -173,7 +181,7 @@ def image_report(
     below = 0
     suppressed: dict[str, int] = {}
     for loc, group in _groups(one, infos):
-        finding = _finding(loc, group, show)
+        finding = _finding(loc, group, show, one.history.entries)
         if CONFIDENCE_RANK[finding.confidence] < threshold:
             below += 1
             continue
