@@ -153,6 +153,22 @@ FileSizeOpt = Annotated[
         help="Skip (and list) files larger than this (K, M, G, T). Default: no limit.",
     ),
 ]
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        metavar="SPEC",
+        help="Result store: a SQLite file, or redis://HOST:PORT/DB to share it between "
+        "machines (default: a file in the user cache folder, or $LEAKSCAN_CACHE_DIR).",
+    ),
+]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="Keep the result store in this folder."),
+]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Neither read nor write the result store.")
+]
 WorkersOpt = Annotated[
     int,
     typer.Option(
@@ -259,6 +275,7 @@ class Flags:
     max_file_size: int | None = None
     workers: int = 0
     registry: RegistryOptions | None = None
+    cache: str | None = None  # the result store, resolved: None without one
 
 
 def _options(config_path: str | None, flags: Flags) -> ScanOptions:
@@ -290,6 +307,7 @@ def _options(config_path: str | None, flags: Flags) -> ScanOptions:
             paths=config.ignore_paths + tuple(flags.ignore_path or ()),
         ),
         registry=flags.registry or RegistryOptions(),
+        cache=flags.cache,
     )
 
 
@@ -403,6 +421,9 @@ def scan_command(
     max_expanded_bytes: ExpandOpt = "2G",
     max_file_size: FileSizeOpt = None,
     workers: WorkersOpt = 0,
+    cache: CacheOpt = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
     creds: CredsOpt = None,
     username: UsernameOpt = None,
     password_stdin: PasswordStdinOpt = False,
@@ -433,6 +454,7 @@ def scan_command(
             registry=_registry_options(
                 creds, username, password_stdin, ca_file, tls_verify, plain_http
             ),
+            cache=_cache_spec(cache, cache_dir, no_cache),
         )
         options = _options(config, flags)
         report = _run(image, options)
@@ -460,6 +482,9 @@ def baseline_command(
     max_expanded_bytes: ExpandOpt = "2G",
     max_file_size: FileSizeOpt = None,
     workers: WorkersOpt = 0,
+    cache: CacheOpt = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
     creds: CredsOpt = None,
     username: UsernameOpt = None,
     password_stdin: PasswordStdinOpt = False,
@@ -488,6 +513,7 @@ def baseline_command(
             registry=_registry_options(
                 creds, username, password_stdin, ca_file, tls_verify, plain_http
             ),
+            cache=_cache_spec(cache, cache_dir, no_cache),
         )
         options = _options(config, flags)
         report = _run(image, options)
@@ -498,11 +524,27 @@ def baseline_command(
     _guarded(debug, work)
 
 
+def _cache_spec(cache: str | None, cache_dir: Path | None, no_cache: bool) -> str | None:
+    """The result store a scan uses: --no-cache none, --cache SPEC, --cache-dir DIR, else
+    the default file (user cache folder or $LEAKSCAN_CACHE_DIR)."""
+    if no_cache:
+        return None
+    if cache:
+        return cache
+    from leakscan.store import FILE_NAME, default_location
+
+    return str(cache_dir / FILE_NAME) if cache_dir is not None else str(default_location())
+
+
+def _warning(message: str) -> None:
+    _say(f"warning: {message}")
+
+
 def _run(image: str, options: ScanOptions) -> ScanReport:
     if sys.stderr.isatty():
         with _Bar() as progress:
-            return scan(image, options, progress)
-    return scan(image, options)
+            return scan(image, options, progress, warn=_warning)
+    return scan(image, options, warn=_warning)
 
 
 def rules_command(
@@ -532,6 +574,107 @@ def schema_command() -> None:
     sys.stdout.write(schema_text())
 
 
+_DURATION = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """``30d``, ``12h``, ``90m``, ``3600s``, ``2w`` as seconds."""
+    found = _DURATION.fullmatch(text.strip())
+    if not found:
+        raise typer.BadParameter(f"{text!r} is not a duration such as 30d, 12h or 90m")
+    return int(found.group(1)) * _SECONDS[found.group(2).lower()]
+
+
+def _store_spec(cache: str | None, cache_dir: Path | None) -> str:
+    spec = _cache_spec(cache, cache_dir, no_cache=False)
+    assert spec is not None
+    return spec
+
+
+def cache_info_command(
+    cache: CacheOpt = None, cache_dir: CacheDirOpt = None, debug: DebugOpt = False
+) -> None:
+    """Where the result store is, its size, its entries and how often it answered."""
+
+    def work() -> int:
+        from leakscan.store import StoreError, store_info
+
+        try:
+            info = store_info(_store_spec(cache, cache_dir))
+        except StoreError as exc:
+            raise LeakscanError(str(exc)) from None
+        print(f"location  {info.location}")
+        print(f"size      {info.size_bytes} bytes")
+        for kind in sorted(set(info.entries) | set(info.hits) | set(info.misses)):
+            hits, misses = info.hits.get(kind, 0), info.misses.get(kind, 0)
+            rate = f"{100 * hits / (hits + misses):.0f}%" if hits + misses else "-"
+            print(
+                f"{kind:<8}  {info.entries.get(kind, 0)} entries, "
+                f"{hits} hits, {misses} misses, hit rate {rate}"
+            )
+        return EXIT_CLEAN
+
+    _guarded(debug, work)
+
+
+def cache_prune_command(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Remove entries unused this long (30d, 12h).")
+    ] = "30d",
+    cache: CacheOpt = None,
+    cache_dir: CacheDirOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Remove what no scan has used for a while."""
+    seconds = parse_duration(older_than)
+
+    def work() -> int:
+        from leakscan.store import StoreError, prune_store
+
+        try:
+            removed = prune_store(seconds, _store_spec(cache, cache_dir))
+        except StoreError as exc:
+            raise LeakscanError(str(exc)) from None
+        print(f"removed {removed} entries unused for {older_than}")
+        return EXIT_CLEAN
+
+    _guarded(debug, work)
+
+
+def cache_clear_command(
+    cache: CacheOpt = None, cache_dir: CacheDirOpt = None, debug: DebugOpt = False
+) -> None:
+    """Remove every entry of the result store."""
+
+    def work() -> int:
+        from leakscan.store import StoreError, clear_store
+
+        try:
+            removed = clear_store(_store_spec(cache, cache_dir))
+        except StoreError as exc:
+            raise LeakscanError(str(exc)) from None
+        print(f"removed {removed} entries")
+        return EXIT_CLEAN
+
+    _guarded(debug, work)
+
+
+def _cache_app() -> typer.Typer:
+    app = typer.Typer(
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        no_args_is_help=True,
+        help="The result store: what was scanned, kept so that it is not scanned again.",
+    )
+    settings = {"help_option_names": ["-h", "--help"]}
+    app.command("info", context_settings=settings)(cache_info_command)
+    app.command("prune", context_settings=settings)(cache_prune_command)
+    app.command("clear", context_settings=settings)(cache_clear_command)
+    return app
+
+
 def _app(command: Callable[..., None], epilog: str | None = None) -> typer.Typer:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=epilog)(command)
@@ -548,6 +691,10 @@ SUBCOMMANDS: dict[str, Callable[..., None]] = {
 def main() -> None:
     """Console entry point: ``leakscan IMAGE ...``, ``leakscan rules``, ``leakscan baseline``."""
     sys.argv[1:] = _tls_verify_spelling(sys.argv[1:])
+    if len(sys.argv) > 1 and sys.argv[1] == "cache":
+        sys.argv.pop(1)
+        _cache_app()(prog_name="leakscan cache")
+        return
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         name = sys.argv.pop(1)
         _app(SUBCOMMANDS[name])(prog_name=f"leakscan {name}")
@@ -557,6 +704,7 @@ def main() -> None:
         return
     epilog = (
         "Exit status: 0 nothing found, 1 findings, 2 the scan could not be completed. "
-        "Other commands: leakscan rules, leakscan baseline IMAGE -o FILE, leakscan schema."
+        "Other commands: leakscan rules, leakscan baseline IMAGE -o FILE, leakscan schema, "
+        "leakscan cache info|prune|clear."
     )
     _app(scan_command, epilog)(prog_name="leakscan")

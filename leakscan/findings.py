@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from leakscan import model as m
 from leakscan.detectors import Match
@@ -20,7 +20,7 @@ from leakscan.layers.status import fate
 from leakscan.layerscan import LayerScan
 from leakscan.metadata import HistoryMap, Text
 from leakscan.remediation import remediation as remediation_text
-from leakscan.sightings import Seen, merged
+from leakscan.sightings import Seen, merged, secret_sha256
 from leakscan.suppress import Suppressions
 from leakscan.terms import CONFIDENCE_RANK, Confidence
 
@@ -180,8 +180,14 @@ def image_report(
     findings = []
     below = 0
     suppressed: dict[str, int] = {}
+    # a layer's result from the result store knows its secrets by hash only; where the
+    # same secret is in a history or config string (a build argument), that names it
+    known = {secret_sha256(x.secret): x.secret for _, x in one.texts}
     for loc, group in _groups(one, infos):
-        finding = _finding(loc, group, show, one.history.entries)
+        named = tuple(
+            x if x.secret else replace(x, secret=known.get(x.secret_sha256)) for x in group
+        )
+        finding = _finding(loc, named, show, one.history.entries)
         if CONFIDENCE_RANK[finding.confidence] < threshold:
             below += 1
             continue

@@ -162,6 +162,17 @@ class ImageReport:
 
 
 @dataclass(frozen=True)
+class CacheInfo:
+    """What the result store answered in one scan (the only part of a report that differs
+    between a scan from the store and one that read everything)."""
+
+    layers_cached: int
+    layers_scanned: int
+    texts_cached: int
+    texts_scanned: int
+
+
+@dataclass(frozen=True)
 class ScanReport:
     """The result of scanning one reference: one image per platform."""
 
@@ -169,6 +180,8 @@ class ScanReport:
     images: tuple[ImageReport, ...]
     # errors that stopped a source before any image could be reported
     errors: tuple[Problem, ...] = ()
+    # None when the scan ran without a result store
+    cache: CacheInfo | None = None
 
     @property
     def complete(self) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from leakscan import model as m
 from leakscan.detectors import (
@@ -21,9 +21,13 @@ from leakscan.findings import ImageScan, image_report
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import LayerScan, scan_layer
 from leakscan.metadata import config_texts, history_texts, image_texts, map_history
+from leakscan.recall import Recall
 from leakscan.redact import Redactor, redact_report
 from leakscan.sources import open_source
 from leakscan.sources.auth import RegistryOptions
+from leakscan.store import open_store
+from leakscan.store.codec import CodecError
+from leakscan.store.keys import detection_fingerprint
 from leakscan.suppress import Suppressions
 from leakscan.workers import LayerPool
 
@@ -42,8 +46,10 @@ class ScanOptions:
     archives: ArchiveLimits = field(default_factory=ArchiveLimits)
     # files bigger than this are listed in skipped, not scanned (None: no limit)
     max_file_size: int | None = None
-    # how to reach registries: credentials, TLS (issue 4)
+    # how to reach registries: credentials, TLS
     registry: RegistryOptions = field(default_factory=RegistryOptions)
+    # the result store: a SQLite file or redis://HOST:PORT/DB (None: no store)
+    cache: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,45 +67,77 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+class _Engines:
+    """The engines and worker pool, built on first use: an image whose every layer and
+    string the store answers never loads the rule catalog nor starts a worker."""
+
+    def __init__(self, options: ScanOptions, given: Detectors | None) -> None:
+        self.options = options
+        self._engines = given
+        self._given = given is not None
+        self._pool: LayerPool | None = None
+
+    def get(self) -> Detectors:
+        """The engines (raises ValueError when a detect-secrets plugin does not load)."""
+        if self._engines is None:
+            config = self.options.detectors
+            self._engines = (
+                default_detectors() if config == DetectorConfig() else build_detectors(config)
+            )
+        return self._engines
+
+    def pool(self) -> LayerPool | None:
+        """Worker processes (None with engines the caller gave: those cannot travel)."""
+        if self._given:
+            return None
+        if self._pool is None:
+            # this process scans too: N processes in all take N-1 workers
+            workers = (self.options.workers or os.cpu_count() or 1) - 1
+            self._pool = LayerPool(self.options.detectors, workers, self.get())
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the workers."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
 def scan(
     image: str,
     options: ScanOptions | None = None,
     progress: ProgressCallback | None = None,
     detectors: Detectors | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> m.ScanReport:
     """Scan every image ``image`` names (one per platform) and report what leaked where.
 
     Problems do not raise: they are in the report's ``errors`` (a report with errors is
     an incomplete scan), next to whatever could still be scanned. ``detectors`` replaces
     the engines of ``options.detectors``; such engines cannot travel to worker processes,
-    so the layers are then scanned in this process.
+    so the layers are then scanned in this process. ``warn`` hears what does not stop a
+    scan but a user should know (a result store that cannot be used).
     """
     options = options or ScanOptions()
     scanned: list[ImageScan] = []
     errors: list[m.Problem] = []
-    pool = None
-    if detectors is not None:
-        engines = detectors
-    else:
-        try:
-            engines = (
-                default_detectors()
-                if options.detectors == DetectorConfig()
-                else build_detectors(options.detectors)
-            )
-        except ValueError as exc:  # a detect-secrets plugin file that does not load
+    engines = _Engines(options, detectors)
+    if options.detectors.detect_secrets_plugins:
+        try:  # a plugin file that does not load is refused before anything is read
+            engines.get()
+        except ValueError as exc:
             return m.ScanReport(image, (), (m.Problem(str(exc)),))
-        # this process scans too: N processes in all take N-1 workers
-        pool = LayerPool(options.detectors, (options.workers or os.cpu_count() or 1) - 1, engines)
+    recall = _recall(options, warn)
     try:
         with closing(open_source(image, options.registry)) as source:
             for found in source.images(options.platforms):
-                scanned.append(_scan_image(found, engines, pool, options, progress))
+                scanned.append(_scan_image(found, engines, recall, options, progress))
     except LeakscanError as exc:
         errors.append(m.Problem(str(exc)))
     finally:
-        if pool is not None:
-            pool.close()
+        engines.close()
+        if recall is not None:
+            recall.store.close()
     if not scanned and not errors:
         wanted = ", ".join(options.platforms)
         errors.append(
@@ -107,13 +145,31 @@ def scan(
                 f"{image}: no image for platform {wanted}" if wanted else f"{image}: holds no image"
             )
         )
-    return _report(image, scanned, errors, options, engines)
+    report = _report(image, scanned, errors, options, engines)
+    if recall is not None:
+        report = replace(report, cache=_cache_info(recall))
+    return report
+
+
+def _recall(options: ScanOptions, warn: Callable[[str], None] | None) -> Recall | None:
+    if options.cache is None:
+        return None
+    store = open_store(options.cache, warn)
+    if not store.enabled:
+        return None
+    fingerprint = detection_fingerprint(options.detectors, options.archives, options.max_file_size)
+    return Recall(store, fingerprint, warn=warn)
+
+
+def _cache_info(recall: Recall) -> m.CacheInfo:
+    s = recall.stats
+    return m.CacheInfo(s.layers_cached, s.layers_scanned, s.texts_cached, s.texts_scanned)
 
 
 def _scan_image(
     image: m.SourceImage,
-    engines: Detectors,
-    pool: LayerPool | None,
+    engines: _Engines,
+    recall: Recall | None,
     options: ScanOptions,
     progress: ProgressCallback | None,
 ) -> ImageScan:
@@ -130,31 +186,61 @@ def _scan_image(
                 progress(Progress(label, blob.index, count, bytes_read, blob.size))
 
         return scan_layer(
-            blob, engines, options.archives, moved, options.max_file_size, helper_thread=alone
+            blob, engines.get(), options.archives, moved, options.max_file_size, helper_thread=alone
         )
 
-    by_index: dict[int, LayerScan] = {}
-    if pool is not None and pool.worth_it(image.layers):
-        mine, theirs = pool.share(image.layers)
+    recalled = recall.layers(image.layers) if recall is not None else {}
+    if options.show_secrets:
+        # the store keeps no secret: layers that hold one are read again to show it
+        recalled = {i: r for i, r in recalled.items() if not r.scan.hits}
+    by_index: dict[int, LayerScan] = {i: r.scan for i, r in recalled.items()}
+    for i in recalled:
+        done(image.layers[i], image.layers[i].size or 0)
+    todo = [blob for blob in image.layers if blob.index not in recalled]
+    fresh: list[tuple[m.LayerBlob, LayerScan]] = []
+    pool = engines.pool() if todo else None
+    if pool is not None and pool.worth_it(todo):
+        mine, theirs = pool.share(todo)
         futures = pool.submit(theirs, options.archives, options.max_file_size)
-        helped = lopsided(mine, image.layers, pool.workers + 1)
+        helped = lopsided(mine, todo, pool.workers + 1)
         for blob in mine:
-            by_index[blob.index] = here(blob, alone=helped)
+            fresh.append((blob, here(blob, alone=helped)))
             done(blob, blob.size or 0)
         for blob, result in pool.collect(futures):
-            by_index[blob.index] = result
+            fresh.append((blob, result))
             done(blob, blob.size or 0)
     else:
-        for blob in image.layers:
-            by_index[blob.index] = here(blob, alone=True)
+        for blob in todo:
+            fresh.append((blob, here(blob, alone=True)))
             done(blob, blob.size or 0)
+    for blob, result in fresh:
+        by_index[blob.index] = result
+        if recall is not None:
+            recall.keep_layer(blob, result)
+            recall.stats.layers_scanned += 1
     layers = [by_index[blob.index] for blob in image.layers]
+    errors = list(image.errors)
+    if recalled:
+        if recall is not None:
+            recall.stats.layers_cached += len(recalled)
+        if any(layer.hits for layer in layers):
+            # whiteouts matter only to files that hold a secret
+            for i, one in recalled.items():
+                try:
+                    one.scan.record = one.record()
+                except CodecError as exc:  # a damaged entry: read the layer again
+                    by_index[i] = here(image.layers[i], alone=True)
+                    layers[i] = by_index[i]
+                    if recall is not None:
+                        recall.warn_once(str(exc))
     history = map_history(image.config, len(image.layers))
     texts = list(history_texts(history, image.config.get("history")))
     texts.extend(config_texts(image.config, image.annotations))
     texts.extend(image_texts(image))
-    hits = [(text, match) for text in texts for match in engines.scan(text.text.encode())]
-    errors = list(image.errors)
+    if recall is not None:
+        hits = recall.texts(texts, lambda data: engines.get().scan(data))
+    else:
+        hits = [(text, match) for text in texts for match in engines.get().scan(text.text.encode())]
     if history.problem:
         errors.append(m.Problem(history.problem))
     return ImageScan(image, layers, history, hits, errors)
@@ -181,7 +267,7 @@ def _report(
     scanned: list[ImageScan],
     errors: list[m.Problem],
     options: ScanOptions,
-    engines: Detectors,
+    engines: _Engines,
 ) -> m.ScanReport:
     images = tuple(
         image_report(one, options.min_confidence, options.suppressions, options.show_secrets)
@@ -196,7 +282,8 @@ def _report(
     for problem in _problems(report):
         for text in (problem.message, problem.path):
             if text:
-                secrets.update(x.secret for x in engines.scan(text.encode("utf-8", "replace")))
+                found = engines.get().scan(text.encode("utf-8", "replace"))
+                secrets.update(x.secret for x in found)
     return redact_report(report, Redactor(secrets))
 
 

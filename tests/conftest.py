@@ -3,6 +3,8 @@ and under ``CI=true`` no test may skip."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,19 @@ from needs import in_ci
 from leakscan.detectors import Detectors, default_detectors
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_result_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The CLI keeps a result store by default: every test run (and every leakscan process
+    it starts) gets its own, never the user's."""
+    saved = os.environ.get("LEAKSCAN_CACHE_DIR")
+    os.environ["LEAKSCAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("result-store"))
+    yield
+    if saved is None:
+        os.environ.pop("LEAKSCAN_CACHE_DIR", None)
+    else:
+        os.environ["LEAKSCAN_CACHE_DIR"] = saved
 
 
 @pytest.fixture(scope="session")

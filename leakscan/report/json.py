@@ -3,6 +3,7 @@ defines it; ``leakscan schema`` prints that schema."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -95,13 +96,16 @@ def image_dict(image: m.ImageReport) -> dict[str, Any]:
 
 def report_dict(report: m.ScanReport) -> dict[str, Any]:
     """The whole report as plain data."""
-    return {
+    out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "leakscan", "version": __version__},
         "reference": report.reference,
         "images": [image_dict(image) for image in report.images],
         "errors": [_problem(p, "message") for p in report.errors],
     }
+    if report.cache is not None:
+        out["cache"] = dataclasses.asdict(report.cache)
+    return out
 
 
 def render(report: m.ScanReport, *, color: bool = False, width: int | None = None) -> str:

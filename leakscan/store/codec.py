@@ -1,0 +1,163 @@
+"""A layer's scan result as the store keeps it, and back.
+
+Two parts, each zlib-compressed JSON: the findings part (its secrets grouped and reduced,
+what was skipped) and the record part (every path of the layer, for the whiteout logic),
+which is read only when some layer of the image holds a secret. Strings of the layer that
+hold one of its own secrets (a file named after a token) are stored masked; the secrets
+themselves are never stored, only their hashes and masked forms.
+
+Values come from a database another machine may share, so decoding checks every field and
+raises :class:`CodecError` rather than build a wrong result.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from typing import Any
+
+from leakscan import model as m
+from leakscan.layers.walker import EntryRecord, LayerRecord
+from leakscan.layerscan import FileHit, LayerScan
+from leakscan.redact import Redactor
+from leakscan.sightings import Seen, sealed
+
+FORMAT = 1
+_KINDS = ("file", "hardlink", "dir", "symlink", "other")
+_CONFIDENCES = ("high", "medium", "low")
+_HEAD = struct.Struct(">BI")  # format, length of the findings part
+
+
+class CodecError(ValueError):
+    """A stored value that is not what this leakscan writes."""
+
+
+def encode_layer(scan: LayerScan) -> bytes:
+    """``scan`` (a complete, verified layer) as stored bytes."""
+    own = {form for hit in scan.hits for x in hit.seen for form in x.forms()}
+    redact = Redactor(own)
+    head = {
+        "diff_id": scan.diff_id,
+        "hits": [
+            [
+                redact(h.path),
+                redact(h.shown),
+                h.digest.hex(),
+                [
+                    [x.rule_id, x.description, x.detector, x.confidence, x.line, x.start, x.end,
+                     x.secret_sha256, x.masked]
+                    for x in sealed(h.seen)
+                ],
+            ]
+            for h in scan.hits
+        ],
+        "skipped": [[redact(p.message), redact.optional(p.path)] for p in scan.skipped],
+    }
+    rec = scan.record
+    record = {
+        "entries": [
+            [redact(path), e.kind, e.digest.hex() if e.digest else None]
+            for path, e in rec.entries.items()
+        ],
+        "whiteouts": sorted(redact(p) for p in rec.whiteouts),
+        "opaques": sorted(redact(p) for p in rec.opaques),
+        "odd_whiteouts": [redact(p) for p in rec.odd_whiteouts],
+        "too_long": rec.too_long,
+    }
+    first = zlib.compress(json.dumps(head, separators=(",", ":")).encode(), 6)
+    second = zlib.compress(json.dumps(record, separators=(",", ":")).encode(), 6)
+    return _HEAD.pack(FORMAT, len(first)) + first + second
+
+
+def _parts(value: bytes) -> tuple[Any, bytes]:
+    if len(value) < _HEAD.size:
+        raise CodecError("stored layer too short")
+    version, length = _HEAD.unpack_from(value)
+    if version != FORMAT:
+        raise CodecError(f"stored layer format {version}")
+    try:
+        head = json.loads(zlib.decompress(value[_HEAD.size : _HEAD.size + length]))
+    except (zlib.error, ValueError, RecursionError) as exc:
+        raise CodecError(f"stored layer unreadable: {type(exc).__name__}") from None
+    return head, value[_HEAD.size + length :]
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise CodecError("stored layer: a string expected")
+    return value
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise CodecError("stored layer: a number expected")
+    return value
+
+
+def _seen(item: Any) -> Seen:
+    if not isinstance(item, list) or len(item) != 9:
+        raise CodecError("stored layer: a match of the wrong shape")
+    rule, desc, det, conf, line, start, end, sha, masked = item
+    if conf not in _CONFIDENCES:
+        raise CodecError("stored layer: unknown confidence")
+    return Seen(
+        _str(rule), _str(desc), _str(det), conf, _int(line), _int(start), _int(end), _str(sha),
+        _str(masked),
+    )
+
+
+def decode_layer(value: bytes, index: int) -> tuple[LayerScan, bytes]:
+    """The stored result as layer ``index`` of an image, without its record (see
+    :func:`decode_record`), and the record part to decode when it is needed."""
+    head, rest = _parts(value)
+    try:
+        hits = [
+            FileHit(
+                index,
+                _str(path),
+                _str(shown),
+                bytes.fromhex(_str(digest)),
+                tuple(_seen(x) for x in group),
+            )
+            for path, shown, digest, group in head["hits"]
+        ]
+        skipped = [
+            m.Problem(_str(msg), index, None if path is None else _str(path))
+            for msg, path in head["skipped"]
+        ]
+        diff_id = head["diff_id"]
+        if diff_id is not None:
+            _str(diff_id)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError(f"stored layer of the wrong shape: {type(exc).__name__}") from None
+    if any(not hit.seen for hit in hits):
+        raise CodecError("stored layer: an empty group")
+    return LayerScan(hits=hits, skipped=skipped, diff_id=diff_id), rest
+
+
+def decode_record(part: bytes) -> LayerRecord:
+    """The record part of a stored layer."""
+    try:
+        data = json.loads(zlib.decompress(part))
+        shared = {kind: EntryRecord(kind) for kind in _KINDS}  # type: ignore[arg-type]
+        entries: dict[str, EntryRecord] = {}
+        for path, kind, digest in data["entries"]:
+            if kind not in _KINDS:
+                raise CodecError("stored layer: unknown entry kind")
+            entries[_str(path)] = (
+                shared[kind] if digest is None else EntryRecord(kind, bytes.fromhex(_str(digest)))
+            )
+        return LayerRecord(
+            entries=entries,
+            whiteouts={_str(p) for p in data["whiteouts"]},
+            opaques={_str(p) for p in data["opaques"]},
+            odd_whiteouts=[_str(p) for p in data["odd_whiteouts"]],
+            too_long=_int(data["too_long"]),
+        )
+    except CodecError:
+        raise
+    except (zlib.error, KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise CodecError(f"stored layer record unreadable: {type(exc).__name__}") from None

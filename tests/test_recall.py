@@ -1,0 +1,235 @@
+"""Scans with the result store: a report from the store equals the cold report (only the
+`cache` statistics differ), on every layout, with deletions and overwrites that span cached
+and fresh layers; the store holds no secret in clear; a damaged entry is scanned again."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clirun import run_leakscan
+from helpers import LAYOUTS, write
+from imagebuilder import Image, Layer, fake_token, make_zip
+from schema import validate_report
+
+from leakscan import scan as scan_module
+from leakscan.detectors import Detectors
+from leakscan.report.json import report_dict
+from leakscan.scan import ScanOptions, scan
+
+
+def leaky(token: str, gh: str, aws: str) -> Image:
+    """A secret written, deleted, overwritten, in an archive, in history and config."""
+    base = Layer(created_by="/bin/sh -c #(nop) ADD file:base in / ").file(
+        "etc/os-release", "ID=test\n"
+    )
+    write = (
+        Layer(created_by=f"|1 NPM_TOKEN={token} /bin/sh -c echo > /root/.npmrc")
+        .file("root/.npmrc", f"//npm.example.internal/:_authToken={token}\n")
+        .file("app/.env", f"GITHUB_TOKEN={gh}\n")
+        .file("app/lib.zip", make_zip({"conf/aws.env": f"AWS_ACCESS_KEY_ID={aws}\n".encode()}))
+    )
+    later = (
+        Layer(created_by="/bin/sh -c rm /root/.npmrc && echo > /app/.env")
+        .whiteout("root/.npmrc")
+        .file("app/.env", "GITHUB_TOKEN=\n")
+    )
+    return Image(layers=[base, write, later], env=[f"GITHUB_TOKEN={gh}"])
+
+
+def leaky_image() -> Image:
+    """:func:`leaky` with fresh tokens."""
+    return leaky(fake_token("npm"), fake_token("github"), fake_token("aws"))
+
+
+def plain(report: Any) -> dict[str, Any]:
+    data = report_dict(report)
+    validate_report(data)
+    data.pop("cache", None)
+    return data
+
+
+def _opts(tmp: Path, **kw: Any) -> ScanOptions:
+    return ScanOptions(cache=str(tmp / "store" / "results.sqlite3"), min_confidence="low", **kw)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_warm_equals_cold_in_every_layout(layout: str, tmp_path: Path) -> None:
+    ref = write(layout, leaky(fake_token("npm"), fake_token("github"), fake_token("aws")), tmp_path)
+    cold = plain(scan(ref, ScanOptions(min_confidence="low")))
+    first = scan(ref, _opts(tmp_path))
+    second = scan(ref, _opts(tmp_path))
+    assert plain(first) == cold and plain(second) == cold
+    assert cold["images"][0]["findings"], "the image leaks"
+    assert second.cache is not None and second.cache.layers_scanned == 0
+    assert second.cache.layers_cached == 3 and second.cache.texts_scanned == 0
+
+
+def test_status_spans_cached_and_fresh_layers(tmp_path: Path) -> None:
+    """The layer that wrote the secret comes from the store, the one that deletes it is new
+    (and the other way round): statuses are judged over both as in a cold scan."""
+    token = fake_token("npm")
+    base = Layer().file("etc/os-release", "ID=test\n")
+    wrote = Layer().file("root/.npmrc", f"//npm.example.internal/:_authToken={token}\n")
+    first = write("oci-dir", Image(layers=[base, wrote]), tmp_path / "a")
+    scan(first, _opts(tmp_path))
+    deleted = Layer().whiteout("root/.npmrc")
+    rewrote = Layer().file("root/.npmrc", "registry=https://npm.example.internal/\n")
+    for name, last in (("deleted", deleted), ("overwritten", rewrote)):
+        ref = write("oci-dir", Image(layers=[base, wrote, last]), tmp_path / name)
+        warm = scan(ref, _opts(tmp_path))
+        assert warm.cache is not None and (warm.cache.layers_cached, warm.cache.layers_scanned) == (
+            2,
+            1,
+        )
+        assert plain(warm) == plain(scan(ref, ScanOptions(min_confidence="low")))
+        (f,) = [f for f in warm.images[0].findings if f.location.kind == "file"]
+        assert (f.location.status, f.location.removed_in_layer) == (name, 2)  # type: ignore[union-attr]
+    # a cached layer deletes what a fresh one wrote
+    gone = Layer().whiteout("srv/x.env")
+    scan(write("oci-dir", Image(layers=[base, gone]), tmp_path / "w"), _opts(tmp_path))
+    writes = Layer().file("srv/x.env", f"GITHUB_TOKEN={fake_token('github')}\n")
+    late = write("oci-dir", Image(layers=[base, writes, gone]), tmp_path / "x")
+    warm = scan(late, _opts(tmp_path))
+    assert warm.cache is not None and warm.cache.layers_scanned == 1
+    assert plain(warm) == plain(scan(late, ScanOptions(min_confidence="low")))
+    (f,) = warm.images[0].findings
+    assert (f.location.status, f.location.removed_in_layer) == ("deleted", 2)  # type: ignore[union-attr]
+
+
+def _values(path: Path) -> list[bytes]:
+    db = sqlite3.connect(path)
+    rows = [bytes(v) for (v,) in db.execute("SELECT value FROM entries")]
+    db.close()
+    out = []
+    for value in rows:
+        out.append(value)
+        # a layer value is a header and two zlib streams: read them as stored
+        for start in range(len(value)):
+            if value[start : start + 1] == b"\x78":
+                try:
+                    out.append(zlib.decompressobj().decompress(value[start:]))
+                except zlib.error:
+                    continue
+    return out
+
+
+def test_the_store_holds_no_secret_in_clear(tmp_path: Path) -> None:
+    secrets = [fake_token("npm"), fake_token("github"), fake_token("aws")]
+    image = leaky(*secrets)
+    # a file named after a secret: its path is stored masked
+    image.layers[1].file(f"app/{secrets[1]}.txt", "named after a token\n")
+    ref = write("oci-dir", image, tmp_path)
+    scan(ref, _opts(tmp_path))
+    values = _values(tmp_path / "store" / "results.sqlite3")
+    assert len(values) > 3
+    for value in values:
+        for s in secrets:
+            assert s.encode() not in value
+
+
+def test_show_secrets_reads_layers_with_secrets_again(tmp_path: Path) -> None:
+    token = fake_token("npm")
+    ref = write("oci-dir", leaky(token, fake_token("github"), fake_token("aws")), tmp_path)
+    scan(ref, _opts(tmp_path))
+    shown = scan(ref, _opts(tmp_path, show_secrets=True))
+    assert token in {f.secret for f in shown.images[0].findings}
+    assert shown.cache is not None and shown.cache.layers_scanned == 1  # only the leaking one
+
+
+def test_fully_cached_image_loads_no_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = write("oci-dir", leaky_image(), tmp_path)
+    cold = plain(scan(ref, _opts(tmp_path)))
+
+    def refuse(*args: object) -> Detectors:
+        raise AssertionError("engines built for an image the store answers")
+
+    monkeypatch.setattr(scan_module, "default_detectors", refuse)
+    monkeypatch.setattr(scan_module, "build_detectors", refuse)
+    monkeypatch.setattr(scan_module, "LayerPool", refuse)
+    assert plain(scan(ref, _opts(tmp_path))) == cold
+
+
+def test_damaged_entry_is_one_warning_and_scanned_again(tmp_path: Path) -> None:
+    ref = write("oci-dir", leaky_image(), tmp_path)
+    cold = plain(scan(ref, _opts(tmp_path)))
+    path = tmp_path / "store" / "results.sqlite3"
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("UPDATE entries SET value = X'0100000004DEADBEEF' WHERE kind = 'layer'")
+    db.close()
+    warnings: list[str] = []
+    again = scan(ref, _opts(tmp_path), warn=warnings.append)
+    assert plain(again) == cold
+    assert len(warnings) == 1 and "scanning that again" in warnings[0]
+    assert again.cache is not None and again.cache.layers_scanned == 3
+
+
+def test_incomplete_layer_is_never_stored(tmp_path: Path) -> None:
+    ref = write("oci-dir", leaky_image(), tmp_path)
+    layout = Path(ref.split(":", 1)[1].rsplit(":", 1)[0])
+    index = json.loads((layout / "index.json").read_text())
+    manifest_digest = index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads((layout / "blobs" / "sha256" / manifest_digest).read_bytes())
+    last = manifest["layers"][-1]["digest"].split(":")[1]
+    blob = layout / "blobs" / "sha256" / last
+    blob.write_bytes(blob.read_bytes()[:-40])  # truncated: its digest no longer matches
+    first = scan(ref, _opts(tmp_path))
+    assert first.images[0].errors
+    second = scan(ref, _opts(tmp_path))
+    assert second.cache is not None and second.cache.layers_scanned == 1  # read again
+    assert plain(second) == plain(first)
+
+
+def test_unusable_store_is_one_warning_and_same_report(tmp_path: Path) -> None:
+    ref = write("oci-dir", leaky_image(), tmp_path)
+    theirs = tmp_path / "theirs.db"
+    db = sqlite3.connect(theirs)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    warnings: list[str] = []
+    report = scan(ref, ScanOptions(cache=str(theirs), min_confidence="low"), warn=warnings.append)
+    assert report.cache is None and len(warnings) == 1
+    assert plain(report) == plain(scan(ref, ScanOptions(min_confidence="low")))
+
+
+def test_cli_cache_flags_and_commands(tmp_path: Path) -> None:
+    ref = write("oci-dir", leaky_image(), tmp_path)
+    folder = tmp_path / "c"
+    first = run_leakscan([ref, "-f", "json", "--cache-dir", str(folder)])
+    second = run_leakscan([ref, "-f", "json", "--cache-dir", str(folder)])
+    assert first.code == second.code == 1
+    assert second.report["cache"]["layers_scanned"] == 0
+    first_report, second_report = first.report, second.report
+    first_report.pop("cache"), second_report.pop("cache")
+    assert first_report == second_report
+    info = run_leakscan(["cache", "info", "--cache-dir", str(folder)])
+    assert info.code == 0 and "layer" in info.out and "hit rate" in info.out
+    none = run_leakscan([ref, "-f", "json", "--no-cache", "--cache-dir", str(tmp_path / "n")])
+    assert "cache" not in none.report and not (tmp_path / "n").exists()
+    pruned = run_leakscan(["cache", "prune", "--older-than", "30d", "--cache-dir", str(folder)])
+    assert pruned.code == 0 and "removed 0" in pruned.out
+    bad = run_leakscan(["cache", "prune", "--older-than", "soon", "--cache-dir", str(folder)])
+    assert bad.code == 2 and "Traceback" not in bad.err
+    cleared = run_leakscan(["cache", "clear", "--cache-dir", str(folder)])
+    assert cleared.code == 0 and "removed" in cleared.out
+    again = run_leakscan([ref, "-f", "json", "--cache-dir", str(folder)])
+    assert again.report["cache"]["layers_cached"] == 0
+
+
+def test_cli_unusable_store_warns_once(tmp_path: Path) -> None:
+    ref = write("oci-dir", leaky_image(), tmp_path)
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"not a database at all" * 200)
+    run = run_leakscan([ref, "-f", "json", "--cache", str(garbage)])
+    assert run.code == 1
+    lines = [line for line in run.err.splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("leakscan: warning: result store")
+    assert "Traceback" not in run.err
