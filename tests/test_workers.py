@@ -147,8 +147,8 @@ def test_cli_workers_flag_same_report(tmp_path: Path) -> None:
     ]
     ref = write("docker-skopeo", Image(layers=layers, compression="none"), tmp_path)
     trace = tmp_path / "trace"
-    one, _, none = _traced_cli([ref, "-f", "json", "--workers", "1"], trace)
-    two, cli, scanned_by = _traced_cli([ref, "-f", "json", "-j", "2"], trace)
+    one, _, none = _traced_cli([ref, "-f", "json", "--no-cache", "--workers", "1"], trace)
+    two, cli, scanned_by = _traced_cli([ref, "-f", "json", "--no-cache", "-j", "2"], trace)
     assert one.code == two.code == 1, (one.err, two.err)
     assert none == [], "--workers 1 means no worker process"
     assert scanned_by and cli not in scanned_by, "-j 2 scanned no layer in a worker"
