@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import re
-import shutil
 import sys
 import time
 import traceback
@@ -390,12 +389,32 @@ def _report_problems(report: ScanReport) -> None:
 
 def scan_command(
     image: ImageArg,
-    format: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.table,
+    format: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT[=FILE]",
+            help="Report format: table, json or sarif; FORMAT=FILE writes it to FILE "
+            "(repeatable: --format table --format sarif=leakscan.sarif). Default: table.",
+        ),
+    ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write the report (the --format without =FILE) here."),
     ] = None,
     platform: PlatformOpt = None,
     min_confidence: LevelOpt = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            metavar="WHAT",
+            help="What fails the gate (exit 1): present, deleted, overwritten, file, history, "
+            "config, all, none, confidence=LEVEL; comma-separated or repeated. "
+            "Default: every finding shown.",
+        ),
+    ] = None,
     show_secrets: Annotated[
         bool,
         typer.Option("--show-secrets", help="Print secrets in clear (they are masked otherwise)."),
@@ -456,15 +475,18 @@ def scan_command(
             ),
             cache=_cache_spec(cache, cache_dir, no_cache),
         )
+        from leakscan.policy import judge, policy_for
+        from leakscan.report import parse_outputs, write_outputs
+
+        # usage errors before the scan: a bad --format or --fail-on costs no scan
+        outputs = parse_outputs(format or (), output)
+        policy = policy_for(fail_on, config)
         options = _options(config, flags)
         report = _run(image, options)
-        from leakscan.report import renderer
-
-        to_terminal = output is None and sys.stdout.isatty()
-        width = shutil.get_terminal_size().columns if to_terminal else None
-        _write(renderer(format.value)(report, color=to_terminal, width=width), output)
+        gate = judge(report, policy)
+        write_outputs(report, outputs, gate)
         _report_problems(report)
-        return exit_status(report)
+        return gate.exit_status()
 
     _guarded(debug, work)
 
@@ -703,7 +725,8 @@ def main() -> None:
         print(f"leakscan {__version__}")
         return
     epilog = (
-        "Exit status: 0 nothing found, 1 findings, 2 the scan could not be completed. "
+        "Exit status: 0 nothing found (or nothing --fail-on fails on), 1 findings that fail "
+        "the gate, 2 the scan could not be completed. "
         "Other commands: leakscan rules, leakscan baseline IMAGE -o FILE, leakscan schema, "
         "leakscan cache info|prune|clear."
     )

@@ -18,7 +18,7 @@ from leakscan import model as m
 from leakscan.instructions import HistoryKeys, Instruction, parse
 
 ROTATE = "Rotate it: it has shipped."
-_COMMAND_WIDTH = 60
+_COMMAND_WIDTH = 72
 _ID = re.compile(r"[^A-Za-z0-9_]+")
 _CMD_FIELDS = ("Cmd", "Entrypoint", "Healthcheck", "Shell", "OnBuild")
 

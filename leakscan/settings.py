@@ -24,9 +24,18 @@ class FileConfig:
     baseline: str | None = None
     min_confidence: str | None = None
     detect_secrets_plugins: tuple[str, ...] = ()
+    # what fails the gate, in --fail-on words (leakscan.policy.parse_fail_on reads them)
+    fail_on: tuple[str, ...] = ()
 
 
-_KEYS = {"ignore-rules", "ignore-paths", "baseline", "min-confidence", "detect-secrets-plugins"}
+_KEYS = {
+    "ignore-rules",
+    "ignore-paths",
+    "baseline",
+    "min-confidence",
+    "detect-secrets-plugins",
+    "fail-on",
+}
 
 
 def _strings(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
@@ -41,6 +50,17 @@ def _single(table: dict[str, Any], key: str, where: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise InputError(f"{where}: {key} must be a string")
     return value
+
+
+def _fail_on(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    """``fail-on``: a list of words, or one comma-separated string; checked here so that a
+    typo is named with the file it is in."""
+    from leakscan.policy import parse_fail_on
+
+    value = table.get("fail-on", [])
+    words = (value,) if isinstance(value, str) else _strings(table, "fail-on", where)
+    parse_fail_on(words, f"{where}: fail-on")
+    return tuple(words)
 
 
 def load_config(explicit: str | None = None, start: str | None = None) -> FileConfig:
@@ -85,5 +105,6 @@ def load_config(explicit: str | None = None, start: str | None = None) -> FileCo
             baseline=str(path.parent / baseline) if baseline else None,
             min_confidence=level,
             detect_secrets_plugins=tuple(str(path.parent / p) for p in plugins),
+            fail_on=_fail_on(table, where),
         )
     return FileConfig()

@@ -9,6 +9,7 @@ from typing import Any
 
 from leakscan import __version__
 from leakscan import model as m
+from leakscan.policy import Gate
 
 SCHEMA_VERSION = 1
 
@@ -108,6 +109,11 @@ def report_dict(report: m.ScanReport) -> dict[str, Any]:
     return out
 
 
-def render(report: m.ScanReport, *, color: bool = False, width: int | None = None) -> str:
-    """The JSON text."""
-    return json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n"
+def render(
+    report: m.ScanReport, *, color: bool = False, width: int | None = None, gate: Gate | None = None
+) -> str:
+    """The JSON text; with ``gate``, the verdict of --fail-on under ``gate``."""
+    out = report_dict(report)
+    if gate is not None:
+        out["gate"] = gate.as_dict()
+    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"

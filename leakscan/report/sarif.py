@@ -33,7 +33,9 @@ def _where(f: m.Finding) -> tuple[dict[str, Any], str]:
     return {"logicalLocations": [{"name": name, "kind": "config"}]}, f"image config {name}"
 
 
-def render(report: m.ScanReport, *, color: bool = False, width: int | None = None) -> str:
+def render(
+    report: m.ScanReport, *, color: bool = False, width: int | None = None, gate: object = None
+) -> str:
     """The SARIF log: one run, one result per finding of every image."""
     rules: dict[str, dict[str, Any]] = {}
     results = []
