@@ -682,6 +682,132 @@ def cache_clear_command(
     _guarded(debug, work)
 
 
+class AuditFormat(enum.StrEnum):
+    table = "table"
+    json = "json"
+    html = "html"
+
+
+def _since(text: str) -> float:
+    """``--since``: a date (2026-01-31), a UTC time (2026-01-31T12:00) or an age (7d)."""
+    import datetime as dt
+
+    if _DURATION.fullmatch(text.strip()):
+        return time.time() - parse_duration(text)
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise LeakscanError(f"--since {text!r}: not a date (2026-01-31) nor an age (7d)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+def audit_command(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A registry (host:port, https://HOST, http://HOST) or docker-daemon: (every "
+            "image of the engine, untagged and intermediate ones included).",
+            show_default=False,
+        ),
+    ],
+    repo: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--repo", help="Only repositories matching GLOB (repeatable); plain names are "
+            "audited without reading the catalog.", metavar="GLOB"
+        ),
+    ] = None,
+    repos_from: Annotated[
+        str | None,
+        typer.Option("--repos-from", metavar="FILE", help="Repository names, one a line."),
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option("--tag", metavar="REGEX", help="Only tags matching REGEX.")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", metavar="PATH", help="Audit database (default: beside the result store)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Local processes scanning layers.")
+    ] = 1,
+    dask: Annotated[
+        str | None,
+        typer.Option("--dask", metavar="ADDRESS", help="Scan layers on this Dask scheduler."),
+    ] = None,
+    format: Annotated[
+        AuditFormat, typer.Option("--format", "-f", help="Report format.")
+    ] = AuditFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report here.")
+    ] = None,
+    new_only: Annotated[
+        bool, typer.Option("--new-only", help="Report only findings first seen in this audit.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="DATE", help="Report only findings first seen after DATE."),
+    ] = None,
+    min_confidence: LevelOpt = None,
+    detect_secrets_plugin: PluginOpt = None,
+    max_file_size: FileSizeOpt = None,
+    cache: CacheOpt = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    creds: CredsOpt = None,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    ca_file: CaFileOpt = None,
+    tls_verify: TlsVerifyOpt = True,
+    plain_http: PlainHttpOpt = False,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Audit every image of a registry: each unique layer scanned once, only new layers
+    scanned again by the next audit."""
+
+    def work() -> int:
+        from leakscan.audit import AuditOptions, audit
+        from leakscan.audit.cli import progress_bar, render
+
+        file_size = None if max_file_size is None else _size_flag("--max-file-size", max_file_size)
+        after = _since(since) if since is not None else None
+        flags = Flags(
+            min_confidence=min_confidence,
+            detect_secrets_plugin=detect_secrets_plugin,
+            max_file_size=file_size,
+            registry=_registry_options(
+                creds, username, password_stdin, ca_file, tls_verify, plain_http
+            ),
+            cache=_cache_spec(cache, cache_dir, no_cache),
+        )
+        options = AuditOptions(
+            scan=_options(config, flags),
+            repos=tuple(repo or ()),
+            repos_from=repos_from,
+            tag_pattern=tag,
+            db=db or (str(cache_dir / "audit.sqlite3") if cache_dir is not None else None),
+            workers=workers,
+            dask=dask,
+            new_only=new_only,
+            since=after,
+        )
+        with progress_bar(sys.stderr.isatty()) as bar:
+            report = audit(target, options, bar, warn=_warning)
+        _write(render(report, format.value), output)
+        for problem in report.errors:
+            _say(f"error: {problem.message}")
+        if not report.complete:
+            return EXIT_INCOMPLETE
+        return EXIT_FINDINGS if report.findings else EXIT_CLEAN
+
+    _guarded(debug, work)
+
+
 def _cache_app() -> typer.Typer:
     app = typer.Typer(
         add_completion=False,
@@ -707,6 +833,7 @@ SUBCOMMANDS: dict[str, Callable[..., None]] = {
     "rules": rules_command,
     "baseline": baseline_command,
     "schema": schema_command,
+    "audit": audit_command,
 }
 
 

@@ -1,0 +1,240 @@
+"""What an audit walks: a registry's repositories and tags (``/v2/_catalog`` and
+``tags/list``, paginated with ``n``, ``last`` and ``Link``), or every image a docker engine
+holds. Each tag resolves to its images, one per platform, through the registry source."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from leakscan.errors import InputError, LeakscanError, SourceError
+from leakscan.model import SourceImage
+from leakscan.sources.auth import RegistryOptions
+from leakscan.sources.reference import ImageReference
+from leakscan.sources.registry import RegistrySource
+from leakscan.sources.registry_client import RegistryClient
+
+DAEMON = "docker-daemon:"
+# entries asked for per page of _catalog and tags/list (the registry may answer fewer)
+PAGE = 1000
+# pages followed at most: a registry whose Link loops must not keep an audit going for ever
+MAX_PAGES = 100_000
+_HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to audit: a registry host (and how to reach it), or the docker engine."""
+
+    host: str | None  # None: the docker engine
+    options: RegistryOptions
+
+    @property
+    def daemon(self) -> bool:
+        """Whether the target is the local docker engine."""
+        return self.host is None
+
+    @property
+    def name(self) -> str:
+        """The target as reports name it."""
+        return self.host or DAEMON
+
+
+def parse_target(text: str, options: RegistryOptions) -> Target:
+    """``host[:port]``, ``https://host[:port]``, ``http://host[:port]`` or ``docker-daemon:``."""
+    if text in (DAEMON, "docker-daemon"):
+        return Target(None, options)
+    host = text
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or parts.path.strip("/") or parts.query:
+            raise InputError(f"{text}: a registry is host[:port], https://HOST or http://HOST")
+        host = parts.netloc
+        if parts.scheme == "http":
+            options = replace(options, plain_http=True)
+    host = host.rstrip("/")
+    if not host or not _HOST.fullmatch(host):
+        raise InputError(f"{text}: not a registry host (host[:port]) nor docker-daemon:")
+    return Target(host, options)
+
+
+def _client(target: Target, repository: str) -> RegistryClient:
+    assert target.host is not None
+    return RegistryClient(ImageReference(target.host, repository, None, None), target.options)
+
+
+def _paged(client: RegistryClient, path: str, key: str, what: str) -> Iterator[str]:
+    """Every string of ``key`` in a paginated listing: the ``Link: <...>; rel="next"``
+    header is followed (only its path and query: it never sends us to another host)."""
+    seen: set[str] = set()
+    for _ in range(MAX_PAGES):
+        resp = client.get(path, stream=False)
+        with resp:
+            if resp.status_code == 404 and key == "repositories":
+                raise SourceError(
+                    f"{client.host} does not list its repositories (_catalog answered 404): "
+                    "name them with --repo or --repos-from"
+                )
+            if resp.status_code != 200:
+                raise SourceError(
+                    f"{client.host}: {what} answered {resp.status_code} {resp.reason}"
+                )
+            try:
+                body: Any = resp.json()
+            except ValueError:
+                raise SourceError(f"{client.host}: {what} is not JSON") from None
+            link = resp.links.get("next", {}).get("url")
+        names = body.get(key) if isinstance(body, dict) else None
+        if names is None:
+            names = []
+        if not isinstance(names, list):
+            raise SourceError(f"{client.host}: {what} has no {key} list")
+        for name in names:
+            if isinstance(name, str) and name not in seen:
+                seen.add(name)
+                yield name
+        if not link:
+            return
+        parts = urlsplit(link)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+    raise SourceError(f"{client.host}: {what} has more than {MAX_PAGES} pages")
+
+
+def repositories(target: Target, page: int = PAGE) -> Iterator[str]:
+    """Every repository ``/v2/_catalog`` lists."""
+    client = _client(target, "catalog")
+    try:
+        yield from _paged(client, f"/v2/_catalog?n={page}", "repositories", "_catalog")
+    finally:
+        client.close()
+
+
+def tags(client: RegistryClient, page: int = PAGE) -> Iterator[str]:
+    """Every tag of the client's repository."""
+    path = f"/v2/{client.repository}/tags/list?n={page}"
+    yield from _paged(client, path, "tags", f"tags/list of {client.repository}")
+
+
+def select_repositories(listed: Sequence[str], globs: Sequence[str]) -> list[str]:
+    """The repositories ``globs`` select (all without globs)."""
+    if not globs:
+        return sorted(listed)
+    return sorted(r for r in listed if any(fnmatch.fnmatchcase(r, g) for g in globs))
+
+
+def read_repos_file(path: str) -> list[str]:
+    """Repository names, one a line; ``#`` starts a comment."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise InputError(f"--repos-from {path}: {exc.strerror}") from None
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """One platform image of a repository's tag (``tag`` None: untagged in the engine)."""
+
+    repository: str
+    tag: str | None
+    image: SourceImage
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A repository or tag that could not be read, and why."""
+
+    repository: str
+    tag: str | None
+    reason: str
+
+
+Resolved = Tagged | Failed
+
+
+def resolve_registry(
+    target: Target,
+    repos: Sequence[str],
+    tag_filter: re.Pattern[str] | None,
+    page: int = PAGE,
+    on_client: Callable[[RegistryClient], None] | None = None,
+) -> Iterator[Resolved]:
+    """Every platform image of every tag of ``repos``; one repository or tag that fails is a
+    :class:`Failed` and the walk goes on. Only manifests and configs are fetched here."""
+    assert target.host is not None
+    for repository in repos:
+        client = _client(target, repository)
+        if on_client is not None:
+            on_client(client)
+        try:
+            names = sorted(tags(client, page))
+        except LeakscanError as exc:
+            yield Failed(repository, None, str(exc))
+            continue
+        for tag in names:
+            if tag_filter is not None and not tag_filter.search(tag):
+                continue
+            reference = f"{target.host}/{repository}:{tag}"
+            try:
+                source = RegistrySource.open(reference, reference, target.options)
+                # one client per repository: its connection and token serve every tag
+                source.client = client
+                found = list(source.images(()))
+            except LeakscanError as exc:
+                yield Failed(repository, tag, str(exc))
+                continue
+            except ValueError as exc:  # a reference the registry listed but we cannot parse
+                yield Failed(repository, tag, f"{reference}: {exc}")
+                continue
+            for image in found:
+                yield Tagged(repository, tag, image)
+
+
+# --- the docker engine -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineImage:
+    """An image the engine holds, with every name it has (none: untagged or intermediate)."""
+
+    image_id: str
+    names: tuple[tuple[str, str], ...]  # (repository, tag)
+
+
+def engine_images() -> list[EngineImage]:
+    """Every image of the engine, untagged and intermediate ones included (``docker images
+    -a``): builder stages of a multi-stage build stay there, with their build arguments."""
+    from leakscan.sources.daemon import _close_quietly, _connect
+
+    client = _connect(15.0)
+    try:
+        listed = client.api.images(all=True)
+    except Exception as exc:  # noqa: BLE001 - docker-py raises many kinds
+        raise SourceError(
+            f"cannot list the docker engine's images ({type(exc).__name__})"
+        ) from None
+    finally:
+        _close_quietly(client)
+    out = []
+    for entry in listed or []:
+        image_id = entry.get("Id") if isinstance(entry, dict) else None
+        if not isinstance(image_id, str):
+            continue
+        names = []
+        for repo_tag in entry.get("RepoTags") or []:
+            if not isinstance(repo_tag, str) or repo_tag == "<none>:<none>":
+                continue
+            repository, _, tag = repo_tag.rpartition(":")
+            if "/" in tag or not repository:  # a port, not a tag
+                repository, tag = repo_tag, "latest"
+            names.append((repository, tag))
+        out.append(EngineImage(image_id, tuple(sorted(names))))
+    return sorted(out, key=lambda e: (not e.names, e.names, e.image_id))
+
+
+UNTAGGED = "<none>"

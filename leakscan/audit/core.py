@@ -1,0 +1,556 @@
+"""The audit: every image of a registry (or a docker engine), each unique layer scanned once.
+
+1. Walk: repositories and tags, each resolved to its platform images (manifests and
+   configs only).
+2. Scan: the unique layers (by diff_id) that neither the audit database nor the result
+   store know, wherever the fan-out runs them; each result is committed as it arrives.
+3. Fan out: each image's report is assembled from the audit-wide table of layer results,
+   every layer at its index in that image, so that a secret's status is the one it has in
+   that image (``findings.image_report`` on the image's own layer records).
+
+Every layer result goes through the store's encoding (no secret in clear, strings masked)
+before any image uses it, so a report is the same whether its layers were scanned now, in
+an audit killed before, or by an earlier one.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field, replace
+
+from leakscan import model as m
+from leakscan.audit.catalog import (
+    UNTAGGED,
+    Failed,
+    Resolved,
+    Tagged,
+    Target,
+    engine_images,
+    parse_target,
+    read_repos_file,
+    repositories,
+    resolve_registry,
+    select_repositories,
+)
+from leakscan.audit.db import AuditDb, default_path
+from leakscan.audit.fanout import Fanout, ScanSettings, build_engines, fanout
+from leakscan.detectors import Detectors, Match
+from leakscan.errors import InputError, LeakscanError
+from leakscan.findings import ImageScan, image_report
+from leakscan.layerscan import LayerScan
+from leakscan.metadata import config_texts, history_texts, image_texts, map_history
+from leakscan.recall import Recall
+from leakscan.redact import Redactor, redact_report
+from leakscan.scan import ScanOptions
+from leakscan.sources.registry_client import RegistryClient
+from leakscan.store import LAYER, open_store
+from leakscan.store.codec import CodecError, decode_layer, decode_record, encode_layer
+from leakscan.store.keys import detection_fingerprint, layer_key
+
+_GLOB = re.compile(r"[*?\[]")
+# decoded-from-the-database layer results kept at hand while images are assembled
+_HELD = 256
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """What to audit and how; ``scan`` holds what a single scan would take (confidence,
+    suppressions, detectors, limits, registry access, the result store)."""
+
+    scan: ScanOptions = field(default_factory=ScanOptions)
+    # repository globs (names without a glob are used as they are when no catalog is read)
+    repos: tuple[str, ...] = ()
+    repos_from: str | None = None
+    tag_pattern: str | None = None
+    db: str | None = None
+    workers: int = 1
+    dask: str | None = None
+    new_only: bool = False
+    since: float | None = None
+    # entries per page of _catalog and tags/list
+    page_size: int = 1000
+
+
+@dataclass(frozen=True)
+class AuditedImage:
+    """One repository/tag/platform image, its report, and when its findings were first
+    seen (by fingerprint)."""
+
+    repository: str
+    tag: str | None
+    report: m.ImageReport
+    first_seen: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditStats:
+    """What the audit covered and what it cost."""
+
+    repositories: int
+    images: int
+    layers_total: int
+    layers_unique: int
+    layers_scanned: int
+    layers_cached: int
+    bytes_scanned: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Every image audited; ``errors`` are repositories, tags or images that could not be."""
+
+    registry: str
+    images: tuple[AuditedImage, ...]
+    errors: tuple[m.Problem, ...]
+    stats: AuditStats
+    audit_id: int
+    started: float
+    new_only: bool = False
+    since: float | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True when everything could be audited."""
+        return not self.errors and all(not i.report.errors for i in self.images)
+
+    @property
+    def findings(self) -> tuple[m.Finding, ...]:
+        """Every finding reported."""
+        return tuple(f for i in self.images for f in i.report.findings)
+
+
+@dataclass(frozen=True)
+class AuditProgress:
+    """Where an audit is: ``phase`` is walk, scan or report."""
+
+    phase: str
+    done: int
+    total: int | None
+    what: str = ""
+
+
+AuditCallback = Callable[[AuditProgress], None]
+
+
+def layer_id(blob: m.LayerBlob) -> str:
+    """A layer's identity in the audit: its diff_id, else its blob digest."""
+    if blob.diff_id and blob.diff_id.startswith("sha256:"):
+        return blob.diff_id
+    return blob.digest or f"unknown:{blob.index}"
+
+
+def _reindexed(scan: LayerScan, index: int) -> LayerScan:
+    """A result that is not stored (it failed) as layer ``index`` of another image."""
+    if not scan.errors and not scan.skipped and not scan.hits:
+        return scan
+
+    def problem(p: m.Problem) -> m.Problem:
+        message = p.message
+        if p.layer_index is not None and message.startswith(f"layer {p.layer_index}:"):
+            message = f"layer {index}:" + message[len(f"layer {p.layer_index}:") :]
+        return replace(p, message=message, layer_index=index)
+
+    return LayerScan(
+        record=scan.record,
+        hits=[replace(h, layer_index=index) for h in scan.hits],
+        errors=[problem(p) for p in scan.errors],
+        skipped=[problem(p) for p in scan.skipped],
+        diff_id=scan.diff_id,
+    )
+
+
+class _Audit:
+    """One audit's state: the database, the store, the table of layer results."""
+
+    def __init__(
+        self,
+        options: AuditOptions,
+        db: AuditDb,
+        recall: Recall | None,
+        fan: Fanout,
+        progress: AuditCallback | None,
+    ) -> None:
+        self.options = options
+        s = options.scan
+        self.settings = ScanSettings(s.detectors, s.archives, s.max_file_size)
+        self.fingerprint = detection_fingerprint(s.detectors, s.archives, s.max_file_size)
+        self.db = db
+        self.recall = recall
+        self.fan = fan
+        self.progress = progress
+        self.known: set[str] = set()  # layers whose result is in the database
+        self.failed: dict[str, LayerScan] = {}  # layers that could not be read this audit
+        self.held: OrderedDict[str, bytes] = OrderedDict()
+        self.layers_total = 0
+        self.unique: set[str] = set()
+        self.scanned = 0
+        self.cached = 0
+        self.bytes = 0
+        self._engines: Detectors | None = None
+        self._texts: dict[str, list[Match]] = {}
+
+    def engines(self) -> Detectors:
+        if self._engines is None:
+            self._engines = build_engines(self.options.scan.detectors)
+        return self._engines
+
+    def _say(self, phase: str, done: int, total: int | None, what: str = "") -> None:
+        if self.progress is not None:
+            self.progress(AuditProgress(phase, done, total, what))
+
+    # -- 2. scan what nobody knows
+
+    def scan_missing(self, images: Sequence[m.SourceImage]) -> None:
+        """Make sure every readable layer of ``images`` has a result: from the database,
+        the result store, or a scan now (committed as each one is done)."""
+        wanted: dict[str, m.LayerBlob] = {}
+        for image in images:
+            self.layers_total += len(image.layers)
+            for blob in image.layers:
+                lid = layer_id(blob)
+                self.unique.add(lid)
+                if blob.unavailable or lid in self.known or lid in self.failed:
+                    continue
+                wanted.setdefault(lid, blob)
+        if not wanted:
+            return
+        stored = self.db.layers(self.fingerprint, list(wanted))
+        for lid, value in stored.items():
+            try:
+                decode_layer(value, 0)
+            except CodecError:
+                self.db.forget_layer(self.fingerprint, lid)
+                continue
+            self.known.add(lid)
+            self.cached += 1
+            del wanted[lid]
+        if wanted and self.recall is not None:
+            self._from_store(wanted)
+        todo = list(wanted.values())
+        total = len(todo)
+        for n, (blob, result) in enumerate(self.fan.scan(todo), 1):
+            lid = layer_id(blob)
+            self.scanned += 1
+            self.bytes += blob.size or 0
+            if result.errors or result.diff_id != blob.diff_id or not blob.diff_id:
+                self.failed[lid] = result
+            else:
+                self.db.keep_layer(self.fingerprint, lid, encode_layer(result))
+                self.known.add(lid)
+                if self.recall is not None:
+                    self.recall.keep_layer(blob, result)
+            self._say("scan", n, total, lid)
+
+    def _from_store(self, wanted: dict[str, m.LayerBlob]) -> None:
+        """Results the shared result store has (scans and other audits put them there)."""
+        assert self.recall is not None
+        keys: dict[str, list[str]] = {}
+        for lid, blob in wanted.items():
+            digests = dict.fromkeys(
+                d for d in (blob.diff_id, blob.digest) if d and d.startswith("sha256:")
+            )
+            keys[lid] = [layer_key(self.fingerprint, d) for d in digests]
+        found = self.recall.store.get_many(LAYER, sorted({k for ks in keys.values() for k in ks}))
+        for lid, ks in keys.items():
+            value = next((found[k] for k in ks if k in found), None)
+            if value is None:
+                continue
+            try:
+                decode_layer(value, 0)
+            except CodecError:
+                continue
+            self.db.keep_layer(self.fingerprint, lid, value)
+            self.known.add(lid)
+            self.cached += 1
+            del wanted[lid]
+
+    # -- 3. one image's report from the table
+
+    def _value(self, lid: str) -> bytes | None:
+        value = self.held.get(lid)
+        if value is not None:
+            self.held.move_to_end(lid)
+            return value
+        value = self.db.layers(self.fingerprint, [lid]).get(lid)
+        if value is not None:
+            self.held[lid] = value
+            if len(self.held) > _HELD:
+                self.held.popitem(last=False)
+        return value
+
+    def _layer(self, blob: m.LayerBlob) -> tuple[LayerScan, bytes | None]:
+        lid = layer_id(blob)
+        if blob.unavailable:
+            return LayerScan(
+                diff_id=blob.diff_id, skipped=[m.Problem(blob.unavailable, blob.index)]
+            ), None
+        if lid in self.failed:
+            return _reindexed(self.failed[lid], blob.index), None
+        value = self._value(lid)
+        if value is not None:
+            try:
+                return decode_layer(value, blob.index)
+            except CodecError as exc:
+                why = f"layer {blob.index}: stored result unreadable ({exc})"
+        else:
+            why = f"layer {blob.index}: no result (it was not scanned)"
+        return LayerScan(diff_id=blob.diff_id, errors=[m.Problem(why, blob.index)]), None
+
+    def _scan_text(self, data: bytes) -> list[Match]:
+        key = data.decode("utf-8", "surrogateescape")
+        found = self._texts.get(key)
+        if found is None:
+            found = self._texts[key] = self.engines().scan(data)
+        return found
+
+    def assemble(self, image: m.SourceImage) -> m.ImageReport:
+        """The report of ``image``, its layers taken from the audit's table."""
+        layers: list[LayerScan] = []
+        packed: dict[int, bytes] = {}
+        for blob in image.layers:
+            scan, record = self._layer(blob)
+            layers.append(scan)
+            if record is not None:
+                packed[blob.index] = record
+        if any(layer.hits for layer in layers):
+            # whiteouts matter only to files that hold a secret
+            for i, record in packed.items():
+                try:
+                    layers[i].record = decode_record(record)
+                except CodecError as exc:
+                    layers[i].errors.append(
+                        m.Problem(f"layer {i}: stored record unreadable ({exc})", i)
+                    )
+        history = map_history(image.config, len(image.layers))
+        texts = list(history_texts(history, image.config.get("history")))
+        texts.extend(config_texts(image.config, image.annotations))
+        texts.extend(image_texts(image))
+        if self.recall is not None:
+            hits = self.recall.texts(texts, self._scan_text)
+        else:
+            hits = [(t, x) for t in texts for x in self._scan_text(t.text.encode())]
+        errors = list(image.errors)
+        if history.problem:
+            errors.append(m.Problem(history.problem))
+        one = ImageScan(image, layers, history, hits, errors)
+        s = self.options.scan
+        report = image_report(one, s.min_confidence, s.suppressions, False)
+        secrets = set(one.secrets())
+        for problem in report.errors:
+            # an error may quote a path or a name where no engine looked
+            for text in (problem.message, problem.path):
+                if text:
+                    secrets.update(x.secret for x in self._scan_text(text.encode()))
+        return redact_report(report, Redactor(secrets))
+
+
+# --- 1. the walk -----------------------------------------------------------------------------
+
+
+def _repository_names(target: Target, options: AuditOptions) -> list[str]:
+    """The repositories to audit: named ones as they are, globs against the catalog."""
+    named = list(read_repos_file(options.repos_from)) if options.repos_from else []
+    globs = [r for r in options.repos if _GLOB.search(r)]
+    named += [r for r in options.repos if not _GLOB.search(r)]
+    if named and not globs:
+        return sorted(set(named))
+    listed = list(repositories(target, options.page_size))
+    chosen = select_repositories(listed, globs) if (globs or named) else sorted(listed)
+    if named and globs:
+        chosen = sorted(set(chosen) | set(named))
+    return chosen
+
+
+def _registry_batches(
+    target: Target, options: AuditOptions, tag_filter: re.Pattern[str] | None
+) -> Iterator[tuple[list[Resolved], Callable[[], None]]]:
+    repos = _repository_names(target, options)
+    clients: list[RegistryClient] = []
+    found = list(
+        resolve_registry(target, repos, tag_filter, options.page_size, on_client=clients.append)
+    )
+
+    def close() -> None:
+        for client in clients:
+            client.close()
+
+    yield found, close
+
+
+def _daemon_batches(
+    options: AuditOptions, tag_filter: re.Pattern[str] | None
+) -> Iterator[tuple[list[Resolved], Callable[[], None]]]:
+    """One batch per engine image: its layers are read from its ``docker save``, which is
+    gone once the batch is closed."""
+    from leakscan.sources.daemon import open_daemon
+
+    for entry in engine_images():
+        names: list[tuple[str, str | None]] = [
+            (r, t) for r, t in entry.names if tag_filter is None or tag_filter.search(t)
+        ]
+        if entry.names and not names:
+            continue
+        if not entry.names:
+            if tag_filter is not None:
+                continue
+            names = [(UNTAGGED, None)]
+        try:
+            source = open_daemon(f"docker-daemon:{entry.image_id}")
+        except LeakscanError as exc:
+            yield [Failed(r, t or entry.image_id, str(exc)) for r, t in names], lambda: None
+            continue
+        try:
+            found = list(source.images(()))
+        except LeakscanError as exc:
+            source.close()
+            yield [Failed(r, t or entry.image_id, str(exc)) for r, t in names], lambda: None
+            continue
+        resolved: list[Resolved] = []
+        for repository, tag in names:
+            for image in found:
+                reference = f"{repository}:{tag}" if tag else entry.image_id
+                resolved.append(Tagged(repository, tag, replace(image, reference=reference)))
+        yield resolved, source.close
+
+
+# --- the audit -------------------------------------------------------------------------------
+
+
+def audit(
+    target_text: str,
+    options: AuditOptions | None = None,
+    progress: AuditCallback | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> AuditReport:
+    """Audit every image of ``target_text`` (a registry or ``docker-daemon:``).
+
+    One repository, tag, image or layer that fails is reported in the result and does not
+    stop the audit; InputError for a target or option that makes no sense, SourceError
+    when the catalog itself cannot be read.
+    """
+    options = options or AuditOptions()
+    t0 = time.monotonic()
+    started = time.time()
+    target = parse_target(target_text, options.scan.registry)
+    if target.daemon and options.dask:
+        raise InputError("--dask needs a registry: a docker engine's layers are local files")
+    try:
+        tag_filter = re.compile(options.tag_pattern) if options.tag_pattern else None
+    except re.error as exc:
+        raise InputError(f"--tag {options.tag_pattern!r}: {exc}") from None
+    if options.scan.detectors.detect_secrets_plugins:
+        try:  # a plugin file that does not load is refused before anything is read
+            build_engines(options.scan.detectors)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    db_path = options.db or str(default_path(options.scan.cache))
+    from leakscan.audit.db import AuditDbError
+
+    try:
+        db = AuditDb(db_path)
+    except AuditDbError as exc:
+        raise InputError(f"audit database: {exc}") from None
+    recall = None
+    if options.scan.cache is not None:
+        store = open_store(options.scan.cache, warn)
+        if store.enabled:
+            s = options.scan
+            fp = detection_fingerprint(s.detectors, s.archives, s.max_file_size)
+            recall = Recall(store, fp, warn=warn)
+    with closing(db):
+        audit_id = db.start(target.name, started)
+        fan = fanout(
+            ScanSettings(options.scan.detectors, options.scan.archives, options.scan.max_file_size),
+            options.workers,
+            options.dask,
+        )
+        run = _Audit(options, db, recall, fan, progress)
+        entries: list[tuple[str, str | None, m.ImageReport]] = []
+        errors: list[m.Problem] = []
+        repos: set[str] = set()
+        try:
+            batches = (
+                _daemon_batches(options, tag_filter)
+                if target.daemon
+                else _registry_batches(target, options, tag_filter)
+            )
+            for resolved, close in batches:
+                try:
+                    tagged = [r for r in resolved if isinstance(r, Tagged)]
+                    for r in resolved:
+                        repos.add(r.repository)
+                        if isinstance(r, Failed):
+                            name = r.repository + (f":{r.tag}" if r.tag else "")
+                            errors.append(m.Problem(f"{name}: {r.reason}"))
+                    run._say("walk", len(entries) + len(tagged), None)
+                    run.scan_missing([t.image for t in tagged])
+                    for t in tagged:
+                        entries.append((t.repository, t.tag, run.assemble(t.image)))
+                        run._say("report", len(entries), None, t.image.reference)
+                finally:
+                    close()
+        finally:
+            fan.close()
+            if recall is not None:
+                recall.store.close()
+        now = time.time()
+        rows = [
+            (
+                r,
+                t if t is not None else f"@{rep.config_digest}",
+                rep.platform or "",
+                rep.manifest_digest,
+                rep.config_digest,
+            )
+            for r, t, rep in entries
+        ]
+        sightings = db.record(
+            target.name,
+            audit_id,
+            rows,
+            [(r, f.fingerprint) for r, _, rep in entries for f in rep.findings],
+            now,
+        )
+        db.finish(audit_id, now)
+    images = []
+    for repository, tag, rep in entries:
+        firsts = {f.fingerprint: sightings[(repository, f.fingerprint)] for f in rep.findings}
+        shown = tuple(
+            f
+            for f in rep.findings
+            if (not options.new_only or firsts[f.fingerprint].first_audit == audit_id)
+            and (options.since is None or firsts[f.fingerprint].first_seen >= options.since)
+        )
+        images.append(
+            AuditedImage(
+                repository,
+                tag,
+                replace(rep, findings=shown),
+                tuple(sorted((fp, s.first_seen) for fp, s in firsts.items())),
+            )
+        )
+    stats = AuditStats(
+        repositories=len(repos),
+        images=len(images),
+        layers_total=run.layers_total,
+        layers_unique=len(run.unique),
+        layers_scanned=run.scanned,
+        layers_cached=run.cached,
+        bytes_scanned=run.bytes,
+        seconds=round(time.monotonic() - t0, 3),
+    )
+    return AuditReport(
+        target.name,
+        tuple(images),
+        tuple(errors),
+        stats,
+        audit_id,
+        started,
+        options.new_only,
+        options.since,
+    )
