@@ -180,6 +180,7 @@ def image_report(
     findings = []
     below = 0
     suppressed: dict[str, int] = {}
+    accepted: list[tuple[str, m.Finding]] = []
     # a layer's result from the result store knows its secrets by hash only; where the
     # same secret is in a history or config string (a build argument), that names it
     known = {secret_sha256(x.secret): x.secret for _, x in one.texts}
@@ -194,6 +195,7 @@ def image_report(
         why = suppressions.reason(finding)
         if why is not None:
             suppressed[why] = suppressed.get(why, 0) + 1
+            accepted.append((why, finding))
         else:
             findings.append(finding)
     errors = list(one.errors)
@@ -214,5 +216,6 @@ def image_report(
         skipped=tuple(skipped),
         below_threshold=below,
         suppressed=tuple(sorted(suppressed.items())),
+        accepted=tuple(accepted),
     )
 

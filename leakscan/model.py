@@ -159,6 +159,9 @@ class ImageReport:
     below_threshold: int = 0
     # findings the user accepted (baseline, ignored rule or path), counted by reason
     suppressed: tuple[tuple[str, int], ...] = ()
+    # the accepted findings themselves with the reason, for formats that list them as
+    # suppressed results (SARIF); the counts above stay the summary everyone reads
+    accepted: tuple[tuple[str, Finding], ...] = ()
 
 
 @dataclass(frozen=True)
