@@ -96,3 +96,46 @@ def test_every_hiding_place_is_found(tmp_path: Path, detectors: Detectors) -> No
         f.rule_id.startswith("betterleaks.aws")
         for f in file_findings(image, "/root/.aws/credentials")
     )
+
+
+def test_places_only_a_file_name_or_a_whole_file_reveals(
+    tmp_path: Path, detectors: Detectors
+) -> None:
+    """A NuGet password is found only in a file called nuget.config, a Terraform password
+    only in .tf/.hcl; a docker config.json far past one chunk (600 KB: a build host logged
+    in to many registries) only when read whole."""
+    nuget_pw, tf_pw = (
+        _password(),
+        "".join(secrets.choice(string.ascii_lowercase) for _ in range(16)),
+    )
+    docker_auth = base64.b64encode(f"deploy:{_password()}".encode()).decode()
+    helpers = {
+        f"{100000000000 + n}.dkr.ecr.eu-west-1.amazonaws.com": "ecr-login" for n in range(10000)
+    }
+    config = json.dumps(
+        {"credHelpers": helpers, "auths": {"registry.example.internal": {"auth": docker_auth}}}
+    )
+    assert len(config) > 600_000
+    layer = (
+        Layer()
+        .file("src/app/nuget.config",
+              '<?xml version="1.0" encoding="utf-8"?>\n<configuration>\n'
+              "  <packageSourceCredentials>\n    <acme>\n"
+              '      <add key="Username" value="ci" />\n'
+              f'      <add key="ClearTextPassword" value="{nuget_pw}" />\n'
+              "    </acme>\n  </packageSourceCredentials>\n</configuration>\n")
+        .file("srv/infra/database.tf",
+              'resource "azurerm_mssql_server" "db" {\n'
+              f'  administrator_login_password = "{tf_pw}"\n}}\n')
+        .file("root/.docker/config.json", config)
+    )  # fmt: skip
+    image = only_image(scan_ref(write("oci-dir", Image(layers=[layer]), tmp_path), detectors))
+    import hashlib
+
+    def found(path: str) -> set[str]:
+        return {f.secret_sha256 for f in file_findings(image, path)}
+
+    assert hashlib.sha256(nuget_pw.encode()).hexdigest() in found("/src/app/nuget.config")
+    # the rule reports the value with its quotes
+    assert hashlib.sha256(f'"{tf_pw}"'.encode()).hexdigest() in found("/srv/infra/database.tf")
+    assert hashlib.sha256(docker_auth.encode()).hexdigest() in found("/root/.docker/config.json")

@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import cast
 
+import kingfisher_sdk
 from kingfisher_sdk import Rules, ScanInput, Scanner
 
 from leakscan.detectors import Confidence, Match, RuleInfo, Subject
@@ -39,35 +40,46 @@ def catalog() -> Rules:
 
 
 def path_scopes() -> PathScopes:
-    """The path conditions of the catalog's rules, read once per process (reading every
-    rule's definition takes ~80 ms: :func:`preload` does it on its thread too)."""
+    """The path conditions of the catalog's rules, once per process."""
     global _SCOPES
-    rules = catalog()
     with _SCOPES_LOCK:
         if _SCOPES is None:
-            _SCOPES = PathScopes.of(rules)
+            known = _KNOWN_SCOPES.get(kingfisher_sdk.__version__)
+            if known is not None:
+                _SCOPES = PathScopes(tuple((re.compile(p), ids) for p, ids in known))
+            else:
+                _SCOPES = PathScopes.of(catalog())
         return _SCOPES
 
 
+# The path conditions of the built-in catalog (all of it: leakscan loads it at confidence
+# low), by release. Reading them from the catalog means reading every rule's definition:
+# ~90 ms with the GIL held, on the path of every start-up. A release not listed is read so.
+# tests/detectors/test_kingfisher.py checks the installed release's entry against its catalog.
+_KNOWN_SCOPES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "1.5.0": (
+        (r"(?i)\.php$", ("betterleaks.freemius-secret-key",)),
+        (r"(?i)\.(?:tf|hcl)$", ("betterleaks.hashicorp-tf-password",)),
+        (r"(?i)\.ya?ml$", ("betterleaks.kubernetes-secret-yaml",)),
+        (r"(?i)nuget\.config$", ("betterleaks.nuget-config-password",)),
+        (
+            r"(?i)(?:\.git[/\\]config|(?:^|[/\\])\.git-credentials|_history)$",
+            (
+                "veles.secrets/bitbucketcredentials",
+                "veles.secrets/codecatalystcredentials",
+                "veles.secrets/codecommitcredentials",
+            ),
+        ),
+        (r"(?i)bitwarden[ _-]*cli(?:[\/]+)data\.json$", ("veles.secrets/bitwardenoauth2access",)),
+    ),
+}
+
+
 def preload() -> threading.Thread:
-    """Start loading the catalog and its path scopes on a daemon thread; :func:`catalog`
-    and :func:`path_scopes` wait for it."""
-    thread = threading.Thread(target=path_scopes, name="leakscan-rules", daemon=True)
+    """Start loading the catalog on a daemon thread; :func:`catalog` waits for it."""
+    thread = threading.Thread(target=catalog, name="leakscan-rules", daemon=True)
     thread.start()
     return thread
-
-
-# a regex's leading global flags, which Python allows only at the start of a pattern
-_GLOBAL_FLAGS = re.compile(r"\(\?([imsx]+)\)")
-
-
-def _scoped(pattern: str) -> str:
-    """``pattern`` as a group that keeps its leading flags to itself, so that patterns can
-    be joined into one alternation."""
-    flags = _GLOBAL_FLAGS.match(pattern)
-    if flags is None:
-        return f"(?:{pattern})"
-    return f"(?{flags.group(1)}:{pattern[flags.end() :]})"
 
 
 @dataclass(frozen=True)
@@ -78,24 +90,31 @@ class PathScopes:
     :class:`ScanInput`; plain ``scan(data)`` has no path, and such rules never fire.
     """
 
-    rules: tuple[tuple[str, re.Pattern[str]], ...]  # rule id, its path pattern
-    any: re.Pattern[str] | None  # one pattern for all: most paths meet none of them
+    # each distinct pattern once (rules share some), with the rules it scopes. Apart, not
+    # joined: Python's regexes find each one's literal fast, an alternation of them slowly
+    patterns: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]
 
     @classmethod
     def of(cls, rules: Rules) -> PathScopes:
         """The path-scoped rules of ``rules``. A pattern Python's regexes cannot read is
         left out (its rule then fires nowhere, as before paths were given)."""
-        found = []
+        found: dict[str, list[str]] = {}
         for meta in rules.metadata():
             pattern = rules.detail(meta["id"]).get("path")
-            if not pattern:
-                continue
+            if pattern:
+                found.setdefault(pattern, []).append(str(meta["id"]))
+        patterns = []
+        for pattern, ids in found.items():
             try:
-                found.append((str(meta["id"]), re.compile(pattern), _scoped(pattern)))
+                patterns.append((re.compile(pattern), tuple(ids)))
             except re.error:
                 continue
-        joined = re.compile("|".join(group for _, _, group in found)) if found else None
-        return cls(tuple((rule, regex) for rule, regex, _ in found), joined)
+        return cls(tuple(patterns))
+
+    @property
+    def rules(self) -> frozenset[str]:
+        """Every rule scoped to a path leakscan can check."""
+        return frozenset(rule for _, ids in self.patterns for rule in ids)
 
     def name(self, path: str | None) -> str | None:
         """The path to give kingfisher for a file at ``path`` (``OUTER!INNER`` for an
@@ -105,21 +124,21 @@ class PathScopes:
         ``.git/config``): kingfisher's input filters also read the path, and drop files
         under ``node_modules`` that leakscan reads like any other.
         """
-        if path is None or self.any is None:
+        if path is None:
             return None
         inner = path.rsplit("!", 1)[-1]
-        if self.any.search(inner) is None:
-            return None
         want = self._matching(inner)
+        if not want:
+            return None
         parts = inner.strip("/").split("/")
-        for n in range(1, len(parts) + 1):
+        for n in range(1, len(parts)):
             tail = "/".join(parts[-n:])
             if self._matching(tail) == want:
                 return tail
-        return inner.strip("/")
+        return "/".join(parts)
 
-    def _matching(self, path: str) -> frozenset[str]:
-        return frozenset(rule for rule, regex in self.rules if regex.search(path))
+    def _matching(self, path: str) -> tuple[int, ...]:
+        return tuple(i for i, (regex, _) in enumerate(self.patterns) if regex.search(path))
 
 
 # a GitHub token made up here, in a line every path but an excluded one reports: kingfisher
@@ -142,6 +161,8 @@ class KingfisherDetector:
         self._rules = catalog()
         self._scopes = path_scopes()
         self._excluded: dict[str, bool] = {}
+        # the last file's path and its name for kingfisher: a file comes in many chunks
+        self._last: tuple[str | None, str | None] = (None, None)
         # scan() sees raw bytes: scan_file would apply kingfisher's own path filters,
         # which skip site-packages and node_modules, and we want every path of a layer
         self._text = Scanner(self._rules, base64=True, dedup=False, redact=False)
@@ -159,8 +180,8 @@ class KingfisherDetector:
         out = []
         # a NUL byte is what git, grep and diff take for "binary", and no text format has one
         scanner = self._binary if b"\0" in data else self._text
-        name = self._scopes.name(subject.path)
-        if name is None or self._is_excluded(name):
+        name = self._name(subject.path)
+        if name is None:
             results = scanner.scan(data)
         else:
             # the file's name, for the rules scoped to it (scan_input applies them)
@@ -189,6 +210,17 @@ class KingfisherDetector:
                 )
             )
         return out
+
+    def _name(self, path: str | None) -> str | None:
+        """The path to scan a file at ``path`` under, None: scan without one."""
+        last = self._last  # one read: another thread may replace it meanwhile
+        if path is not None and last[0] == path:
+            return last[1]
+        name = self._scopes.name(path)
+        if name is not None and self._is_excluded(name):
+            name = None
+        self._last = (path, name)
+        return name
 
     def _is_excluded(self, name: str) -> bool:
         """Whether kingfisher drops what it finds in a file called ``name``."""
