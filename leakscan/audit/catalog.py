@@ -109,6 +109,13 @@ def repositories(target: Target, page: int = PAGE) -> Iterator[str]:
     client = _client(target, "catalog")
     try:
         yield from _paged(client, f"/v2/_catalog?n={page}", "repositories", "_catalog")
+    except LeakscanError as exc:
+        if "--repo" in str(exc):
+            raise
+        # many registries keep the catalog to administrators: the way round is to name them
+        raise SourceError(
+            f"{exc}; cannot list repositories: name them with --repo or --repos-from"
+        ) from None
     finally:
         client.close()
 

@@ -28,6 +28,7 @@ class Fill:
     tmp: Path
     layouts: dict[str, tuple[Path, Image | Index]]  # "repo:tag" -> OCI layout, its root
     leaks: list[Leak] = field(default_factory=list)
+    bases: dict[str, Layer] = field(default_factory=dict)
 
     @property
     def tags(self) -> list[str]:
@@ -59,7 +60,7 @@ def build_fill(tmp: Path) -> Fill:
     npm = fake_token("npm")
     aws = fake_token("aws")
     arm = fake_token("github")
-    fill = Fill(tmp, {})
+    fill = Fill(tmp, {}, bases={"a0": a0, "a1": a1, "b0": b0})
 
     def add(name: str, root: Image | Index) -> None:
         path = write_oci_layout(tmp / "layouts" / name.replace(":", "_"), root, tag="t")

@@ -1,0 +1,219 @@
+"""Audits of a real docker-registry: every leak in every tag that carries it, with the status
+it has in that image; each layer scanned once; a second audit scans nothing; a new tag costs
+only its new layers; pagination; token auth with the catalog hidden; a broken tag listed."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import regkit
+from auditkit import Fill, Filled, push_all
+from imagebuilder import Image, Layer, fake_token, write_oci_layout
+from schema import validate_report
+
+from leakscan.audit import AuditOptions, AuditReport, audit
+from leakscan.audit.report import audit_dict
+from leakscan.errors import LeakscanError
+from leakscan.scan import ScanOptions
+from leakscan.sightings import secret_sha256
+from leakscan.sources.auth import Credentials, RegistryOptions
+
+
+def run(host: str, db: Path, **kw: Any) -> AuditReport:
+    scan = kw.pop("scan", ScanOptions(cache=None))
+    return audit(host, AuditOptions(scan=scan, db=str(db), **kw))
+
+
+def by_image(report: AuditReport) -> dict[tuple[str, str | None, str | None], Any]:
+    return {(i.repository, i.tag, i.report.platform): i.report for i in report.images}
+
+
+def findings_view(report: AuditReport) -> list[tuple[Any, ...]]:
+    """What an audit found, without times: to compare two audits."""
+    out = []
+    for i in report.images:
+        for f in i.report.findings:
+            status = getattr(f.location, "status", f.location.kind)
+            out.append((i.repository, i.tag, i.report.platform, f.fingerprint, status))
+    return sorted(out)
+
+
+def check_leaks(report: AuditReport, fill: Fill) -> None:
+    """Every leak in every image that carries it, with its status there, and nowhere else."""
+    images = by_image(report)
+    for leak in fill.leaks:
+        sha = secret_sha256(leak.secret)
+        found = {}
+        for key, image in images.items():
+            for f in image.findings:
+                if f.secret_sha256 == sha:
+                    status = getattr(f.location, "status", f.location.kind)
+                    found[key] = status
+        assert found == leak.where, (leak.where, found)
+
+
+def test_every_leak_in_every_tag(filled: Filled, tmp_path: Path) -> None:
+    report = run(filled.registry.host, tmp_path / "a.db")
+    fill = filled.fill
+    tags = {(i.repository, i.tag) for i in report.images}
+    assert tags == {tuple(name.split(":")) for name in fill.tags}
+    assert report.complete, report.errors
+    check_leaks(report, fill)
+    s = report.stats
+    assert (s.repositories, s.images) == (5, 21)
+    # the bases are shared: far fewer unique layers than layers, each scanned once
+    assert s.layers_unique < s.layers_total / 1.5
+    assert s.layers_scanned == s.layers_unique and s.layers_cached == 0
+    data = audit_dict(report)
+    validate_report(data)
+    text = json.dumps(data)
+    for leak in fill.leaks:
+        assert leak.secret not in text
+    assert all(image["repository"] and image["tag"] for image in data["images"])
+
+
+def test_second_audit_scans_no_layer(filled: Filled, tmp_path: Path) -> None:
+    first = run(filled.registry.host, tmp_path / "a.db")
+    second = run(filled.registry.host, tmp_path / "a.db")
+    assert second.stats.layers_scanned == 0
+    assert second.stats.layers_cached == first.stats.layers_unique
+    assert findings_view(second) == findings_view(first)
+    # first seen stays the first audit's
+    assert [i.first_seen for i in second.images] == [i.first_seen for i in first.images]
+
+
+def test_result_store_answers_another_database(filled: Filled, tmp_path: Path) -> None:
+    """The result store is shared with scans and other audits: a new audit database does
+    not mean scanning again."""
+    scan = ScanOptions(cache=str(tmp_path / "store" / "results.sqlite3"))
+    first = run(filled.registry.host, tmp_path / "a.db", scan=scan)
+    other = run(filled.registry.host, tmp_path / "b.db", scan=scan)
+    assert first.stats.layers_scanned == first.stats.layers_unique
+    assert other.stats.layers_scanned == 0
+    assert findings_view(other) == findings_view(first)
+
+
+def test_new_tag_scans_only_its_new_layers(fresh: Filled, tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    first = run(fresh.registry.host, db)
+    cut = time.time()
+    token = fake_token("github")
+    fill = fresh.fill
+    app = Layer(created_by="COPY web-7 /srv").file("srv/.env", f"GITHUB_TOKEN={token}\n")
+    image = Image(layers=[fill.bases["a0"], fill.bases["a1"], app])
+    path = write_oci_layout(tmp_path / "web7", image, tag="t")
+    fresh.registry.push(f"oci:{path}:t", "web:7")
+    third = run(fresh.registry.host, db)
+    assert third.stats.layers_scanned == 1
+    assert third.stats.images == first.stats.images + 1
+    # everything found before is still reported; the new tag's leak with it
+    assert set(findings_view(first)) < set(findings_view(third))
+    # --new-only and --since: the new leak alone (and the audit fails on it alone)
+    for kw in ({"new_only": True}, {"since": cut}):
+        # a further audit: nothing is new in it, unless --since reaches back
+        again = run(fresh.registry.host, db, **kw)
+        assert again.stats.layers_scanned == 0
+        shown = [
+            (i.repository, i.tag, f.secret_sha256) for i in again.images for f in i.report.findings
+        ]
+        if kw.get("new_only"):
+            assert shown == []
+        else:
+            assert shown == [("web", "7", secret_sha256(token))]
+
+
+def test_new_only_reports_what_this_audit_saw_first(fresh: Filled, tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    first = run(fresh.registry.host, db, new_only=True)
+    assert len(first.findings) == 5  # all new in the first audit
+    token = fake_token("npm")
+    layer = Layer(created_by="COPY x /").file(
+        "root/.npmrc", f"//r.example.internal/:_authToken={token}\n"
+    )
+    path = write_oci_layout(tmp_path / "t9", Image(layers=[fresh.fill.bases["b0"], layer]), tag="t")
+    fresh.registry.push(f"oci:{path}:t", "tools:9")
+    second = run(fresh.registry.host, db, new_only=True)
+    assert [(i.repository, i.tag) for i in second.images if i.report.findings] == [("tools", "9")]
+    assert [f.secret_sha256 for f in second.findings] == [secret_sha256(token)]
+
+
+def test_catalog_and_tags_paginated_by_two(filled: Filled, tmp_path: Path) -> None:
+    status, headers, _ = filled.registry.raw_request("GET", "/v2/_catalog?n=2")
+    assert status == 200 and 'rel="next"' in headers.get("Link", "")  # it really pages
+    paged = run(filled.registry.host, tmp_path / "a.db", page_size=2)
+    whole = run(filled.registry.host, tmp_path / "b.db")
+    assert by_image(paged).keys() == by_image(whole).keys()
+    assert findings_view(paged) == findings_view(whole)
+
+
+def test_repo_globs_and_tag_regex(filled: Filled, tmp_path: Path) -> None:
+    report = run(filled.registry.host, tmp_path / "a.db", repos=("w*",), tag_pattern="^[34]$")
+    assert sorted((i.repository, i.tag) for i in report.images) == [
+        ("web", "3"), ("web", "4"), ("worker", "3"), ("worker", "4"),
+    ]  # fmt: skip
+    listed = tmp_path / "repos.txt"
+    listed.write_text("# hidden catalog\napi\nmulti  # two platforms\n")
+    named = run(filled.registry.host, tmp_path / "b.db", repos_from=str(listed))
+    assert {i.repository for i in named.images} == {"api", "multi"}
+    assert len([i for i in named.images if i.repository == "multi"]) == 2
+
+
+def test_token_auth_registry_with_hidden_catalog(fill: Fill, tmp_path: Path) -> None:
+    """Token auth (the registry checks our token server's JWTs): the catalog is refused (no
+    catalog scope is granted), the named repositories are audited with the credentials."""
+    server = regkit.TokenServer(tmp_path, {"auditor": "tk-" + secrets.token_hex(12)})
+    registry = regkit.start_registry(tmp_path / "token", "token", token=server)
+    try:
+        push_all(registry, fill, ["api:2", "api:3", "web:3", "web:1"])
+        creds = Credentials(registry.user or "", registry.password or "")
+        scan = ScanOptions(cache=None, registry=RegistryOptions(creds=creds))
+        with pytest.raises(LeakscanError, match="--repo"):
+            run(registry.host, tmp_path / "a.db", scan=scan)
+        report = run(registry.host, tmp_path / "a.db", scan=scan, repos=("api", "web"))
+        assert report.complete, report.errors
+        assert sorted((i.repository, i.tag) for i in report.images) == [
+            ("api", "2"), ("api", "3"), ("web", "1"), ("web", "3"),
+        ]  # fmt: skip
+        statuses = {
+            (i.tag, getattr(f.location, "status", ""))
+            for i in report.images
+            for f in i.report.findings
+        }
+        assert statuses == {("2", "deleted"), ("3", "present")}
+        # without credentials: each repository is listed as not audited, the audit goes on
+        bare = run(registry.host, tmp_path / "b.db", repos=("api", "web"))
+        assert not bare.complete and len(bare.errors) == 2 and not bare.images
+    finally:
+        registry.stop()
+        server.close()
+
+
+def test_a_broken_tag_is_listed_and_the_audit_goes_on(fresh: Filled, tmp_path: Path) -> None:
+    registry = fresh.registry
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    status, body = registry.raw_get("/v2/web/manifests/3", accept)
+    assert status == 200
+    app_layer = json.loads(body)["layers"][-1]["digest"]  # web:3's own layer
+    status, _, _ = registry.raw_request("DELETE", f"/v2/web/blobs/{app_layer}")
+    assert status == 202
+    report = run(registry.host, tmp_path / "a.db")
+    images = by_image(report)
+    broken = images[("web", "3", "linux/amd64")]
+    assert any("not found" in p.message for p in broken.errors)
+    assert not report.complete
+    # every other image is audited in full, with its findings
+    others = [r for k, r in images.items() if k[:2] != ("web", "3")]
+    assert all(not r.errors for r in others) and len(others) == 20
+    assert sum(len(r.findings) for r in others) == 4
+
+
+def test_workers_give_the_same_report(filled: Filled, tmp_path: Path) -> None:
+    one = run(filled.registry.host, tmp_path / "a.db")
+    two = run(filled.registry.host, tmp_path / "b.db", workers=2)
+    assert two.stats.layers_scanned == one.stats.layers_scanned
+    assert findings_view(two) == findings_view(one)
