@@ -3,12 +3,16 @@ the layer's digests. Runs in the scanning process or in a worker process alike."
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from leakscan import model as m
 from leakscan.detectors import Detectors, Subject
+from leakscan.detectors.context import is_vendored
 from leakscan.detectors.stream import PendingScan, ScanRunner, start_scan
 from leakscan.errors import LeakscanError
 from leakscan.layers.archives import ArchiveLimits, Skipped, expand
@@ -23,6 +27,11 @@ RATIO_FLOOR = 256 << 20
 SCAN_DEPTH = 4
 # files whose scans may still be running before the walk waits for the oldest
 MAX_PENDING_FILES = 64
+# files this large are looked up by their content before the engines see them (a file
+# seen before, in any layer of any image, is not scanned again); a smaller one costs less
+# to scan than to look up, and a larger one is streamed, never held whole
+MEMO_MIN = 16 << 10
+MEMO_MAX = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,49 @@ class FileHit:
     shown: str
     digest: bytes
     seen: tuple[Seen, ...]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What scanning one layer file yielded, relative to the file: the secrets of each
+    place in it (``suffix`` is empty for the file, ``!/INNER`` for an archive member) and
+    what was skipped in it."""
+
+    groups: tuple[tuple[str, tuple[Seen, ...]], ...]
+    skipped: tuple[tuple[str, str], ...]  # (suffix, reason)
+
+
+class ContentMemo(Protocol):
+    """Results of file contents seen before, by :func:`memo_key`."""
+
+    def recall(self, key: str) -> FileResult | None:
+        """The result for that content (see :func:`memo_key`), if known."""
+        ...
+
+    def keep(self, key: str, result: FileResult) -> None:
+        """Remember a complete result for that content."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A file's result from the memo, waiting in line with the scans still running."""
+
+    result: FileResult
+
+    def done(self) -> bool:
+        return True
+
+
+@dataclass
+class _Tally:
+    """The scans of one memoized file, gathered until the last has settled."""
+
+    path: str
+    key: str
+    waiting: int
+    groups: list[tuple[str, tuple[Seen, ...]]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +111,7 @@ def scan_layer(
     moved: Callable[[int], None] | None = None,
     max_file_size: int | None = None,
     helper_thread: bool = False,
+    memo: ContentMemo | None = None,
 ) -> LayerScan:
     """Scan ``blob``, opening archives in it within ``limits`` and skipping files larger
     than ``max_file_size``; ``moved`` hears how many stored bytes have been read so far.
@@ -67,6 +120,9 @@ def scan_layer(
     worth it when this is the only process scanning (a quarter off a 400 MB layer on two
     cores), not when worker processes already keep every core busy (no faster, ~9% more
     CPU time, measured on the same image).
+
+    With ``memo``, a file of MEMO_MIN to MEMO_MAX bytes whose content was scanned before
+    takes that result, and the result of one scanned now is handed to it.
     """
     out = LayerScan(diff_id=blob.diff_id)
     i = blob.index
@@ -74,14 +130,26 @@ def scan_layer(
         out.skipped.append(m.Problem(blob.unavailable, layer_index=i))
         return out
     path = None
-    # scans still running, each with the layer file it belongs to and that file's digest
-    pending: deque[tuple[PendingScan, str, str, bytes]] = deque()
+    # scans still running, each with the layer file it belongs to, that file's digest, and
+    # the tally of a memoized file
+    pending: deque[tuple[PendingScan | _Known, str, str, bytes, _Tally | None]] = deque()
 
     def settle(keep: int) -> None:
         while len(pending) > keep or (pending and pending[0][0].done()):
-            scan, layer_path, shown, digest = pending.popleft()
-            for group in merged(scan.result()):
+            scan, layer_path, shown, digest, tally = pending.popleft()
+            if isinstance(scan, _Known):
+                # a file's result from the memo, in its turn: hits keep the walk's order
+                _recalled(out, i, layer_path, digest, scan.result)
+                continue
+            groups = merged(scan.result())
+            for group in groups:
                 out.hits.append(FileHit(i, layer_path, shown, digest, group))
+            if tally is not None:
+                suffix = shown[len(layer_path) :]
+                tally.groups.extend((suffix, group) for group in groups)
+                tally.waiting -= 1
+                if tally.waiting == 0 and memo is not None:
+                    memo.keep(tally.key, FileResult(tuple(tally.groups), tuple(tally.skipped)))
 
     try:
         with blob.opener() as fh, ScanRunner(1 if helper_thread else 0, SCAN_DEPTH) as runner:
@@ -101,17 +169,35 @@ def scan_layer(
                     why = f"larger than --max-file-size ({entry.size} > {max_file_size} bytes)"
                     out.skipped.append(m.Problem(why, layer_index=i, path=entry.path))
                     continue
-                for item in expand(entry.path, entry.stream, limits, size=entry.size):
+                stream = entry.stream
+                tally = None
+                if memo is not None and MEMO_MIN <= entry.size <= MEMO_MAX:
+                    data = stream.read()
+                    key = memo_key(entry.digest(), entry.path)
+                    known = memo.recall(key)
+                    if known is not None:
+                        pending.append((_Known(known), entry.path, "", entry.digest(), None))
+                        settle(MAX_PENDING_FILES)
+                        continue
+                    stream = io.BytesIO(data)
+                    tally = _Tally(entry.path, key, 0)
+                for item in expand(entry.path, stream, limits, size=entry.size):
                     if isinstance(item, Skipped):
                         out.skipped.append(m.Problem(item.reason, layer_index=i, path=item.path))
+                        if tally is not None:
+                            tally.skipped.append((item.path[len(entry.path) :], item.reason))
                         continue
                     scanner = engines.scanner(Subject(item.path, item.size))
                     if scanner is not None:
                         scans.append((start_scan(scanner, item.stream, runner), item.path))
+                if tally is not None:
+                    tally.waiting = len(scans)
+                    if not scans and memo is not None:
+                        memo.keep(tally.key, FileResult((), tuple(tally.skipped)))
                 if scans:
                     # the digest is that of the whole layer file, archive members included
                     digest = entry.digest()
-                    pending.extend((scan, entry.path, at, digest) for scan, at in scans)
+                    pending.extend((scan, entry.path, at, digest, tally) for scan, at in scans)
                 settle(MAX_PENDING_FILES)
                 if moved:
                     moved(raw.count)
@@ -139,3 +225,25 @@ def scan_layer(
     # files scanned whose status rests on an assumption (overlong paths, bare whiteouts)
     out.skipped.extend(m.Problem(why, i, at) for why, at in out.record.oddities())
     return out
+
+
+# how much of a path the engines read to choose how they scan a file (kingfisher's
+# path-scoped rules read the file name or e.g. .git/config, the credential-file readers the
+# name and its folder, detect-secrets the name and whether the tree is vendored)
+_PATH_TAIL = 3
+
+
+def memo_key(digest: bytes, path: str) -> str:
+    """Where a file's result is kept: its content, and what of its path the engines read
+    (the same bytes as a README and as an .env are not scanned alike)."""
+    tail = "/".join(path.rsplit("/", _PATH_TAIL)[-_PATH_TAIL:])
+    flavour = hashlib.sha256(f"{is_vendored(path)}\0{tail}".encode()).hexdigest()[:16]
+    return f"{digest.hex()}:{flavour}"
+
+
+def _recalled(out: LayerScan, index: int, path: str, digest: bytes, known: FileResult) -> None:
+    """Add a file's result from the memo to the layer's, as if scanned now."""
+    for suffix, group in known.groups:
+        out.hits.append(FileHit(index, path, path + suffix, digest, group))
+    for suffix, reason in known.skipped:
+        out.skipped.append(m.Problem(reason, layer_index=index, path=path + suffix))

@@ -13,10 +13,17 @@ from dataclasses import dataclass, field
 from leakscan import model as m
 from leakscan.detectors import Match
 from leakscan.layers.walker import LayerRecord
-from leakscan.layerscan import LayerScan
+from leakscan.layerscan import FileResult, LayerScan
 from leakscan.metadata import Text
-from leakscan.store import LAYER, ResultStore
-from leakscan.store.codec import CodecError, decode_layer, decode_record, encode_layer
+from leakscan.store import CONTENT, LAYER, ResultStore
+from leakscan.store.codec import (
+    CodecError,
+    decode_file,
+    decode_layer,
+    decode_record,
+    encode_file,
+    encode_layer,
+)
 from leakscan.store.keys import content_key, layer_key
 
 TEXT = "text"
@@ -69,6 +76,10 @@ class Recall:
             self.warn(f"result store: {why}; scanning that again")
         self._damaged = True
 
+    def memo(self) -> StoreMemo:
+        """File contents seen before, for the layer scans of this process."""
+        return StoreMemo(self.store, self.fingerprint)
+
     def layers(self, blobs: Sequence[m.LayerBlob]) -> dict[int, Recalled]:
         """The stored results of those ``blobs`` the store holds, by layer index."""
         wanted = {blob.index: _keys(self.fingerprint, blob) for blob in blobs}
@@ -116,6 +127,41 @@ class Recall:
             out.extend((text, x) for x in matches)
         self.store.put_many(TEXT, fresh.items())
         return out
+
+
+# file results written in one transaction
+MEMO_BATCH = 256
+
+
+class StoreMemo:
+    """File contents seen before, as the layer scan asks for them (a ContentMemo): looked
+    up one by one as the walk meets them, written in batches."""
+
+    def __init__(self, store: ResultStore, fingerprint: str) -> None:
+        self.store = store
+        self.fingerprint = fingerprint
+        self._pending: list[tuple[str, bytes]] = []
+
+    def recall(self, key: str) -> FileResult | None:
+        """See :class:`leakscan.layerscan.ContentMemo`."""
+        value = self.store.get(CONTENT, content_key(self.fingerprint, key))
+        if value is None:
+            return None
+        try:
+            return decode_file(value)
+        except CodecError:
+            return None  # scanned again, and stored anew
+
+    def keep(self, key: str, result: FileResult) -> None:
+        """See :class:`leakscan.layerscan.ContentMemo`."""
+        self._pending.append((content_key(self.fingerprint, key), encode_file(result)))
+        if len(self._pending) >= MEMO_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is waiting."""
+        pending, self._pending = self._pending, []
+        self.store.put_many(CONTENT, pending)
 
 
 def _sha(text: str) -> str:

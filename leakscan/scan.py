@@ -185,9 +185,21 @@ def _scan_image(
             if progress:
                 progress(Progress(label, blob.index, count, bytes_read, blob.size))
 
-        return scan_layer(
-            blob, engines.get(), options.archives, moved, options.max_file_size, helper_thread=alone
+        result = scan_layer(
+            blob,
+            engines.get(),
+            options.archives,
+            moved,
+            options.max_file_size,
+            helper_thread=alone,
+            memo=memo,
         )
+        if memo is not None:
+            memo.flush()
+        return result
+
+    # file contents seen before come from the store too (not to show secrets: it has none)
+    memo = recall.memo() if recall is not None and not options.show_secrets else None
 
     recalled = recall.layers(image.layers) if recall is not None else {}
     if options.show_secrets:
@@ -201,7 +213,8 @@ def _scan_image(
     pool = engines.pool() if todo else None
     if pool is not None and pool.worth_it(todo):
         mine, theirs = pool.share(todo)
-        futures = pool.submit(theirs, options.archives, options.max_file_size)
+        shared = (options.cache, recall.fingerprint) if memo and recall and options.cache else None
+        futures = pool.submit(theirs, options.archives, options.max_file_size, shared)
         helped = lopsided(mine, todo, pool.workers + 1)
         for blob in mine:
             fresh.append((blob, here(blob, alone=helped)))

@@ -27,6 +27,8 @@ from leakscan import model as m
 from leakscan.detectors import DetectorConfig, Detectors, build_detectors
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import LayerScan, scan_layer
+from leakscan.recall import StoreMemo
+from leakscan.store import open_store
 
 # below this many stored bytes, starting workers costs more than it saves, and the image is
 # scanned in the calling process: a forked worker starts at once (a 48 MB image of five
@@ -76,9 +78,33 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods() and _single_threaded()
 
 
-def _work(blob: m.LayerBlob, limits: ArchiveLimits, max_file_size: int | None) -> LayerScan:
+# (store spec, detection fingerprint): the result store a worker looks file contents up in
+MemoSpec = tuple[str, str]
+_MEMO: tuple[MemoSpec, StoreMemo] | None = None
+
+
+def _memo(spec: MemoSpec | None) -> StoreMemo | None:
+    """This worker's own connection to the store (a forked one must not share the
+    caller's), opened on first use; one that fails answers nothing, silently: the calling
+    process has said what is wrong with the store."""
+    global _MEMO
+    if spec is None:
+        return None
+    if _MEMO is None or _MEMO[0] != spec:
+        _MEMO = (spec, StoreMemo(open_store(spec[0]), spec[1]))
+    return _MEMO[1]
+
+
+def _work(
+    blob: m.LayerBlob, limits: ArchiveLimits, max_file_size: int | None, memo: MemoSpec | None
+) -> LayerScan:
     assert _ENGINES is not None, "worker started without engines"
-    return scan_layer(blob, _ENGINES, limits, max_file_size=max_file_size)
+    store = _memo(memo)
+    result = scan_layer(blob, _ENGINES, limits, max_file_size=max_file_size, memo=store)
+    if store is not None:
+        store.flush()
+        store.store.flush_counts()
+    return result
 
 
 class LayerPool:
@@ -120,8 +146,10 @@ class LayerPool:
         blobs: Sequence[m.LayerBlob],
         limits: ArchiveLimits,
         max_file_size: int | None = None,
+        memo: MemoSpec | None = None,
     ) -> dict[Future[LayerScan], m.LayerBlob]:
-        """Start scanning ``blobs`` in the workers."""
+        """Start scanning ``blobs`` in the workers (looking file contents up in the result
+        store ``memo`` names)."""
         if not blobs:
             return {}
         if self._pool is None:
@@ -136,7 +164,9 @@ class LayerPool:
                 initargs=(None if self.forked else self.config,),
             )
         ordered = sorted(blobs, key=lambda b: b.size or 0, reverse=True)
-        return {self._pool.submit(_work, blob, limits, max_file_size): blob for blob in ordered}
+        return {
+            self._pool.submit(_work, blob, limits, max_file_size, memo): blob for blob in ordered
+        }
 
     @staticmethod
     def collect(

@@ -4,7 +4,9 @@ and fresh layers; the store holds no secret in clear; a damaged entry is scanned
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import sqlite3
 import zlib
 from pathlib import Path
@@ -233,3 +235,118 @@ def test_cli_unusable_store_warns_once(tmp_path: Path) -> None:
     lines = [line for line in run.err.splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("leakscan: warning: result store")
     assert "Traceback" not in run.err
+
+
+def _relayered(tokens: list[str], order: int, filler: bytes) -> Image:
+    """The same files (each over MEMO_MIN, so looked up by content) in other layers: no
+    diff_id in common with another order."""
+    files = {
+        f"srv/app{n}/settings.env": (f"GITHUB_TOKEN={t}\n" + "# padding line\n" * 2000)
+        for n, t in enumerate(tokens)
+    }
+    files["srv/data/readme.txt"] = "nothing to see\n" * 3000
+    files["srv/app0/bundle.zip"] = make_zip(
+        # random filler: the archive stays over MEMO_MIN once compressed
+        {"conf/.env": f"GITLAB_TOKEN={tokens[0]}\n".encode(), "filler.bin": filler}
+    )
+    names = sorted(files)
+    layers = []
+    for start in range(order):
+        layer = Layer()
+        for name in names[start::order]:
+            layer.file(name, files[name])
+        layers.append(layer)
+    layers.append(Layer().whiteout("srv/app1/settings.env"))
+    return Image(layers=layers)
+
+
+def test_relayered_files_come_from_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuilt image: new layer digests, the same file contents. Each file seen before is
+    not handed to the engines again, and the report is the cold one."""
+    tokens = [fake_token("github"), fake_token("github"), fake_token("github")]
+    filler = os.urandom(20000)
+    first = write("oci-dir", _relayered(tokens, 1, filler), tmp_path / "a")
+    scan(first, _opts(tmp_path))
+    second = write("oci-dir", _relayered(tokens, 2, filler), tmp_path / "b")
+    cold = plain(scan(second, ScanOptions(min_confidence="low")))
+    scanned: list[int] = []
+    from leakscan.detectors import Detectors as Engines
+
+    real = Engines.scanner
+
+    def counting(self: Engines, subject: Any) -> Any:
+        if subject.path and subject.path.startswith("/srv/app"):
+            scanned.append(1)
+        return real(self, subject)
+
+    monkeypatch.setattr(Engines, "scanner", counting)
+    warm = scan(second, _opts(tmp_path))
+    assert warm.cache is not None and warm.cache.layers_cached == 1  # only the whiteout layer
+    assert plain(warm) == cold
+    assert scanned == [], "a file seen before went to the engines"
+    statuses = {
+        f.location.path: f.location.status  # type: ignore[union-attr]
+        for f in warm.images[0].findings
+    }
+    assert statuses["/srv/app1/settings.env"] == "deleted"
+    assert "/srv/app0/bundle.zip!/conf/.env" in statuses
+
+
+def test_same_content_elsewhere_is_judged_for_its_path(tmp_path: Path) -> None:
+    """The same bytes as a docker config.json and as a plain text file are not scanned
+    alike (the credential-file reader keeps to its formats): the store keeps them apart."""
+    auth = base64.b64encode(b"ci:" + fake_token("npm").encode()).decode()
+    body = json.dumps({"auths": {"registry.example.internal": {"auth": auth}}}) + " " * 20000
+    a = write("oci-dir", Image(layers=[Layer().file("srv/notes.txt", body)]), tmp_path / "a")
+    as_config = Image(layers=[Layer().file("root/.docker/config.json", body)])
+    b = write("oci-dir", as_config, tmp_path / "b")
+    for ref in (a, b):
+        cold = plain(scan(ref, ScanOptions(min_confidence="low")))
+        assert plain(scan(ref, _opts(tmp_path))) == cold
+    rules = {f["rule_id"] for f in cold["images"][0]["findings"]}
+    assert any(rule.startswith("leakscan.docker-config") for rule in rules), rules
+
+
+def test_worker_processes_use_the_store_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Layers shared out to worker processes look file contents up in the same store."""
+    from leakscan import workers
+    from leakscan.store import CONTENT, store_info
+
+    tokens = [fake_token("github") for _ in range(2)]
+    # files over MEMO_MIN in both layers, and enough bytes for workers to be worth it
+    big = [os.urandom(workers.MIN_FORKED_BYTES // 64 + 1024) for _ in range(64)]
+
+    def image(salt: str) -> Image:
+        a, b = Layer().file(f"salt/{salt}", salt), Layer().file(f"salt/{salt}", salt)
+        for n, chunk in enumerate(big):
+            (a if n % 2 else b).file(f"data/{n}.bin", chunk)
+        a.file("app/a.env", f"GITHUB_TOKEN={tokens[0]}\n" + "#" * 20000)
+        b.file("app/b.env", f"GITHUB_TOKEN={tokens[1]}\n" + "#" * 20000)
+        return Image(layers=[a, b], compression="none")
+
+    spec = str(tmp_path / "store" / "results.sqlite3")
+    opts = ScanOptions(cache=spec, min_confidence="low", workers=2)
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    scan(write("docker-skopeo", image("one"), tmp_path / "one"), opts)
+    before = store_info(spec).hits.get(CONTENT, 0)
+    ref = write("docker-skopeo", image("two"), tmp_path / "two")
+    here: list[int] = []
+    real = scan_module.scan_layer
+
+    def counted(blob: Any, *args: Any, **kwargs: Any) -> Any:
+        here.append(blob.index)
+        return real(blob, *args, **kwargs)
+
+    monkeypatch.setattr(scan_module, "scan_layer", counted)
+    warm = scan(ref, opts)
+    assert len(here) == 1, "one layer went to a worker process"
+    monkeypatch.undo()
+    assert warm.cache is not None and warm.cache.layers_scanned == 2  # new layer digests
+    assert plain(warm) == plain(scan(ref, ScanOptions(min_confidence="low", workers=1)))
+    # every file of both layers over MEMO_MIN came from the store, in whichever process
+    assert store_info(spec).hits.get(CONTENT, 0) - before >= len(big) + 2

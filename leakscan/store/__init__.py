@@ -97,20 +97,23 @@ class ResultStore:
         except StoreError as exc:
             self._failed(exc)
 
-    def close(self) -> None:
-        """Record this process's hit counts and release the backend."""
+    def flush_counts(self) -> None:
+        """Add this process's hit counts so far to the store's."""
+        counts, self.counts = self.counts, Counts()
         if self._backend is None:
             return
         try:
-            for kind in sorted(set(self.counts.hits) | set(self.counts.misses)):
-                self._backend.count(
-                    kind, self.counts.hits.get(kind, 0), self.counts.misses.get(kind, 0)
-                )
+            for kind in sorted(set(counts.hits) | set(counts.misses)):
+                self._backend.count(kind, counts.hits.get(kind, 0), counts.misses.get(kind, 0))
         except StoreError as exc:
             self._failed(exc)
-            return
-        self._backend.close()
-        self._backend = None
+
+    def close(self) -> None:
+        """Record this process's hit counts and release the backend."""
+        self.flush_counts()
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     def __enter__(self) -> ResultStore:
         return self

@@ -19,7 +19,7 @@ from typing import Any
 
 from leakscan import model as m
 from leakscan.layers.walker import EntryRecord, LayerRecord
-from leakscan.layerscan import FileHit, LayerScan
+from leakscan.layerscan import FileHit, FileResult, LayerScan
 from leakscan.redact import Redactor
 from leakscan.sightings import Seen, sealed
 
@@ -33,6 +33,53 @@ class CodecError(ValueError):
     """A stored value that is not what this leakscan writes."""
 
 
+def _row(x: Seen) -> list[Any]:
+    return [
+        x.rule_id,
+        x.description,
+        x.detector,
+        x.confidence,
+        x.line,
+        x.start,
+        x.end,
+        x.secret_sha256,
+        x.masked,
+    ]
+
+
+def encode_file(result: FileResult) -> bytes:
+    """One file content's result as stored (its own secrets masked in member names)."""
+    redact = Redactor({form for _, group in result.groups for x in group for form in x.forms()})
+    value = {
+        "groups": [
+            [redact(suffix), [_row(x) for x in sealed(group)]] for suffix, group in result.groups
+        ],
+        "skipped": [[redact(suffix), redact(reason)] for suffix, reason in result.skipped],
+    }
+    return _HEAD.pack(FORMAT, 0) + zlib.compress(
+        json.dumps(value, separators=(",", ":")).encode(), 6
+    )
+
+
+def decode_file(value: bytes) -> FileResult:
+    """A stored file result; raises CodecError when it is not one this leakscan wrote."""
+    if len(value) < _HEAD.size or _HEAD.unpack_from(value)[0] != FORMAT:
+        raise CodecError("stored file result of another format")
+    try:
+        data = json.loads(zlib.decompress(value[_HEAD.size :]))
+        groups = tuple(
+            (_str(suffix), tuple(_seen(x) for x in group)) for suffix, group in data["groups"]
+        )
+        skipped = tuple((_str(suffix), _str(reason)) for suffix, reason in data["skipped"])
+    except CodecError:
+        raise
+    except (zlib.error, KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise CodecError(f"stored file result unreadable: {type(exc).__name__}") from None
+    if any(not group for _, group in groups):
+        raise CodecError("stored file result: an empty group")
+    return FileResult(groups, skipped)
+
+
 def encode_layer(scan: LayerScan) -> bytes:
     """``scan`` (a complete, verified layer) as stored bytes."""
     own = {form for hit in scan.hits for x in hit.seen for form in x.forms()}
@@ -44,11 +91,7 @@ def encode_layer(scan: LayerScan) -> bytes:
                 redact(h.path),
                 redact(h.shown),
                 h.digest.hex(),
-                [
-                    [x.rule_id, x.description, x.detector, x.confidence, x.line, x.start, x.end,
-                     x.secret_sha256, x.masked]
-                    for x in sealed(h.seen)
-                ],
+                [_row(x) for x in sealed(h.seen)],
             ]
             for h in scan.hits
         ],
@@ -102,7 +145,14 @@ def _seen(item: Any) -> Seen:
     if conf not in _CONFIDENCES:
         raise CodecError("stored layer: unknown confidence")
     return Seen(
-        _str(rule), _str(desc), _str(det), conf, _int(line), _int(start), _int(end), _str(sha),
+        _str(rule),
+        _str(desc),
+        _str(det),
+        conf,
+        _int(line),
+        _int(start),
+        _int(end),
+        _str(sha),
         _str(masked),
     )
 
