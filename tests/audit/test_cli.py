@@ -1,0 +1,135 @@
+"""``leakscan audit`` as a user runs it: the JSON report (validated against the packaged
+schema), the table, the exit status; an audit killed (SIGKILL) midway and started again
+ends with the same report, scanning only what the killed one had not finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from auditkit import Filled, GateProxy
+from clirun import Run
+from regkit import REPO
+
+# held back at most this long (a safety net, not a timing assumption: the test sets the gate)
+WAIT = 120
+
+
+def cli(args: list[str], home: Path, timeout: float = 300) -> Run:
+    env = dict(os.environ, HOME=str(home), DOCKER_HOST="unix:///nonexistent/leakscan.sock")
+    env["LEAKSCAN_CACHE_DIR"] = str(home / "cache")
+    proc = subprocess.run(
+        [sys.executable, "-m", "leakscan", "audit", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def view(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+    out = []
+    for image in report["images"]:
+        for f in image["findings"]:
+            out.append(
+                (image["repository"], image["tag"], image["platform"], f["fingerprint"],
+                 f["location"].get("status"), f["redacted"], f["confidence"])
+            )  # fmt: skip
+    return sorted(out)
+
+
+def test_json_table_and_exit_status(filled: Filled, tmp_path: Path) -> None:
+    host = filled.registry.host
+    first = cli([host, "--format", "json", "--db", str(tmp_path / "a.db")], tmp_path)
+    assert first.code == 1, first.err
+    data = first.report  # validated against the packaged schema
+    assert data["registry"] == host
+    assert data["stats"]["images"] == 21 and data["stats"]["layers_scanned"] > 0
+    assert len(view(data)) == 5
+    table = cli([host, "--db", str(tmp_path / "a.db")], tmp_path)
+    assert table.code == 1
+    assert "5 repositories, 21 images" in table.out
+    assert "0 scanned" in table.out  # the second audit read no layer
+    assert "api:2 (linux/amd64)" in table.out and "[deleted]" in table.out
+    clean = cli(
+        [host, "--repo", "tools", "--format", "json", "--db", str(tmp_path / "a.db")], tmp_path
+    )
+    assert clean.code == 0 and clean.report["images"]
+    new = cli([host, "--new-only", "--format", "json", "--db", str(tmp_path / "a.db")], tmp_path)
+    assert new.code == 0 and view(new.report) == []  # nothing is new any more
+    bad = cli([host, "--tag", "(", "--db", str(tmp_path / "a.db")], tmp_path)
+    assert bad.code == 2 and "--tag" in bad.err
+
+
+def test_html_output_file(filled: Filled, tmp_path: Path) -> None:
+    out = tmp_path / "audit.html"
+    run = cli(
+        [filled.registry.host, "--format", "html", "-o", str(out), "--db", str(tmp_path / "a.db")],
+        tmp_path,
+    )
+    assert run.code == 1, run.err
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and 'id="count-findings" data-count="5"' in page
+    # self-contained: nothing to fetch
+    assert "http://" not in page.replace(filled.registry.host, "") and "https://" not in page
+
+
+def _layer_rows(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM layers").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+
+def test_killed_audit_restarted_ends_with_the_same_report(fresh: Filled, tmp_path: Path) -> None:
+    allowed = 5
+    proxy = GateProxy(fresh.registry, fresh.fill.config_digests(), allowed)
+    try:
+        db = tmp_path / "killed.db"
+        args = [proxy.host, "--format", "json", "--db", str(db), "--no-cache"]
+        env = dict(os.environ, HOME=str(tmp_path), DOCKER_HOST="unix:///nonexistent/x.sock")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "leakscan", "audit", *args],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            # one layer at a time: when the sixth download is held, five results are in
+            assert proxy.blocked.wait(WAIT), "the audit never reached its sixth layer"
+            assert _layer_rows(db) == allowed
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(WAIT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        assert proc.returncode == -signal.SIGKILL
+        proxy.gate.set()
+        restarted = cli(args, tmp_path)
+        assert restarted.code == 1, restarted.err
+        again = restarted.report
+        assert again["stats"]["layers_cached"] == allowed
+        assert again["stats"]["layers_scanned"] == again["stats"]["layers_unique"] - allowed
+        whole = cli(
+            [proxy.host, "--format", "json", "--db", str(tmp_path / "whole.db"), "--no-cache"],
+            tmp_path,
+        )
+        assert view(again) == view(whole.report)
+        assert [i["findings"] and json.dumps(i["layers"]) for i in again["images"]] == [
+            i["findings"] and json.dumps(i["layers"]) for i in whole.report["images"]
+        ]
+    finally:
+        proxy.gate.set()
+        proxy.close()
