@@ -141,7 +141,9 @@ class DaskFanout:
                 scan_on_worker, blob, self.settings, key=key, pure=False, priority=-n
             )
             futures[future] = blob
-        for future in as_completed(list(futures)):  # type: ignore[no-untyped-call]
+        # the loop named: as_completed would otherwise look for a default client
+        done = as_completed(list(futures), loop=self.client.loop)  # type: ignore[no-untyped-call]
+        for future in done:
             blob = futures[future]
             try:
                 yield blob, future.result()

@@ -1,0 +1,74 @@
+"""Where layers are scanned: a real Dask LocalCluster over TCP on 127.0.0.1 (its workers
+pull the layers from the registry themselves, the client alone writes the database), local
+worker processes, this process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from auditkit import Filled
+from test_core import findings_view, run
+
+from leakscan.audit.fanout import DaskFanout, InProcess, LocalPool, ScanSettings, fanout
+from leakscan.detectors import DetectorConfig
+from leakscan.errors import InputError
+from leakscan.layers.archives import ArchiveLimits
+
+SETTINGS = ScanSettings(DetectorConfig(), ArchiveLimits(), None)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as local:
+        yield local.scheduler_address
+
+
+def test_dask_cluster_scans_the_layers(filled: Filled, tmp_path: Path, cluster: str) -> None:
+    assert cluster.startswith("tcp://127.0.0.1:")
+    local = run(filled.registry.host, tmp_path / "a.db")
+    remote = run(filled.registry.host, tmp_path / "b.db", dask=cluster)
+    assert remote.complete, remote.errors
+    assert remote.stats.layers_scanned == local.stats.layers_scanned > 0
+    assert findings_view(remote) == findings_view(local)
+    # the client wrote every result down: the next audit (here, no cluster) scans nothing
+    again = run(filled.registry.host, tmp_path / "b.db")
+    assert again.stats.layers_scanned == 0
+
+
+def test_dask_workers_are_other_processes(filled: Filled, cluster: str) -> None:
+    from distributed import Client
+
+    with Client(cluster, set_as_default=False) as client:
+        pids = set(client.run(os.getpid).values())
+    assert len(pids) == 2 and os.getpid() not in pids
+
+
+def test_dask_unreachable_is_an_error() -> None:
+    from leakscan.audit.fanout import DaskFanout as Fan
+
+    with pytest.raises(OSError):
+        Fan(SETTINGS, "tcp://127.0.0.1:1")
+
+
+def test_daemon_target_refuses_dask(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--dask"):
+        run("docker-daemon:", tmp_path / "a.db", dask="tcp://127.0.0.1:1")
+
+
+def test_fanout_choice() -> None:
+    assert isinstance(fanout(SETTINGS, 1, None), InProcess)
+    pool = fanout(SETTINGS, 3, None)
+    assert isinstance(pool, LocalPool) and pool.workers == 3
+    assert DaskFanout.__name__ == "DaskFanout"
