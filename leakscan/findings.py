@@ -36,6 +36,8 @@ class ImageScan:
     history: HistoryMap
     texts: list[tuple[Text, Match]]
     errors: list[m.Problem]
+    # layers whose result came from the result store
+    recalled: frozenset[int] = frozenset()
 
     def secrets(self) -> Iterator[str]:
         """Every value any engine matched, in every form it stands in the input (findings

@@ -97,12 +97,23 @@ class Recall:
             out[index] = Recalled(scan, record)
         return out
 
-    def keep_layer(self, blob: m.LayerBlob, scan: LayerScan) -> None:
+    def keep_layer(
+        self, blob: m.LayerBlob, scan: LayerScan, find: Callable[[bytes], list[Match]]
+    ) -> None:
         """Store ``scan`` when it read the whole layer and its digests were checked in
-        that read: a partial or unverified result must never answer for the layer."""
+        that read: a partial or unverified result must never answer for the layer. ``find``
+        (the engines) looks for secrets in its skip messages and paths, which are stored
+        masked, so that a scan from the store need not look again."""
         if scan.errors or blob.unavailable or not blob.diff_id or scan.diff_id != blob.diff_id:
             return
-        value = encode_layer(scan)
+        found = {
+            x.secret
+            for p in scan.skipped
+            for text in (p.message, p.path)
+            if text
+            for x in find(text.encode("utf-8", "replace"))
+        }
+        value = encode_layer(scan, found)
         self.store.put_many(LAYER, [(k, value) for k in _keys(self.fingerprint, blob)])
 
     def texts(

@@ -229,7 +229,7 @@ def _scan_image(
     for blob, result in fresh:
         by_index[blob.index] = result
         if recall is not None:
-            recall.keep_layer(blob, result)
+            recall.keep_layer(blob, result, engines.get().scan)
             recall.stats.layers_scanned += 1
     layers = [by_index[blob.index] for blob in image.layers]
     errors = list(image.errors)
@@ -256,7 +256,8 @@ def _scan_image(
         hits = [(text, match) for text in texts for match in engines.get().scan(text.text.encode())]
     if history.problem:
         errors.append(m.Problem(history.problem))
-    return ImageScan(image, layers, history, hits, errors)
+    from_store = frozenset(i for i, r in recalled.items() if layers[i] is r.scan)
+    return ImageScan(image, layers, history, hits, errors, from_store)
 
 
 # a share this much larger than an even one keeps its process busy long after the others
@@ -292,7 +293,7 @@ def _report(
     secrets = {secret for one in scanned for secret in one.secrets()}
     # a problem's message or path may quote what a damaged image holds (a media type, a
     # blob name, a file path) where no engine looked: what they find there is masked too
-    for problem in _problems(report):
+    for problem in _problems(report, scanned):
         for text in (problem.message, problem.path):
             if text:
                 found = engines.get().scan(text.encode("utf-8", "replace"))
@@ -300,9 +301,11 @@ def _report(
     return redact_report(report, Redactor(secrets))
 
 
-def _problems(report: m.ScanReport) -> list[m.Problem]:
+def _problems(report: m.ScanReport, scanned: list[ImageScan]) -> list[m.Problem]:
+    """Every problem to look for secrets in: not the skips of layers from the result store,
+    whose messages were looked at and masked when they were stored."""
     found = list(report.errors)
-    for image in report.images:
+    for image, one in zip(report.images, scanned, strict=True):
         found.extend(image.errors)
-        found.extend(image.skipped)
+        found.extend(p for p in image.skipped if p.layer_index not in one.recalled)
     return found

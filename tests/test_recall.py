@@ -146,8 +146,17 @@ def test_show_secrets_reads_layers_with_secrets_again(tmp_path: Path) -> None:
 def test_fully_cached_image_loads_no_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ref = write("oci-dir", leaky_image(), tmp_path)
-    cold = plain(scan(ref, _opts(tmp_path)))
+    """Not for the layers, not for history and config strings, not for the skip messages
+    (a skipped file whose name holds a secret found elsewhere stays masked)."""
+    image = leaky_image()
+    hidden = fake_token("github")
+    image.env.append(f"OTHER_TOKEN={hidden}")
+    image.layers[1].file(f"data/{hidden}/big.bin", b"\0" * 8192)
+    ref = write("oci-dir", image, tmp_path)
+    opts = _opts(tmp_path, max_file_size=4096)
+    cold = plain(scan(ref, opts))
+    assert any(hidden[:4] in (p["path"] or "") for p in cold["images"][0]["skipped"])
+    assert hidden not in json.dumps(cold)
 
     def refuse(*args: object) -> Detectors:
         raise AssertionError("engines built for an image the store answers")
@@ -155,7 +164,8 @@ def test_fully_cached_image_loads_no_engine(
     monkeypatch.setattr(scan_module, "default_detectors", refuse)
     monkeypatch.setattr(scan_module, "build_detectors", refuse)
     monkeypatch.setattr(scan_module, "LayerPool", refuse)
-    assert plain(scan(ref, _opts(tmp_path))) == cold
+    warm = plain(scan(ref, opts))
+    assert warm == cold and hidden not in json.dumps(warm)
 
 
 def test_damaged_entry_is_one_warning_and_scanned_again(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 from leakscan import model as m
@@ -80,10 +81,11 @@ def decode_file(value: bytes) -> FileResult:
     return FileResult(groups, skipped)
 
 
-def encode_layer(scan: LayerScan) -> bytes:
-    """``scan`` (a complete, verified layer) as stored bytes."""
+def encode_layer(scan: LayerScan, also: Iterable[str] = ()) -> bytes:
+    """``scan`` (a complete, verified layer) as stored bytes, its strings masked for its own
+    secrets and for ``also`` (what the engines found in its skip messages and paths)."""
     own = {form for hit in scan.hits for x in hit.seen for form in x.forms()}
-    redact = Redactor(own)
+    redact = Redactor(own | set(also))
     head = {
         "diff_id": scan.diff_id,
         "hits": [

@@ -1,0 +1,186 @@
+"""Result store benchmark: re-scans with the store against cold scans and against Trivy's
+cache, on bench/compare.py's image of real files (generated or reused the same way).
+
+Four situations, alternated round by round in one run (these machines are noisy):
+- unchanged image re-scanned: leakscan from a warm store vs Trivy with its cache kept;
+- the same files re-layered into new layers (every layer gets one extra small file, so no
+  diff_id is in common and every other file content is): leakscan with the store that
+  scanned the original vs leakscan cold and Trivy cold;
+- cold with the store on (an empty one each round) vs cold with --no-cache;
+- the store's size per GiB of layers scanned.
+
+Usage: python bench/cache.py [--workdir bench/out] [--size-mb 400] [--rounds 3] [--no-install]
+
+Targets (issue 10): warm <= 0.5x Trivy warm; re-layered <= 0.35x leakscan cold and <= 0.5x
+Trivy cold; cold with the store <= 1.05x cold without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import compare  # noqa: E402 - the image and the peers come from the peer benchmark
+
+MIB = 1 << 20
+
+
+def relayer(src: Path, dst: Path) -> Path:
+    """A docker-save tar with every layer of ``src`` plus one small file of its own: new
+    diff_ids, the same file contents."""
+    with tarfile.open(src) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        entry = manifest[0]
+        config = json.load(outer.extractfile(entry["Config"]))  # type: ignore[arg-type]
+        with tarfile.open(dst, "w") as out:
+            diff_ids = []
+            names = []
+            for n, name in enumerate(entry["Layers"]):
+                tmp = dst.with_suffix(f".layer{n}")
+                raw = outer.extractfile(name)
+                assert raw is not None, name
+                with (
+                    raw,
+                    tarfile.open(fileobj=raw, mode="r|") as layer,
+                    tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as copy,
+                ):
+                    for member in layer:
+                        data = layer.extractfile(member) if member.isfile() else None
+                        copy.addfile(member, data)
+                    extra = f"rebuilt layer {n}\n".encode()
+                    info = tarfile.TarInfo(f"etc/rebuild-{n}")
+                    info.size = len(extra)
+                    copy.addfile(info, io.BytesIO(extra))
+                h = hashlib.sha256()
+                with open(tmp, "rb") as fh:
+                    for chunk in iter(lambda fh=fh: fh.read(MIB), b""):
+                        h.update(chunk)
+                diff_ids.append("sha256:" + h.hexdigest())
+                arcname = f"{h.hexdigest()}/layer.tar"
+                out.add(tmp, arcname)
+                names.append(arcname)
+                tmp.unlink()
+            config["rootfs"]["diff_ids"] = diff_ids
+            blob = json.dumps(config).encode()
+            cname = hashlib.sha256(blob).hexdigest() + ".json"
+            new_manifest = [{**entry, "Config": cname, "Layers": names}]
+            for name, data in ((cname, blob), ("manifest.json", json.dumps(new_manifest).encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                out.addfile(info, io.BytesIO(data))
+    return dst
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, env=env, check=False)
+    took = time.monotonic() - start
+    if done.returncode not in (0, 1):
+        sys.exit(f"{cmd[:4]} failed ({done.returncode}): {done.stderr.decode()[-400:]}")
+    return took
+
+
+def leakscan(ref: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "leakscan", ref, "--format", "json", *extra]
+
+
+def trivy(binary: str, path: str, cache: Path) -> list[str]:
+    return [
+        binary, "image", "--input", path, "--scanners", "secret", "--image-config-scanners",
+        "secret", "--offline-scan", "--skip-db-update", "--format", "json", "--cache-dir",
+        str(cache), "--quiet",
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out")
+    ap.add_argument("--size-mb", type=int, default=400)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-install", action="store_true")
+    args = ap.parse_args(argv)
+    plan, _hints, how = compare.load_image(args.workdir, args.size_mb, regen=False)
+    image = args.workdir / compare.IMAGE_NAME / "docker-archive.tar"
+    print(f"image: {image} ({image.stat().st_size / MIB:.0f} MiB, {how})")
+    tools = compare.install_peers(args.workdir / "peers-venv", ["trivy"], not args.no_install)
+    binary = tools["trivy"].binary
+    print(f"trivy: {tools['trivy'].version or tools['trivy'].missing}")
+    work = Path(tempfile.mkdtemp(prefix="leakscan-cache-bench-"))
+    try:
+        rebuilt = relayer(image, work / "rebuilt.tar")
+        ref, ref2 = f"docker-archive:{image}", f"docker-archive:{rebuilt}"
+        rows: dict[str, list[float]] = {}
+
+        def note(name: str, seconds: float) -> None:
+            rows.setdefault(name, []).append(seconds)
+
+        trivy_warm = work / "trivy-warm"
+        if binary:
+            timed(trivy(binary, str(image), trivy_warm))  # fills Trivy's cache once
+        sizes = []
+        for r in range(args.rounds):
+            store = work / f"store{r}"
+            note("leakscan cold --no-cache", timed(leakscan(ref, "--no-cache")))
+            note("leakscan cold, store on", timed(leakscan(ref, "--cache-dir", str(store))))
+            sizes.append(sum(p.stat().st_size for p in store.iterdir()))
+            note("leakscan warm", timed(leakscan(ref, "--cache-dir", str(store))))
+            note("leakscan re-layered, store of the original", timed(
+                leakscan(ref2, "--cache-dir", str(store))
+            ))  # fmt: skip
+            note("leakscan re-layered cold --no-cache", timed(leakscan(ref2, "--no-cache")))
+            if binary:
+                note("trivy warm (cache kept)", timed(trivy(binary, str(image), trivy_warm)))
+                cold = work / f"trivy-cold{r}"
+                note("trivy re-layered cold", timed(trivy(binary, str(rebuilt), cold)))
+                shutil.rmtree(cold, ignore_errors=True)
+            shutil.rmtree(store, ignore_errors=True)
+        med = {name: statistics.median(v) for name, v in rows.items()}
+        print(f"\n{'':46} {'median':>8} {'min':>8} {'max':>8}   ({args.rounds} rounds)")
+        for name, values in rows.items():
+            print(f"{name:46} {med[name]:8.2f} {min(values):8.2f} {max(values):8.2f}")
+        gib = plan_bytes(image) / (1 << 30)
+        print(f"\nstore size: {statistics.median(sizes) / MIB:.2f} MiB for {gib:.2f} GiB of layers "
+              f"= {statistics.median(sizes) / MIB / gib:.2f} MiB per GiB scanned")
+        print("\nratios (targets from issue 10):")
+        ratios = [
+            ("cold store on / cold --no-cache", "leakscan cold, store on",
+             "leakscan cold --no-cache", 1.05),
+            ("re-layered / leakscan cold", "leakscan re-layered, store of the original",
+             "leakscan re-layered cold --no-cache", 0.35),
+        ]  # fmt: skip
+        if binary:
+            ratios += [
+                ("warm / trivy warm", "leakscan warm", "trivy warm (cache kept)", 0.5),
+                ("re-layered / trivy cold", "leakscan re-layered, store of the original",
+                 "trivy re-layered cold", 0.5),
+            ]  # fmt: skip
+        failed = 0
+        for label, a, b, target in ratios:
+            ratio = med[a] / med[b]
+            ok = ratio <= target
+            failed += not ok
+            print(f"  {label:36} {ratio:5.2f}  (target <= {target}: {'met' if ok else 'NOT met'})")
+        return 1 if failed else 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def plan_bytes(image: Path) -> int:
+    with tarfile.open(image) as outer:
+        return sum(m.size for m in outer.getmembers() if m.name.endswith(".tar"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
