@@ -177,14 +177,15 @@ class DetectorConfig:
 
 
 def build_detectors(config: DetectorConfig = DetectorConfig()) -> Detectors:
-    """The engines ``config`` asks for: kingfisher and leakscan's credential-file readers
-    always, detect-secrets when enabled.
+    """The engines ``config`` asks for: kingfisher and leakscan's own (credential-file
+    readers and token rules) always, detect-secrets when enabled.
 
     Raises ValueError when a detect-secrets plugin file cannot be loaded.
     """
     # adapters are imported here: each imports its engine, which costs time to load
     from leakscan.detectors.credfiles import CredentialFilesDetector
     from leakscan.detectors.kingfisher import KingfisherDetector
+    from leakscan.detectors.tokens import TokenRulesDetector
 
     others: list[Detector] = [CredentialFilesDetector()]
     if config.detect_secrets:
@@ -198,7 +199,9 @@ def build_detectors(config: DetectorConfig = DetectorConfig()) -> Detectors:
                 max_file_size=config.detect_secrets_max_file_size,
             )
         )
-    return Detectors([KingfisherDetector(), *others])
+    # leakscan's token rules last: where another engine reports the same secret at the same
+    # confidence, that engine's rule names the finding, as before these rules existed
+    return Detectors([KingfisherDetector(), *others, TokenRulesDetector()])
 
 
 @cache

@@ -18,7 +18,7 @@ from leakscan.detectors import Confidence
 # rules whose matches look the same in sample data as in a leak
 _GENERIC_RULE = re.compile(
     r"private-key|generic|jwt|basic-auth|keyword|entropy|telegram|credential-uri|password"
-    r"|curl-auth",
+    r"|curl-auth|named-",
     re.IGNORECASE,
 )
 
@@ -50,7 +50,11 @@ def is_vendored(path: str) -> bool:
 def in_context(rule_id: str, confidence: Confidence, path: str | None) -> Confidence:
     """The confidence of a match of ``rule_id`` in the file at ``path`` (None for history
     and config strings, which keep theirs)."""
-    if path is None or confidence == "low" or rule_id.startswith("leakscan."):
+    if path is None or confidence == "low":
+        return confidence
+    # leakscan's own rules read a place or a format; a value found by its name alone is as
+    # generic as a keyword match
+    if rule_id.startswith("leakscan.") and not rule_id.startswith("leakscan.named-"):
         return confidence
     if not _GENERIC_RULE.search(rule_id):
         return confidence

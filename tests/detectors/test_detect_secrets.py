@@ -503,12 +503,13 @@ def test_build_detectors(monkeypatch: pytest.MonkeyPatch, plugin_file: str) -> N
 
     monkeypatch.setattr(kingfisher, "KingfisherDetector", _FakeKingfisher)
     names = [e.name for e in build_detectors().engines]
-    assert names == ["kingfisher", "leakscan", "detect-secrets"]
+    # leakscan's credential-file readers, then its token rules (last: see build_detectors)
+    assert names == ["kingfisher", "leakscan", "detect-secrets", "leakscan"]
     off = DetectorConfig(detect_secrets=False)
-    assert [e.name for e in build_detectors(off).engines] == ["kingfisher", "leakscan"]
+    assert [e.name for e in build_detectors(off).engines] == ["kingfisher", "leakscan", "leakscan"]
     config = DetectorConfig(detect_secrets_plugins=(plugin_file,), detect_secrets_max_file_size=5)
     assert pickle.loads(pickle.dumps(config)) == config
-    engine = build_detectors(config).engines[-1]
+    engine = build_detectors(config).engines[-2]
     assert isinstance(engine, DetectSecretsDetector)
     assert engine.max_file_size == 5
     assert any(r.rule_id == TEST_RULE for r in engine.rules())
@@ -520,7 +521,12 @@ def test_default_detectors_are_built_once() -> None:
     first = default_detectors()
     assert default_detectors() is first
     assert isinstance(first, Detectors)
-    assert [e.name for e in first.engines] == ["kingfisher", "leakscan", "detect-secrets"]
+    assert [e.name for e in first.engines] == [
+        "kingfisher",
+        "leakscan",
+        "detect-secrets",
+        "leakscan",
+    ]
 
 
 def test_importing_the_adapter_leaves_warnings_alone() -> None:
