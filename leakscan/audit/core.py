@@ -240,21 +240,27 @@ class _Audit:
             if result.errors or result.diff_id != blob.diff_id or not blob.diff_id:
                 self.failed[lid] = result
             else:
-                self.db.keep_layer(self.fingerprint, lid, encode_layer(result))
+                value = encode_layer(result)
+                self.db.keep_layer(self.fingerprint, lid, value)
                 self.known.add(lid)
                 if self.recall is not None:
-                    self.recall.keep_layer(blob, result)
+                    # the same entry a scan keeps: scans and audits answer each other
+                    items = [(k, value) for k in self._store_keys(blob)]
+                    self.recall.store.put_many(LAYER, items)
             self._say("scan", n, total, lid)
+
+    def _store_keys(self, blob: m.LayerBlob) -> list[str]:
+        """Where the result store keeps a layer: under its diff_id and its blob digest, as
+        a scan keeps it (sha256 only: the digests a scan checks)."""
+        digests = dict.fromkeys(
+            d for d in (blob.diff_id, blob.digest) if d and d.startswith("sha256:")
+        )
+        return [layer_key(self.fingerprint, d) for d in digests]
 
     def _from_store(self, wanted: dict[str, m.LayerBlob]) -> None:
         """Results the shared result store has (scans and other audits put them there)."""
         assert self.recall is not None
-        keys: dict[str, list[str]] = {}
-        for lid, blob in wanted.items():
-            digests = dict.fromkeys(
-                d for d in (blob.diff_id, blob.digest) if d and d.startswith("sha256:")
-            )
-            keys[lid] = [layer_key(self.fingerprint, d) for d in digests]
+        keys = {lid: self._store_keys(blob) for lid, blob in wanted.items()}
         found = self.recall.store.get_many(LAYER, sorted({k for ks in keys.values() for k in ks}))
         for lid, ks in keys.items():
             value = next((found[k] for k in ks if k in found), None)
@@ -341,8 +347,8 @@ class _Audit:
         s = self.options.scan
         report = image_report(one, s.min_confidence, s.suppressions, False)
         secrets = set(one.secrets())
-        for problem in report.errors:
-            # an error may quote a path or a name where no engine looked
+        for problem in report.errors + report.skipped:
+            # a problem may quote a path or a name where no engine looked
             for text in (problem.message, problem.path):
                 if text:
                     secrets.update(x.secret for x in self._scan_text(text.encode()))
