@@ -201,7 +201,7 @@ def _url(scheme: str, host: str, path: str) -> Callable[[str, random.Random], tu
 
 
 def _sentry_org(r: random.Random) -> str:
-    claims = {"iat": r.randint(1.7e9, 1.8e9), "url": "https://sentry.io", "org": "acme"}
+    claims = {"iat": r.randint(1_700_000_000, 1_800_000_000), "url": "https://sentry.io", "org": "acme"}
     return f"sntrys_{b64json(claims)}_{mixed(r, 43, B64URL)}"
 
 
@@ -610,7 +610,8 @@ def lookalike_values(kind: Kind, real: str) -> list[str]:
 
     def fill(chars: str) -> str:
         it = iter(chars * (len(rest) // max(len(chars), 1) + 1))
-        return prefix + "".join(next(it) if c.isalnum() else c for c in rest)
+        # the format's separators stay, everything else is filled
+        return prefix + "".join(c if c in "-_.:/~$@=," else next(it) for c in rest)
 
     out.append(fill("x"))
     out.append(fill("X"))
