@@ -21,7 +21,6 @@ bulk of an image (binaries, libraries, packages) is kingfisher's to read.
 from __future__ import annotations
 
 import math
-import posixpath
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -303,22 +302,31 @@ def _pairs(text: str, named: list[tuple[str, str, int]]) -> Iterator[Found]:
 
 # --- which files ---------------------------------------------------------------------------
 
-_TEXT_NAMES = re.compile(
-    r"""(?ix)^(?:
-        \.env(?:\..*)? | .*\.env | .*\.(?:ini|cfg|conf|config|properties|ya?ml|toml|json|xml
-          |sh|bash|zsh|py|js|mjs|cjs|ts|go|java|kt|kts|groovy|gradle|scala|rb|php|cs|rs
-          |tf|tfvars|hcl|ps1|bat|cmd|npmrc|pypirc|netrc|secret|secrets|creds|credentials)
-      | makefile | gnumakefile | dockerfile(?:\..*)? | containerfile | jenkinsfile
-      | \.npmrc | \.pypirc | \.netrc | _netrc | \.git-credentials | credentials | nuget\.config
-      | \.pgpass | \.my\.cnf | \.s3cfg
-    )$"""
-)
+# wants() runs for every file of every layer: set lookups, no regex, until a name matches
+_TEXT_EXTENSIONS = frozenset({
+    "env", "ini", "cfg", "conf", "config", "properties", "yaml", "yml", "toml", "json", "xml",
+    "sh", "bash", "zsh", "py", "js", "mjs", "cjs", "ts", "go", "java", "kt", "kts", "groovy",
+    "gradle", "scala", "rb", "php", "cs", "rs", "tf", "tfvars", "hcl", "ps1", "bat", "cmd",
+    "npmrc", "pypirc", "netrc", "secret", "secrets", "creds", "credentials",
+})  # fmt: skip
+_TEXT_NAMES = frozenset({
+    "makefile", "gnumakefile", "dockerfile", "containerfile", "jenkinsfile", ".npmrc",
+    ".pypirc", ".netrc", "_netrc", ".git-credentials", "credentials", ".pgpass", ".my.cnf",
+    ".s3cfg", ".env",
+})  # fmt: skip
 
 
 def wants_path(path: str) -> bool:
     """Text files a person writes: configuration, source, scripts, dotenv; not vendored."""
     inner = path.rsplit("!", 1)[-1]
-    return _TEXT_NAMES.match(posixpath.basename(inner)) is not None and not is_vendored(inner)
+    name = inner[inner.rfind("/") + 1 :].lower()
+    if not (
+        name in _TEXT_NAMES
+        or name.rpartition(".")[2] in _TEXT_EXTENSIONS
+        or name.startswith((".env.", "dockerfile."))
+    ):
+        return False
+    return not is_vendored(inner)
 
 
 class TokenRulesDetector:
