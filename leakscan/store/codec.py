@@ -24,7 +24,7 @@ from leakscan.layerscan import FileHit, FileResult, LayerScan
 from leakscan.redact import Redactor
 from leakscan.sightings import Seen, sealed
 
-FORMAT = 1
+FORMAT = 2
 _KINDS = ("file", "hardlink", "dir", "symlink", "other")
 _CONFIDENCES = ("high", "medium", "low")
 _HEAD = struct.Struct(">BI")  # format, length of the findings part
@@ -99,20 +99,34 @@ def encode_layer(scan: LayerScan, also: Iterable[str] = ()) -> bytes:
         ],
         "skipped": [[redact(p.message), redact.optional(p.path)] for p in scan.skipped],
     }
-    rec = scan.record
-    record = {
-        "entries": [
-            [redact(path), e.kind, e.digest.hex() if e.digest else None]
-            for path, e in rec.entries.items()
-        ],
+    first = zlib.compress(json.dumps(head, separators=(",", ":")).encode(), 6)
+    return _HEAD.pack(FORMAT, len(first)) + first + _encode_record(scan.record, redact)
+
+
+# the record part: a small JSON header, then every path (NUL-separated: a tar name holds no
+# NUL), one letter per entry for its kind, and the raw digests of the entries that have
+# one, in order. Reading 28,000 entries back this way takes a fraction of what JSON lists did.
+_SIZES = struct.Struct(">III")
+_KIND_CODE = {kind: kind[0] for kind in _KINDS}  # file, hardlink, dir, symlink, other
+_CODE_KIND = {code: kind for kind, code in _KIND_CODE.items()}
+_TEXT = ("utf-8", "surrogatepass")
+
+
+def _encode_record(rec: LayerRecord, redact: Redactor) -> bytes:
+    meta = {
         "whiteouts": sorted(redact(p) for p in rec.whiteouts),
         "opaques": sorted(redact(p) for p in rec.opaques),
         "odd_whiteouts": [redact(p) for p in rec.odd_whiteouts],
         "too_long": rec.too_long,
     }
-    first = zlib.compress(json.dumps(head, separators=(",", ":")).encode(), 6)
-    second = zlib.compress(json.dumps(record, separators=(",", ":")).encode(), 6)
-    return _HEAD.pack(FORMAT, len(first)) + first + second
+    paths = "\0".join(redact(p) for p in rec.entries).encode(*_TEXT)
+    kinds = "".join(
+        _KIND_CODE[e.kind].upper() if e.digest else _KIND_CODE[e.kind] for e in rec.entries.values()
+    ).encode()
+    digests = b"".join(e.digest for e in rec.entries.values() if e.digest)
+    head = json.dumps(meta, separators=(",", ":")).encode()
+    body = _SIZES.pack(len(head), len(paths), len(kinds)) + head + paths + kinds + digests
+    return zlib.compress(body, 6)
 
 
 def _parts(value: bytes) -> tuple[Any, bytes]:
@@ -193,15 +207,31 @@ def decode_layer(value: bytes, index: int) -> tuple[LayerScan, bytes]:
 def decode_record(part: bytes) -> LayerRecord:
     """The record part of a stored layer."""
     try:
-        data = json.loads(zlib.decompress(part))
-        shared = {kind: EntryRecord(kind) for kind in _KINDS}  # type: ignore[arg-type]
+        body = zlib.decompress(part)
+        n_head, n_paths, n_kinds = _SIZES.unpack_from(body)
+        at = _SIZES.size
+        data = json.loads(body[at : at + n_head])
+        at += n_head
+        paths = body[at : at + n_paths].decode(*_TEXT).split("\0") if n_paths else []
+        at += n_paths
+        kinds = body[at : at + n_kinds].decode("ascii")
+        digests = memoryview(body)[at + n_kinds :]
+        if len(paths) != len(kinds):
+            raise CodecError("stored layer record: paths and kinds disagree")
+        shared = {code: EntryRecord(kind) for code, kind in _CODE_KIND.items()}  # type: ignore[arg-type]
         entries: dict[str, EntryRecord] = {}
-        for path, kind, digest in data["entries"]:
-            if kind not in _KINDS:
-                raise CodecError("stored layer: unknown entry kind")
-            entries[_str(path)] = (
-                shared[kind] if digest is None else EntryRecord(kind, bytes.fromhex(_str(digest)))
-            )
+        d = 0
+        for path, code in zip(paths, kinds, strict=True):
+            if code in shared:
+                entries[path] = shared[code]
+                continue
+            kind = _CODE_KIND.get(code.lower())
+            if kind is None or d + 32 > len(digests):
+                raise CodecError("stored layer record: unknown entry kind or digest missing")
+            entries[path] = EntryRecord(kind, bytes(digests[d : d + 32]))  # type: ignore[arg-type]
+            d += 32
+        if d != len(digests):
+            raise CodecError("stored layer record: digests left over")
         return LayerRecord(
             entries=entries,
             whiteouts={_str(p) for p in data["whiteouts"]},
@@ -211,5 +241,5 @@ def decode_record(part: bytes) -> LayerRecord:
         )
     except CodecError:
         raise
-    except (zlib.error, KeyError, TypeError, ValueError, RecursionError) as exc:
+    except (zlib.error, struct.error, KeyError, TypeError, ValueError, RecursionError) as exc:
         raise CodecError(f"stored layer record unreadable: {type(exc).__name__}") from None

@@ -1,0 +1,96 @@
+"""Stored layer and file results: what goes in comes back, without a secret, and a damaged
+value is an error, never a wrong result."""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import pytest
+from imagebuilder import fake_token
+
+from leakscan import model as m
+from leakscan.detectors import Match
+from leakscan.layers.walker import EntryRecord, LayerRecord
+from leakscan.layerscan import FileHit, FileResult, LayerScan
+from leakscan.sightings import Seen, seen
+from leakscan.store.codec import (
+    CodecError,
+    decode_file,
+    decode_layer,
+    decode_record,
+    encode_file,
+    encode_layer,
+)
+
+
+def _fresh(secret: str) -> Seen:
+    return seen(Match("r.id", "desc", secret, 3, 3 + len(secret), 2, "high", "kingfisher"))
+
+
+def _layer(secret: str) -> LayerScan:
+    record = LayerRecord(
+        entries={
+            "/etc": EntryRecord("dir"),
+            "/etc/app.env": EntryRecord("file", os.urandom(32)),
+            "/bin/sh": EntryRecord("symlink"),
+            "/bin/ln": EntryRecord("hardlink", os.urandom(32)),
+            f"/named/{secret}.txt": EntryRecord("file", os.urandom(32)),
+            "/dev/null": EntryRecord("other"),
+        },
+        whiteouts={"/old"},
+        opaques={"/var/cache"},
+        odd_whiteouts=["/x/.wh."],
+        too_long=2,
+    )
+    hit = FileHit(4, "/etc/app.env", "/etc/app.env", os.urandom(32), (_fresh(secret),))
+    skipped = [m.Problem("larger than --max-file-size", 4, f"/named/{secret}.txt")]
+    return LayerScan(record=record, hits=[hit], skipped=skipped, diff_id="sha256:" + "a" * 64)
+
+
+def test_layer_round_trip_without_the_secret() -> None:
+    secret = fake_token("github")
+    scan = _layer(secret)
+    value = encode_layer(scan)
+    assert secret.encode() not in value
+    back, packed = decode_layer(value, 7)
+    (hit,) = back.hits
+    assert hit.layer_index == 7 and hit.path == "/etc/app.env" and hit.digest == scan.hits[0].digest
+    assert hit.seen[0].secret is None
+    assert hit.seen[0].secret_sha256 == scan.hits[0].seen[0].secret_sha256
+    assert back.skipped[0].layer_index == 7 and secret not in (back.skipped[0].path or "")
+    record = decode_record(packed)
+    assert record.whiteouts == {"/old"} and record.opaques == {"/var/cache"}
+    assert record.odd_whiteouts == ["/x/.wh."] and record.too_long == 2
+    kept = {p: e for p, e in scan.record.entries.items() if secret not in p}
+    assert {p: e for p, e in record.entries.items() if p in kept} == kept
+    assert len(record.entries) == len(scan.record.entries)  # the masked path is there, masked
+
+
+def test_file_round_trip() -> None:
+    secret = fake_token("npm")
+    result = FileResult(((f"!/conf/{secret}", (_fresh(secret),)),), (("!/big", "too big"),))
+    value = encode_file(result)
+    back = decode_file(value)
+    assert secret not in repr(back) and back.skipped == (("!/big", "too big"),)
+    assert back.groups[0][1][0].secret_sha256 == result.groups[0][1][0].secret_sha256
+
+
+@pytest.mark.parametrize("cut", [0, 3, 7, 20, -10])
+def test_damaged_values_are_errors(cut: int) -> None:
+    value = encode_layer(_layer(fake_token("github")))
+    damaged = value[:cut]
+    with pytest.raises(CodecError):
+        _, packed = decode_layer(damaged, 0)
+        decode_record(packed)
+    with pytest.raises(CodecError):
+        decode_file(damaged)
+
+
+def test_random_bytes_are_errors() -> None:
+    for _ in range(50):
+        junk = os.urandom(64)
+        with pytest.raises(CodecError):
+            decode_layer(junk, 0)
+        with pytest.raises(CodecError):
+            decode_record(zlib.compress(junk))
