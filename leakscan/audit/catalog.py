@@ -7,6 +7,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,8 @@ DAEMON = "docker-daemon:"
 PAGE = 1000
 # pages followed at most: a registry whose Link loops must not keep an audit going for ever
 MAX_PAGES = 100_000
+# manifests and configs fetched at a time while walking
+WALK_THREADS = 8
 _HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?")
 
 
@@ -170,36 +173,46 @@ def resolve_registry(
     tag_filter: re.Pattern[str] | None,
     page: int = PAGE,
     on_client: Callable[[RegistryClient], None] | None = None,
+    threads: int = WALK_THREADS,
 ) -> Iterator[Resolved]:
-    """Every platform image of every tag of ``repos``; one repository or tag that fails is a
-    :class:`Failed` and the walk goes on. Only manifests and configs are fetched here."""
+    """Every platform image of every tag of ``repos``, in order; one repository or tag that
+    fails is a :class:`Failed` and the walk goes on. Only manifests and configs are fetched
+    here, ``threads`` requests at a time: each is a round trip, and a registry of a hundred
+    thousand tags is mostly waiting."""
     assert target.host is not None
-    for repository in repos:
-        client = _client(target, repository)
+    clients = {repository: _client(target, repository) for repository in repos}
+    for client in clients.values():
         if on_client is not None:
             on_client(client)
+
+    def listed(repository: str) -> list[str] | Failed:
         try:
-            names = sorted(tags(client, page))
+            return sorted(tags(clients[repository], page))
         except LeakscanError as exc:
-            yield Failed(repository, None, str(exc))
-            continue
-        for tag in names:
-            if tag_filter is not None and not tag_filter.search(tag):
+            return Failed(repository, None, str(exc))
+
+    def resolve(pair: tuple[str, str]) -> list[Resolved]:
+        repository, tag = pair
+        reference = f"{target.host}/{repository}:{tag}"
+        try:
+            source = RegistrySource.open(reference, reference, target.options)
+            # one client per repository: its connections and token serve every tag
+            source.client = clients[repository]
+            return [Tagged(repository, tag, image) for image in source.images(())]
+        except LeakscanError as exc:
+            return [Failed(repository, tag, str(exc))]
+        except ValueError as exc:  # a name the registry listed that is no reference
+            return [Failed(repository, tag, f"{reference}: {exc}")]
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        pairs: list[tuple[str, str]] = []
+        for repository, names in zip(repos, pool.map(listed, repos), strict=True):
+            if isinstance(names, Failed):
+                yield names
                 continue
-            reference = f"{target.host}/{repository}:{tag}"
-            try:
-                source = RegistrySource.open(reference, reference, target.options)
-                # one client per repository: its connection and token serve every tag
-                source.client = client
-                found = list(source.images(()))
-            except LeakscanError as exc:
-                yield Failed(repository, tag, str(exc))
-                continue
-            except ValueError as exc:  # a reference the registry listed but we cannot parse
-                yield Failed(repository, tag, f"{reference}: {exc}")
-                continue
-            for image in found:
-                yield Tagged(repository, tag, image)
+            pairs += [(repository, t) for t in names if tag_filter is None or tag_filter.search(t)]
+        for found in pool.map(resolve, pairs):
+            yield from found
 
 
 # --- the docker engine -----------------------------------------------------------------------

@@ -1,0 +1,263 @@
+"""Audit benchmark (issue 11): a registry of ``--tags`` tags in ``--repos`` repositories on
+three shared bases (``--unique-mb`` of unique layers in all), audited with ``leakscan audit``.
+
+Prints:
+
+* the first audit's time against the time to scan the unique layers once (the same layers,
+  fetched from the same registry by the same fan-out, with no catalog, no manifests and no
+  fan-out of findings), and their ratio (issue's bar: at most 1.15);
+* the second audit of the unchanged registry, as a share of the first (bar: at most 3%), and
+  the images per second it covers;
+* with ``--dask``, the first audit on a Dask LocalCluster of 2 workers against
+  ``--workers 2`` (bar: no slower).
+
+Each measurement runs in a fresh interpreter (``leakscan audit`` itself, or this script's
+``_unique`` step), so each pays the same start-up and rule loading. The registry is Debian's
+``docker-registry`` on 127.0.0.1 (plain HTTP), filled through the registry API: each base
+blob uploaded once and mounted into the other repositories.
+
+Usage: python bench/audit.py [--unique-mb 600] [--repos 20] [--tags 100] [--workers 2]
+                             [--dask] [--workdir bench/out/audit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import hashlib
+import io
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "registry")]
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+@dataclass(frozen=True)
+class Blob:
+    digest: str
+    diff_id: str
+    size: int
+    data: bytes
+
+
+def _tar(files: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _blob(files: list[tuple[str, bytes]]) -> Blob:
+    tar = _tar(files)
+    data = gzip.compress(tar, compresslevel=1, mtime=0)
+    return Blob(
+        "sha256:" + hashlib.sha256(data).hexdigest(),
+        "sha256:" + hashlib.sha256(tar).hexdigest(),
+        len(data),
+        data,
+    )
+
+
+def _base(n: int, size: int, rng: random.Random) -> Blob:
+    """Text files of random words: what engines read at their usual pace."""
+    files = []
+    left = size
+    i = 0
+    while left > 0:
+        chunk = min(left, 4 << 20)
+        text = base64.b64encode(rng.randbytes(chunk * 3 // 4)).decode()
+        lines = "\n".join(text[j : j + 76] for j in range(0, len(text), 76)).encode()
+        files.append((f"usr/share/base{n}/file{i}.txt", lines))
+        left -= chunk
+        i += 1
+    return _blob(files)
+
+
+def _app(repo: str, tag: int) -> Blob:
+    token = "ghp_" + "".join(
+        random.Random(f"{repo}{tag}").choices(
+            "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789", k=36
+        )
+    )
+    files = [(f"srv/{repo}/app.py", f"VERSION = {tag}\n".encode() * 2000)]
+    if tag % 5 == 0:
+        files.append((f"srv/{repo}/.env", f"GITHUB_TOKEN={token}\n".encode()))
+    return _blob(files)
+
+
+def fill(registry: object, repos: int, tags: int, unique_mb: int) -> int:
+    """Push the images; returns the bytes of unique layers."""
+    reg = registry  # regkit.Registry
+    rng = random.Random(11)
+    per_base = unique_mb * (1 << 20) // 3
+    total = 0
+    owner: dict[str, str] = {}
+    bases = []
+    for n in range(3):
+        blob = _base(n, per_base, rng)
+        first = f"bench/repo{n}"
+        reg.upload_blob(first, blob.data)  # type: ignore[attr-defined]
+        owner[blob.digest] = first
+        total += blob.size
+        bases.append(Blob(blob.digest, blob.diff_id, blob.size, b""))
+    per_repo = max(1, tags // repos)
+    for r in range(repos):
+        repo = f"bench/repo{r}"
+        base = bases[r % 3]
+        if owner[base.digest] != repo:
+            status, _, body = reg.raw_request(  # type: ignore[attr-defined]
+                "POST", f"/v2/{repo}/blobs/uploads/?mount={base.digest}&from={owner[base.digest]}"
+            )
+            assert status == 201, (status, body)
+        for t in range(per_repo):
+            app = _app(repo, t)
+            reg.upload_blob(repo, app.data)  # type: ignore[attr-defined]
+            total += app.size
+            config = json.dumps(
+                {
+                    "architecture": "amd64",
+                    "os": "linux",
+                    "config": {},
+                    "rootfs": {"type": "layers", "diff_ids": [base.diff_id, app.diff_id]},
+                    "history": [{"created_by": "ADD base /"}, {"created_by": f"COPY app{t} /srv"}],
+                }
+            ).encode()
+            reg.upload_blob(repo, config)  # type: ignore[attr-defined]
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": OCI_CONFIG,
+                    "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                    "size": len(config),
+                },
+                "layers": [
+                    {"mediaType": OCI_LAYER, "digest": base.digest, "size": base.size},
+                    {"mediaType": OCI_LAYER, "digest": app.digest, "size": app.size},
+                ],
+            }
+            reg.put_manifest(repo, str(t), manifest)  # type: ignore[attr-defined]
+    return total
+
+
+def _audit(host: str, db: Path, *extra: str) -> tuple[float, dict[str, object]]:
+    """One audit in a fresh interpreter, with a result store of its own beside ``db``."""
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "leakscan", "audit", host, "--format", "json", "--db", str(db),
+         "--cache-dir", str(db.with_suffix(".cache")), *extra],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    took = time.monotonic() - t0
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"audit failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return took, json.loads(proc.stdout)
+
+
+def _unique_step(host: str, workers: int) -> None:
+    """Scan every unique layer of the registry once (run in a fresh interpreter)."""
+    from leakscan.audit.catalog import parse_target, repositories, resolve_registry
+    from leakscan.audit.core import layer_id
+    from leakscan.audit.fanout import ScanSettings, fanout
+    from leakscan.detectors import DetectorConfig
+    from leakscan.layers.archives import ArchiveLimits
+    from leakscan.sources.auth import RegistryOptions
+
+    t0 = time.monotonic()
+    target = parse_target(host, RegistryOptions())
+    # the layer list is read first, untimed: the figure is the scanning of unique bytes
+    blobs = {}
+    for found in resolve_registry(target, list(repositories(target)), None):
+        for blob in found.image.layers:
+            blobs.setdefault(layer_id(blob), blob)
+    walk = time.monotonic() - t0
+    fan = fanout(ScanSettings(DetectorConfig(), ArchiveLimits(), None), workers, None)
+    n = sum(1 for _ in fan.scan(list(blobs.values())))
+    fan.close()
+    print(json.dumps({"layers": n, "walk": walk}))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--unique-mb", type=int, default=600)
+    parser.add_argument("--repos", type=int, default=20)
+    parser.add_argument("--tags", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dask", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "audit")
+    parser.add_argument("--_unique", metavar="HOST", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._unique:
+        _unique_step(args._unique, args.workers)
+        return 0
+    import regkit
+
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    registry = regkit.start_registry(args.workdir / "registry", "bench")
+    try:
+        t0 = time.monotonic()
+        unique = fill(registry, args.repos, args.tags, args.unique_mb)
+        took = time.monotonic() - t0
+        print(f"filled {registry.host}: {args.tags} tags in {args.repos} repositories, "
+              f"{unique / (1 << 20):.0f} MiB of unique layers ({took:.0f} s)")  # fmt: skip
+        w = f"--workers={args.workers}"
+        # the interpreter's start and the engines' loading count, the walk does not
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, __file__, "--_unique", registry.host, "--workers", str(args.workers)],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        )  # fmt: skip
+        once = time.monotonic() - t0 - json.loads(proc.stdout.strip().splitlines()[-1])["walk"]
+        db = args.workdir / "audit.sqlite3"
+        first, report = _audit(registry.host, db, w)
+        second, again = _audit(registry.host, db, w)
+        stats = report["stats"]
+        assert isinstance(stats, dict)
+        print(f"unique layers scanned once ({w}): {once:.2f} s")
+        print(f"first audit ({w}):                {first:.2f} s (stats.seconds "
+              f"{stats['seconds']:.2f}), ratio {first / once:.2f} (bar 1.15)")  # fmt: skip
+        print(f"  layers {stats['layers_total']} in all, {stats['layers_unique']} unique, "
+              f"{stats['layers_scanned']} scanned")  # fmt: skip
+        s2 = again["stats"]
+        assert isinstance(s2, dict)
+        print(f"second audit:                     {second:.2f} s = {100 * second / first:.1f}% "
+              f"of the first (bar 3%), {s2['layers_scanned']} layers scanned, "
+              f"{s2['images'] / second:.1f} images/s")  # fmt: skip
+        if args.dask:
+            from distributed import LocalCluster
+
+            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                              host="127.0.0.1", dashboard_address=None) as cluster:  # fmt: skip
+                two, _ = _audit(registry.host, args.workdir / "w2.sqlite3", "--workers=2")
+                dask, _ = _audit(
+                    registry.host,
+                    args.workdir / "dask.sqlite3",
+                    f"--dask={cluster.scheduler_address}",
+                )
+            print(f"--workers 2: {two:.2f} s; Dask LocalCluster of 2 workers: {dask:.2f} s "
+                  f"({dask / two:.2f}x)")  # fmt: skip
+    finally:
+        registry.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
