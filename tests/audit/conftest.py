@@ -3,9 +3,11 @@ auditkit.py (shared, read-only), and registries of a test's own."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -47,3 +49,24 @@ def fresh(fill: Fill, tmp_path: Path) -> Iterator[Filled]:
         yield Filled(registry, fill)
     finally:
         registry.stop()
+
+
+# --- a private dockerd (tests/real/conftest.py's fixtures, loaded once under their own name)
+
+
+def _real_fixtures() -> ModuleType:
+    name = "leakscan_tests_real_conftest"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "real" / "conftest.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_real = _real_fixtures()
+dockerd = _real.dockerd
+busybox_rootfs = _real.busybox_rootfs
+real_workdir = _real.real_workdir
