@@ -8,6 +8,8 @@ import base64
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -319,9 +321,27 @@ def test_same_content_elsewhere_is_judged_for_its_path(tmp_path: Path) -> None:
     assert any(rule.startswith("leakscan.docker-config") for rule in rules), rules
 
 
-def test_worker_processes_use_the_store_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+# run in a fresh interpreter: whether workers can be forked depends on every thread of the
+# process, and other tests' fixtures leave threads in this one
+_IN_WORKERS = """
+import json, sys
+from leakscan import scan as scan_module
+from leakscan.scan import ScanOptions, scan
+
+here = []
+real = scan_module.scan_layer
+
+def counted(blob, *args, **kwargs):
+    here.append(blob.index)
+    return real(blob, *args, **kwargs)
+
+scan_module.scan_layer = counted
+report = scan(sys.argv[1], ScanOptions(cache=sys.argv[2], min_confidence="low", workers=2))
+print(json.dumps({"here": here, "scanned": report.cache.layers_scanned}))
+"""
+
+
+def test_worker_processes_use_the_store_too(tmp_path: Path) -> None:
     """Layers shared out to worker processes look file contents up in the same store."""
     from leakscan import workers
     from leakscan.store import CONTENT, store_info
@@ -339,24 +359,27 @@ def test_worker_processes_use_the_store_too(
         return Image(layers=[a, b], compression="none")
 
     spec = str(tmp_path / "store" / "results.sqlite3")
-    opts = ScanOptions(cache=spec, min_confidence="low", workers=2)
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
-    scan(write("docker-skopeo", image("one"), tmp_path / "one"), opts)
+    refs = [write("docker-skopeo", image(n), tmp_path / n) for n in ("one", "two")]
+
+    def in_workers(ref: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-c", _IN_WORKERS, ref, spec],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    in_workers(refs[0])
     before = store_info(spec).hits.get(CONTENT, 0)
-    ref = write("docker-skopeo", image("two"), tmp_path / "two")
-    here: list[int] = []
-    real = scan_module.scan_layer
-
-    def counted(blob: Any, *args: Any, **kwargs: Any) -> Any:
-        here.append(blob.index)
-        return real(blob, *args, **kwargs)
-
-    monkeypatch.setattr(scan_module, "scan_layer", counted)
-    warm = scan(ref, opts)
-    assert len(here) == 1, "one layer went to a worker process"
-    monkeypatch.undo()
-    assert warm.cache is not None and warm.cache.layers_scanned == 2  # new layer digests
-    assert plain(warm) == plain(scan(ref, ScanOptions(min_confidence="low", workers=1)))
+    warm = in_workers(refs[1])
+    assert len(warm["here"]) == 1, "one layer went to a worker process"
+    assert warm["scanned"] == 2  # new layer digests
     # every file of both layers over MEMO_MIN came from the store, in whichever process
     assert store_info(spec).hits.get(CONTENT, 0) - before >= len(big) + 2
+    opts = ScanOptions(cache=spec, min_confidence="low", workers=1)
+    assert plain(scan(refs[1], opts)) == plain(scan(refs[1], ScanOptions(min_confidence="low")))
