@@ -614,18 +614,18 @@ def _store_spec(cache: str | None, cache_dir: Path | None) -> str:
     return spec
 
 
+# the cache commands let a StoreError through: it is a LeakscanError, one line and exit 2
+
+
 def cache_info_command(
     cache: CacheOpt = None, cache_dir: CacheDirOpt = None, debug: DebugOpt = False
 ) -> None:
     """Where the result store is, its size, its entries and how often it answered."""
 
     def work() -> int:
-        from leakscan.store import StoreError, store_info
+        from leakscan.store import store_info
 
-        try:
-            info = store_info(_store_spec(cache, cache_dir))
-        except StoreError as exc:
-            raise LeakscanError(str(exc)) from None
+        info = store_info(_store_spec(cache, cache_dir))
         print(f"location  {info.location}")
         print(f"size      {info.size_bytes} bytes")
         for kind in sorted(set(info.entries) | set(info.hits) | set(info.misses)):
@@ -652,12 +652,9 @@ def cache_prune_command(
     seconds = parse_duration(older_than)
 
     def work() -> int:
-        from leakscan.store import StoreError, prune_store
+        from leakscan.store import prune_store
 
-        try:
-            removed = prune_store(seconds, _store_spec(cache, cache_dir))
-        except StoreError as exc:
-            raise LeakscanError(str(exc)) from None
+        removed = prune_store(seconds, _store_spec(cache, cache_dir))
         print(f"removed {removed} entries unused for {older_than}")
         return EXIT_CLEAN
 
@@ -670,12 +667,9 @@ def cache_clear_command(
     """Remove every entry of the result store."""
 
     def work() -> int:
-        from leakscan.store import StoreError, clear_store
+        from leakscan.store import clear_store
 
-        try:
-            removed = clear_store(_store_spec(cache, cache_dir))
-        except StoreError as exc:
-            raise LeakscanError(str(exc)) from None
+        removed = clear_store(_store_spec(cache, cache_dir))
         print(f"removed {removed} entries")
         return EXIT_CLEAN
 

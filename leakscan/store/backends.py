@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from leakscan.errors import LeakscanError
+
 # written into the SQLite header: a database file that does not carry it is someone else's
 APPLICATION_ID = 0x4C4B5343  # "LKSC"
 SCHEMA_VERSION = 1
@@ -27,8 +29,8 @@ BUSY_TIMEOUT_MS = 10_000
 REDIS_PREFIX = "leakscan:v1:"
 
 
-class StoreError(Exception):
-    """The store cannot be used: the scan goes on without it."""
+class StoreError(LeakscanError):
+    """The store cannot be used: a scan goes on without it (a cache command fails)."""
 
 
 @dataclass(frozen=True)
