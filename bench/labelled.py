@@ -57,8 +57,10 @@ def print_table(rows: list[Row], notes: list[str], providers: int) -> dict[str, 
     flagged = sum(r.flagged for r in rows)
     kinds = sum(1 for r in rows if r.positives)
     engines: Counter[str] = Counter()
+    only: Counter[str] = Counter()
     for r in rows:
         engines.update(r.engines)
+        only.update(r.only)
     print()
     print(f"providers {providers}, kinds {kinds}, true positives {tp}, look-alike files {la}")
     print(
@@ -67,7 +69,8 @@ def print_table(rows: list[Row], notes: list[str], providers: int) -> dict[str, 
     )
     print(f"look-alike files flagged at medium+: {flagged}/{la}")
     print(
-        "engines on hits at medium+: " + ", ".join(f"{e} {n}" for e, n in sorted(engines.items()))
+        "engines on hits at medium+ (found by / found by it alone): "
+        + ", ".join(f"{e} {n}/{only[e]}" for e, n in sorted(engines.items()))
     )
     for note in notes:
         print("  " + note)

@@ -136,6 +136,8 @@ _KEY_KINDS = frozenset({
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # words joined (db-password-secret, os.environ, settings.SECRET_KEY2): a name, not a value
 _IDENTIFIER = re.compile(r"[A-Za-z]+(?:[._-][A-Za-z]+)+|[A-Za-z_]+[0-9]*(?:\.[A-Za-z_]+[0-9]*)+")
+# a regular expression (IPV4_PAT, TOKEN_PATTERN...): classes, groups, repeats
+_REGEX = re.compile(r"\(\?|\[[0-9a-zA-Z]-[0-9a-zA-Z]|\{\d+,\d*\}|\\[dwsS]|\.[*+]|\][*+{]")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 
 
@@ -169,7 +171,7 @@ def looks_random(value: str) -> bool:
         return False
     if value.startswith(("/", "./", "~/", "$", "%", "@", "#{", "classpath:", "file:")):
         return False
-    if "://" in value or _IDENTIFIER.fullmatch(value):
+    if "://" in value or _IDENTIFIER.fullmatch(value) or _REGEX.search(value):
         return False
     if _UUID.fullmatch(value):
         return True  # many services issue UUIDs as tokens; the name says this one is
@@ -326,7 +328,8 @@ def wants_path(path: str) -> bool:
         or name.startswith((".env.", "dockerfile."))
     ):
         return False
-    return not is_vendored(inner)
+    # the whole path: a wheel under site-packages is vendored whatever its members are called
+    return not is_vendored(path)
 
 
 class TokenRulesDetector:

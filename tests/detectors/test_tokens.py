@@ -152,6 +152,8 @@ def test_names_a_secret(name: str, secret: bool) -> None:
         ("settings.SECRET_KEY", False), ("db-password-secret", False), ("required", False),
         ("changeme", False), ("abc123", False), ("xxxxxxxxxxxxxxxx", False),
         ("1234567890abcdef1234", False), ("aaaaaaaa11111111", False), ("classpath:keys/app", False),
+        # regular expressions (IPV4_PAT = "(?:[0-9]{1,3}...")
+        ("(?:[0-9]{1,3}", False), ("[A-Fa-f0-9]{32}", False), ("^sk_.*$", False),
     ],
 )  # fmt: skip
 def test_looks_random(value: str, random_: bool) -> None:
@@ -246,6 +248,7 @@ def test_a_documentation_key_id_pairs_with_nothing() -> None:
         ("/usr/lib/python3.11/site-packages/x/settings.py", False),
         ("/app/node_modules/x/config.json", False), ("/usr/bin/python3", False),
         ("/opt/lib/libfoo.so.1", False), ("/srv/data.bin", False), ("/srv/notes.txt", False),
+        ("/usr/local/lib/python3.11/ensurepip/_bundled/pip.whl!/pip/_vendor/url.py", False),
     ],
 )  # fmt: skip
 def test_wants(path: str, wanted: bool) -> None:
