@@ -802,6 +802,47 @@ def audit_command(
     _guarded(debug, work)
 
 
+class DockerfileFormat(enum.StrEnum):
+    table = "table"
+    json = "json"
+
+
+def dockerfile_command(
+    path: Annotated[
+        str | None,
+        typer.Argument(help="A Dockerfile, or a folder holding one. Default: the current folder."),
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option("--context", metavar="DIR", help="The build context. Default: its folder."),
+    ] = None,
+    format: Annotated[
+        DockerfileFormat, typer.Option("--format", "-f", help="Report format.")
+    ] = DockerfileFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report here.")
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Before a build: what the Dockerfile will leak into the image (secret build arguments
+    and ENV, credential files copied from the context). Exit 0 nothing, 1 findings, 2 not
+    readable."""
+
+    def work() -> int:
+        from leakscan.dockerfile import check, to_json, to_table
+        from leakscan.report import table_width
+
+        result = check(path, context)
+        if format == DockerfileFormat.json:
+            text = to_json(result)
+        else:
+            text = to_table(result, table_width(output is None and sys.stdout.isatty()) or 100)
+        _write(text, output)
+        return result.exit_status()
+
+    _guarded(debug, work)
+
+
 def _cache_app() -> typer.Typer:
     app = typer.Typer(
         add_completion=False,
@@ -828,6 +869,7 @@ SUBCOMMANDS: dict[str, Callable[..., None]] = {
     "baseline": baseline_command,
     "schema": schema_command,
     "audit": audit_command,
+    "dockerfile": dockerfile_command,
 }
 
 
