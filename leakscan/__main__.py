@@ -4,7 +4,26 @@ import os
 import sys
 
 # commands that never scan: no rule catalog for them
-_NO_SCAN = ("--version", "-h", "--help", "rules", "schema", "cache")
+_NO_SCAN = ("--version", "-h", "--help", "rules", "schema", "cache", "dockerfile", "warm-up")
+
+_WARM_UP_HELP = """Usage: leakscan warm-up [--cache-dir DIR]
+
+  Compile the kingfisher rule catalog now, into the result store's folder (DIR/rules,
+  else $KF_RULE_CACHE_DIR, else rules/ beside the default store), so that no scan pays
+  for it: run it when building an image, after installing on a runner, or before saving
+  a CI cache. Prints which catalog it is.
+"""
+
+
+def _cache_dir_flag(argv: list[str]) -> str | None:
+    """The value of ``--cache-dir``, if given."""
+    found = None
+    for n, arg in enumerate(argv):
+        if arg == "--cache-dir" and n + 1 < len(argv):
+            found = argv[n + 1]
+        elif arg.startswith("--cache-dir="):
+            found = arg.split("=", 1)[1]
+    return found
 
 
 def _store_known(argv: list[str]) -> bool:
@@ -14,18 +33,45 @@ def _store_known(argv: list[str]) -> bool:
         return False
     spec = None
     for n, arg in enumerate(argv):
-        for flag, name in (("--cache", ""), ("--cache-dir", "results.sqlite3")):
-            if arg == flag and n + 1 < len(argv):
-                spec = os.path.join(argv[n + 1], name) if name else argv[n + 1]
-            elif arg.startswith(flag + "="):
-                value = arg.split("=", 1)[1]
-                spec = os.path.join(value, name) if name else value
+        if arg == "--cache" and n + 1 < len(argv):
+            spec = argv[n + 1]
+        elif arg.startswith("--cache="):
+            spec = arg.split("=", 1)[1]
+    folder = _cache_dir_flag(argv)
+    if folder is not None:
+        spec = os.path.join(folder, "results.sqlite3")
     if spec is None:
         from leakscan.store import default_location
 
         spec = str(default_location())
     # a shared (Redis) store may know anything: load the catalog on the side as when cold
     return "://" not in spec and os.path.exists(spec)
+
+
+def _rules_beside(argv: list[str]) -> None:
+    """With ``--cache-dir DIR``, the compiled catalog is kept in ``DIR/rules`` too: one
+    folder for a CI job to cache. Through kingfisher's own variable, so that worker
+    processes (which do not see the flag) load it from there as well. A variable the user
+    set wins."""
+    folder = _cache_dir_flag(argv)
+    if folder is not None:
+        os.environ.setdefault("KF_RULE_CACHE_DIR", os.path.join(folder, "rules"))
+
+
+def _warm_up(argv: list[str]) -> int:
+    """``leakscan warm-up``: handled here, before the CLI's imports, which it needs none of."""
+    if any(arg in ("-h", "--help") for arg in argv):
+        sys.stdout.write(_WARM_UP_HELP)
+        return 0
+    if [arg for arg in argv if arg != "--cache-dir" and arg != _cache_dir_flag(argv)]:
+        sys.stderr.write(_WARM_UP_HELP + "\nError: unexpected arguments\n")
+        return 2
+    _rules_beside(argv)
+    from leakscan.detectors.kingfisher import rules_dir, warm_up
+
+    info = warm_up()
+    print(f"rule catalog: {info} (compiled in {rules_dir()})")
+    return 0
 
 
 def main() -> None:
@@ -36,6 +82,9 @@ def main() -> None:
     result store is there already: an image it knows needs no catalog at all.
     """
     args = sys.argv[1:]
+    if args and args[0] == "warm-up":
+        sys.exit(_warm_up(args[1:]))
+    _rules_beside(args)
     if args and args[0] not in _NO_SCAN and not _store_known(args):
         from leakscan.detectors.kingfisher import preload
 
