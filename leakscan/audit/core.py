@@ -240,7 +240,7 @@ class _Audit:
             if result.errors or result.diff_id != blob.diff_id or not blob.diff_id:
                 self.failed[lid] = result
             else:
-                value = encode_layer(result)
+                value = encode_layer(result, self._skip_secrets(result))
                 self.db.keep_layer(self.fingerprint, lid, value)
                 self.known.add(lid)
                 if self.recall is not None:
@@ -248,6 +248,16 @@ class _Audit:
                     items = [(k, value) for k in self._store_keys(blob)]
                     self.recall.store.put_many(LAYER, items)
             self._say("scan", n, total, lid)
+
+    def _skip_secrets(self, scan: LayerScan) -> set[str]:
+        """Secrets in a layer's skip messages and paths (a file named after a token): they
+        are stored masked, and a scan from the store does not look at them again."""
+        found: set[str] = set()
+        for problem in scan.skipped:
+            for text in (problem.message, problem.path):
+                if text:
+                    found.update(x.secret for x in self._scan_text(text.encode("utf-8", "replace")))
+        return found
 
     def _store_keys(self, blob: m.LayerBlob) -> list[str]:
         """Where the result store keeps a layer: under its diff_id and its blob digest, as
@@ -347,8 +357,11 @@ class _Audit:
         s = self.options.scan
         report = image_report(one, s.min_confidence, s.suppressions, False)
         secrets = set(one.secrets())
-        for problem in report.errors + report.skipped:
-            # a problem may quote a path or a name where no engine looked
+        unstored = {i for i, blob in enumerate(image.layers) if layer_id(blob) in self.failed}
+        fresh = [p for p in report.skipped if p.layer_index in unstored]
+        for problem in report.errors + tuple(fresh):
+            # a problem may quote a path or a name where no engine looked (stored skips were
+            # looked at when they were stored)
             for text in (problem.message, problem.path):
                 if text:
                     secrets.update(x.secret for x in self._scan_text(text.encode()))

@@ -133,3 +133,18 @@ def test_killed_audit_restarted_ends_with_the_same_report(fresh: Filled, tmp_pat
     finally:
         proxy.gate.set()
         proxy.close()
+
+
+def test_cronjob_manifest_runs_a_valid_audit(tmp_path: Path) -> None:
+    """docs/audit-cronjob.yaml: a CronJob whose arguments `leakscan audit` accepts."""
+    import yaml
+
+    job = yaml.safe_load((REPO / "docs" / "audit-cronjob.yaml").read_text())
+    assert job["kind"] == "CronJob" and len(job["spec"]["schedule"].split()) == 5
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[0] == "audit"
+    # every flag it gives is one the command takes (its --help names each)
+    helptext = cli(["--help"], tmp_path).out
+    for arg in args[2:]:
+        assert arg.split("=", 1)[0] in helptext, arg

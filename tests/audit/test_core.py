@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from leakscan.errors import LeakscanError
 from leakscan.scan import ScanOptions
 from leakscan.sightings import secret_sha256
 from leakscan.sources.auth import Credentials, RegistryOptions
+from leakscan.store.codec import decode_layer, decode_record
 
 
 def run(host: str, db: Path, **kw: Any) -> AuditReport:
@@ -217,3 +219,36 @@ def test_workers_give_the_same_report(filled: Filled, tmp_path: Path) -> None:
     two = run(filled.registry.host, tmp_path / "b.db", workers=2)
     assert two.stats.layers_scanned == one.stats.layers_scanned
     assert findings_view(two) == findings_view(one)
+
+
+def test_no_secret_in_clear_in_the_database_or_the_report(fill: Fill, tmp_path: Path) -> None:
+    """A token in a file's content and one in the name of a skipped file (larger than
+    --max-file-size): the audit database and the report hold them masked only."""
+    token, named = fake_token("github"), fake_token("github")
+    layer = Layer(created_by="COPY . /app").file("app/.env", f"GITHUB_TOKEN={token}\n")
+    layer.file(f"app/cache-{named}.bin", b"x" * 4096)
+    path = write_oci_layout(tmp_path / "img", Image(layers=[fill.bases["b0"], layer]), tag="t")
+    registry = regkit.start_registry(tmp_path / "registry", "secrets")
+    try:
+        registry.push(f"oci:{path}:t", "app:1")
+        store = tmp_path / "store" / "results.sqlite3"
+        scan = ScanOptions(cache=str(store), max_file_size=1024)
+        report = run(registry.host, tmp_path / "a.db", scan=scan)
+        assert [f.secret_sha256 for f in report.findings] == [secret_sha256(token)]
+        skipped = [p for i in report.images for p in i.report.skipped]
+        assert any(p.path and p.path.startswith("/app/cache-") for p in skipped)
+        again = run(registry.host, tmp_path / "a.db", scan=scan)  # from the database
+        for one in (report, again):
+            text = json.dumps(audit_dict(one))
+            assert token not in text and named not in text
+        # the stored values are compressed: read them back as leakscan does
+        with sqlite3.connect(tmp_path / "a.db") as conn:
+            values = [bytes(v) for (v,) in conn.execute("SELECT value FROM layers")]
+        assert values
+        for value in values:
+            scan, record = decode_layer(value, 0)
+            strings = [p.path or "" for p in scan.skipped] + [p.message for p in scan.skipped]
+            strings += [h.path for h in scan.hits] + list(decode_record(record).entries)
+            assert not [x for x in strings if token in x or named in x]
+    finally:
+        registry.stop()
