@@ -24,6 +24,7 @@ from leakscan.detectors import DetectorConfig
 from leakscan.errors import LeakscanError
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.model import ScanReport
+from leakscan.preflight import refuse_early
 from leakscan.scan import Progress, ProgressCallback, ScanOptions, scan
 from leakscan.settings import load_config
 from leakscan.sources.auth import RegistryOptions, parse_creds
@@ -458,6 +459,7 @@ def scan_command(
         # sizes first: a bad one is a usage error before stdin, the settings or the image
         expanded = _size_flag("--max-expanded-bytes", max_expanded_bytes)
         file_size = None if max_file_size is None else _size_flag("--max-file-size", max_file_size)
+        refuse_early(image)  # before stdin, the settings, the store and the engines
         flags = Flags(
             platform=platform,
             min_confidence=min_confidence,
@@ -524,6 +526,7 @@ def baseline_command(
     def work() -> int:
         expanded = _size_flag("--max-expanded-bytes", max_expanded_bytes)
         file_size = None if max_file_size is None else _size_flag("--max-file-size", max_file_size)
+        refuse_early(image)
         flags = Flags(
             platform=platform,
             min_confidence=min_confidence,

@@ -76,8 +76,9 @@ def _sniff_path(path: str) -> Transport:
                 names.add(posixpath.normpath(info.name.lstrip("/")))
                 if "manifest.json" in names:
                     return "docker-archive"
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a tar archive or image directory ({exc})") from None
+    except (tarfile.TarError, EOFError, OSError, ValueError):
+        # tarfile's message lists its internals (methods, ReadError reprs): ours names it
+        raise InputError(f"{path}: not an image: not a tar archive or image directory") from None
     if "index.json" in names:
         return "oci-archive"
     raise InputError(f"{path}: tar has neither manifest.json nor index.json")
