@@ -119,10 +119,11 @@ def open_source(image: str, registry: RegistryOptions | None = None) -> Source:
     # a plain name: the docker daemon first (when one answers and has it), then the registry
     from leakscan.sources.daemon import try_daemon
 
-    local = try_daemon(image)
+    answered: list[bool] = []
+    local = try_daemon(image, answered)
     if local is not None:
         return local
-    return RegistrySource.open(image, path, registry, after_daemon=True)
+    return RegistrySource.open(image, path, registry, after_daemon=bool(answered))
 
 
 def _looks_like_path(name: str) -> bool:

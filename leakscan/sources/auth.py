@@ -1,9 +1,17 @@
 """Registry credentials and connection settings.
 
 Credentials come, in this order, from ``--creds`` (or ``--username`` with
-``--password-stdin``), the ``REGISTRY_AUTH_FILE`` (containers-auth.json), and the docker
+``--password-stdin``), the ``REGISTRY_AUTH_FILE`` (containers-auth.json), podman's and
+skopeo's default auth files (``${XDG_RUNTIME_DIR}/containers/auth.json``, else
+``/run/containers/UID/auth.json``; then ``~/.config/containers/auth.json``), and the docker
 config (``DOCKER_CONFIG`` or ``~/.docker/config.json``: ``auths`` entries, identity tokens,
 ``credsStore`` and ``credHelpers``). They are looked up only when a registry asks for them.
+
+CAs, as docker and podman find them: ``--ca-file`` alone when given; else the ``*.crt``
+files of the registry's folder under ``/etc/containers/certs.d``,
+``~/.config/containers/certs.d`` and ``/etc/docker/certs.d`` (``HOST:PORT/``), added to
+the default trust (``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE``, else certifi's). The roots
+are ``LEAKSCAN_CERTS_DIRS`` (folders separated by ``:``) when that is set.
 
 Nothing here ever prints or logs a secret: the classes that hold one have a ``repr`` that
 leaves it out, and error messages name where credentials came from, never what they are.
@@ -11,13 +19,18 @@ leaves it out, and error messages name where credentials came from, never what t
 
 from __future__ import annotations
 
+import atexit
 import functools
+import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from leakscan.errors import InputError, SourceError
@@ -71,20 +84,88 @@ class RegistryOptions:
     # further attempts after a 429, a 5xx or a dropped connection
     retries: int = 4
 
-    def verify(self) -> bool | str:
-        """What ``requests`` takes as ``verify``: a CA bundle path, True or False."""
+    def verify(self, host: str | None = None) -> bool | str:
+        """What ``requests`` takes as ``verify`` for ``host`` (``HOST[:PORT]``): a CA
+        bundle path, True or False. The host's certs.d CAs are added to the default trust."""
         if not self.tls_verify:
             return False
         if self.ca_file:
             if not os.path.isfile(self.ca_file):
                 raise InputError(f"--ca-file {self.ca_file}: no such file")
             return self.ca_file
-        # as OpenSSL does, a variable that names no file is passed over
-        for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-            path = os.environ.get(var)
-            if path and os.path.isfile(path):
-                return path
-        return True
+        base = _default_bundle()
+        extra = registry_cas(host) if host else ()
+        if extra:
+            return _bundle_with(base, extra)
+        return base or True
+
+
+def _default_bundle() -> str | None:
+    """The CA bundle a variable names; as OpenSSL does, one that names no file is passed over."""
+    for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        path = os.environ.get(var)
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def certs_roots() -> tuple[str, ...]:
+    """The folders that hold one ``HOST:PORT`` folder of CAs per registry."""
+    given = os.environ.get("LEAKSCAN_CERTS_DIRS")
+    if given is not None:
+        return tuple(p for p in given.split(os.pathsep) if p)
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
+    return (
+        "/etc/containers/certs.d",
+        os.path.join(config, "containers", "certs.d"),
+        "/etc/docker/certs.d",
+    )
+
+
+def registry_cas(host: str) -> tuple[str, ...]:
+    """The ``*.crt`` files of ``host``'s folder under every certs.d root (docker reads
+    ``.crt`` as CAs; ``.cert``/``.key`` are client certificates, not trust)."""
+    found: list[str] = []
+    for root in certs_roots():
+        folder = os.path.join(root, host)
+        # a host name cannot climb out of the root: refuse what would
+        if os.path.basename(host) != host or host in (".", ".."):
+            continue
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        found.extend(os.path.join(folder, n) for n in names if n.endswith(".crt"))
+    return tuple(found)
+
+
+@functools.cache
+def _bundle_dir() -> str:
+    folder = tempfile.mkdtemp(prefix="leakscan-ca-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _bundle_with(base: str | None, extra: tuple[str, ...]) -> str:
+    """A CA bundle file: the default trust plus ``extra`` (written once per content, in a
+    private folder removed at exit; requests takes files, not lists of certificates)."""
+    if base is None:
+        import certifi
+
+        base = certifi.where()
+    parts = []
+    for path in (base, *extra):
+        try:
+            parts.append(Path(path).read_bytes().strip() + b"\n")
+        except OSError as exc:
+            raise InputError(f"cannot read CA file {path}: {exc.strerror}") from None
+    data = b"\n".join(parts)
+    target = os.path.join(_bundle_dir(), hashlib.sha256(data).hexdigest()[:16] + ".pem")
+    if not os.path.exists(target):
+        with open(target + ".part", "wb") as fh:
+            fh.write(data)
+        os.replace(target + ".part", target)
+    return target
 
 
 # --- WWW-Authenticate ------------------------------------------------------------------------
@@ -147,6 +228,12 @@ def lookup_credentials(domain: str, repository: str) -> Credentials | None:
         found = _from_config(data, domain, repository, f"REGISTRY_AUTH_FILE {auth_file}")
         if found is not None:
             return found
+    for path in containers_auth_files():
+        if os.path.isfile(path):
+            data = _read_json(path, "containers auth file")
+            found = _from_config(data, domain, repository, f"containers auth file {path}")
+            if found is not None:
+                return found
     from docker.utils.config import find_config_file
 
     config_file = find_config_file()
@@ -160,6 +247,19 @@ def lookup_credentials(domain: str, repository: str) -> Credentials | None:
         origin = f"docker config {config_file}"
         return _from_config(parsed, domain, repository, origin, config_file)
     return None
+
+
+def containers_auth_files() -> tuple[str, ...]:
+    """podman's and skopeo's default auth files, in their order (containers-auth.json(5)):
+    the runtime one that ``podman login`` writes, then the persistent one."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/containers/{os.getuid()}"
+    runtime_file = (
+        os.path.join(runtime, "containers", "auth.json")
+        if os.environ.get("XDG_RUNTIME_DIR")
+        else os.path.join(runtime, "auth.json")
+    )
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
+    return (runtime_file, os.path.join(config, "containers", "auth.json"))
 
 
 def _read_json(path: str, what: str) -> dict[str, Any]:

@@ -414,15 +414,18 @@ def open_daemon(reference: str) -> DaemonSource:
     return DaemonSource(client, name, attrs, reference)
 
 
-def try_daemon(reference: str) -> DaemonSource | None:
+def try_daemon(reference: str, answered: list[bool] | None = None) -> DaemonSource | None:
     """The daemon's image for a plain name, or None (quickly) when no daemon answers or it
-    does not have the image: the caller then asks the registry."""
+    does not have the image: the caller then asks the registry. ``answered`` gets True
+    appended when a daemon answered (so that errors say "no docker daemon has it" only then)."""
     name = _strip(reference)
     try:
         check_reference(name)
         client = _connect(PROBE_TIMEOUT)
     except LeakscanError:
         return None
+    if answered is not None:
+        answered.append(True)
     try:
         attrs = _inspect(client, name)
     except LeakscanError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import http.client
 import ipaddress
+import os
 import socket
 import ssl
 import time
@@ -166,7 +167,8 @@ class RegistryClient:
         self.repository = ref.repository
         self.where = ref.where
         self.options = options
-        self.verify = options.verify()
+        # the registry's own certs.d CAs too (HOST:PORT, as docker and podman name them)
+        self.verify = options.verify(self.domain)
         self.base_url: str | None = None
         self._creds = options.creds
         self._looked_up = options.creds is not None
@@ -181,6 +183,12 @@ class RegistryClient:
         state = dict(self.__dict__)
         state["_session"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        # a CA bundle written by another process (or machine) may not be here
+        if isinstance(self.verify, str) and not os.path.isfile(self.verify):
+            self.verify = self.options.verify(self.domain)
 
     @property
     def session(self) -> requests.Session:
