@@ -1,0 +1,245 @@
+"""leakscan's own container image (the repository's Dockerfile), built with buildah and run
+with podman, as a CI job would run it.
+
+The machine cannot pull ``python:3.11-slim``: the base is made from files instead, a busybox
+root filesystem with this machine's interpreter copied into ``/usr/local`` (standard
+library, the shared libraries it links, and the installed distributions leakscan needs,
+pip and setuptools included), and handed to the Dockerfile with ``--build-arg
+PYTHON_IMAGE``. ``PIP_OPTIONS=--no-index --no-build-isolation`` keeps pip offline: every
+dependency is in the base already, so the Dockerfile's own steps run (install, user,
+catalog compile, volume) and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+from needs import missing, tool, tool_path
+from packaging.requirements import Requirement  # pytest's own dependency
+
+REPO = Path(__file__).resolve().parents[2]
+PY_BASE = "localhost/leakscan-test-python:1"
+LEAKSCAN_IMAGE = "localhost/leakscan:test"
+
+
+def _elf_deps(path: Path) -> list[Path]:
+    """The shared libraries ``path`` loads, as the host's loader resolves them."""
+    proc = subprocess.run(["ldd", str(path)], capture_output=True, text=True, check=False)
+    found = []
+    for line in proc.stdout.splitlines():
+        match = re.search(r"(/\S+) \(0x", line)
+        if match:
+            found.append(Path(match.group(1)))
+    return found
+
+
+def _runtime_dists() -> set[str]:
+    """leakscan's dependencies (no extras) on this interpreter, theirs, pip and setuptools."""
+    wanted = {"pip", "setuptools"}
+    todo = list(metadata.requires("leakscan") or [])
+    while todo:
+        req = Requirement(todo.pop())
+        name = req.name.lower()
+        if name in wanted or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
+            continue
+        wanted.add(name)
+        todo.extend(metadata.requires(name) or [])
+    return wanted
+
+
+def _python_rootfs(busybox: Path, root: Path) -> None:
+    """``busybox`` plus this interpreter in /usr/local and the distributions leakscan needs."""
+    shutil.copytree(busybox, root, symlinks=True)
+    prefix = Path(sys.base_prefix)
+    stdlib = Path(sysconfig.get_paths(vars={"base": str(prefix)})["stdlib"])
+    site = Path(sysconfig.get_paths()["purelib"])
+    local = root / "usr" / "local"
+    (local / "bin").mkdir(parents=True)
+    exe = Path(os.path.realpath(sys.executable))
+    shutil.copy2(exe, local / "bin" / exe.name)
+    for alias in ("python3", "python"):
+        (local / "bin" / alias).symlink_to(exe.name)
+    skip = shutil.ignore_patterns(
+        "site-packages", "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "__pycache__"
+    )
+    shutil.copytree(stdlib, local / "lib" / stdlib.name, ignore=skip, symlinks=True)
+    target_site = local / "lib" / stdlib.name / "site-packages"
+    target_site.mkdir()
+    elves = [exe, *Path(stdlib / "lib-dynload").glob("*.so")]
+    for name in _runtime_dists():
+        dist = metadata.distribution(name)
+        for file in dist.files or []:
+            source = Path(str(dist.locate_file(file)))
+            rel = Path(os.path.relpath(source, site))
+            if rel.parts[0] == ".." or "__pycache__" in rel.parts or not source.is_file():
+                continue  # console scripts live in bin/: pip writes its own
+            dest = target_site / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest)
+            if ".so" in source.name:
+                elves.append(source)
+    libs: set[Path] = set()
+    for elf in elves:
+        libs.update(_elf_deps(elf))
+    multiarch = root / "usr" / "lib" / "x86_64-linux-gnu"
+    multiarch.mkdir(parents=True)
+    for lib in libs:
+        if lib.is_relative_to(prefix):
+            # libpython sits beside the pyenv prefix (RUNPATH): the loader's default path here
+            shutil.copy2(lib, multiarch / lib.name)
+            continue
+        dest = root / lib.relative_to("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(lib, dest)  # follows links: the file under the name programs ask for
+
+
+def _env(store: Path) -> dict[str, str]:
+    """buildah and podman see the storage we give them and nothing of the host's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("STORAGE_DRIVER", "STORAGE_OPTS")}
+    conf = store / "storage.conf"
+    conf.write_text(
+        f'[storage]\ndriver = "vfs"\ngraphroot = "{store / "g"}"\nrunroot = "{store / "r"}"\n'
+    )
+    env.update(PATH=tool_path(), CONTAINERS_STORAGE_CONF=str(conf), TMPDIR=str(store))
+    return env
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class Podman:
+    """podman on a private store, with leakscan's image loaded."""
+
+    base: list[str]
+    env: dict[str, str]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``podman run --rm`` (no network unless ``args`` give one)."""
+        network = [] if "--network" in args else ["--network", "none"]
+        cmd = [*self.base, "run", "--rm", "--pull=never", *network,
+               "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1000:1000", *args]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def image_store() -> Iterator[Path]:
+    if os.geteuid() != 0:
+        missing("building images with buildah needs root here")
+    store = Path(tempfile.mkdtemp(prefix="lsi-", dir="/tmp"))
+    yield store
+    shutil.rmtree(store, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def buildah_image(busybox_rootfs: Path, containers_policy: Path, image_store: Path) -> Path:
+    """The repository's Dockerfile built by buildah on the local python base; the image
+    saved as a ``docker-archive:``, whose path is returned."""
+    buildah = tool("buildah")
+    tool("ldd")
+    store = image_store / "buildah"
+    store.mkdir()
+    env = _env(store)
+    base = [buildah, "--root", str(store / "g"), "--runroot", str(store / "r"),
+            "--storage-driver", "vfs"]  # fmt: skip
+    policy = f"--signature-policy={containers_policy}"
+    rootfs = image_store / "pyroot"
+    _python_rootfs(busybox_rootfs, rootfs)
+    ctr = _run([*base, "from", policy, "scratch"], env).strip()
+    _run([*base, "copy", ctr, f"{rootfs}/", "/"], env)
+    _run([*base, "config", "--env", "PATH=/usr/local/bin:/usr/bin:/bin", ctr], env)
+    _run([*base, "commit", policy, "-q", ctr, PY_BASE], env)
+    shutil.rmtree(rootfs)
+    _run([*base, "bud", policy, "--isolation", "chroot", "--pull=never", "-q",
+          "--build-arg", f"PYTHON_IMAGE={PY_BASE}",
+          "--build-arg", "PIP_OPTIONS=--no-index --no-build-isolation",
+          "-t", LEAKSCAN_IMAGE, "-f", str(REPO / "Dockerfile"), str(REPO)], env)  # fmt: skip
+    (image_store / "config.json").write_text(
+        _run([*base, "inspect", "--type", "image", LEAKSCAN_IMAGE], env)
+    )
+    archive = image_store / "leakscan.tar"
+    # docker-archive: keeps the image's name for podman load
+    _run([*base, "push", policy, LEAKSCAN_IMAGE, f"docker-archive:{archive}:{LEAKSCAN_IMAGE}"], env)
+    _run([*base, "rm", "--all"], env)
+    return archive
+
+
+@pytest.fixture(scope="module")
+def podman(buildah_image: Path, image_store: Path) -> Podman:
+    store = image_store / "podman"
+    store.mkdir()
+    env = _env(store)
+    base = [tool("podman"), "--root", str(store / "g"), "--runroot", str(store / "r"),
+            "--storage-driver", "vfs"]  # fmt: skip
+    _run([*base, "load", "-q", "-i", str(buildah_image)], env)
+    return Podman(base, env)
+
+
+def test_image_runs_as_non_root_with_the_store_on_a_volume(
+    buildah_image: Path, image_store: Path
+) -> None:
+    config = json.loads((image_store / "config.json").read_text())["OCIv1"]["config"]
+    assert config["User"] == "10001:10001"
+    assert "/cache" in config["Volumes"]
+    assert "LEAKSCAN_CACHE_DIR=/cache" in config["Env"]
+    assert config["Entrypoint"] == ["leakscan"]
+
+
+def test_catalog_compiled_at_build_time(podman: Podman) -> None:
+    # "loaded": read from what the build compiled ("stored" would mean compiled in this run)
+    run = podman.run("--entrypoint", "python", LEAKSCAN_IMAGE, "-c", (
+        "from leakscan.detectors import kingfisher as k; r = k.catalog(); "
+        "print(r.cache_status, k.rules_dir(), k.catalog_info())"
+    ))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    status, folder, info = run.stdout.strip().split(" ", 2)
+    assert (status, folder) == ("loaded", "/home/leakscan/rules")
+    assert info.startswith("kingfisher ")
+    version = podman.run(LEAKSCAN_IMAGE, "--version")
+    assert version.returncode == 0, version.stderr
+    assert f"rules: {info}" in version.stdout
+
+
+def _rule_ids(report: dict[str, Any]) -> list[str]:
+    return [f["rule_id"] for image in report["images"] for f in image["findings"]]
+
+
+def test_scans_a_mounted_docker_save_tar(podman: Podman, image_store: Path) -> None:
+    tar = REPO / "fixtures" / "leaky-npm.tar"
+    cache = image_store / "volume"
+    cache.mkdir()
+    os.chown(cache, 10001, 10001)  # the image's user owns its volume, as a named volume
+    args = ("-v", f"{tar}:/scan/app.tar:ro", "-v", f"{cache}:/cache", LEAKSCAN_IMAGE,
+            "/scan/app.tar", "-f", "json", "--fail-on", "none")  # fmt: skip
+    first = podman.run(*args)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    host = subprocess.run(
+        [sys.executable, "-m", "leakscan", str(tar), "-f", "json", "--fail-on", "none",
+         "--no-cache"], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert _rule_ids(report) == _rule_ids(json.loads(host.stdout)) != []
+    assert report["tool"]["rules"]["engine"] == "kingfisher"
+    assert (cache / "results.sqlite3").exists()  # the store is on the volume
+    second = podman.run(*args)
+    assert second.returncode == 0, second.stderr
+    again = json.loads(second.stdout)
+    assert again["cache"]["layers_scanned"] == 0
+    assert _rule_ids(again) == _rule_ids(report)
