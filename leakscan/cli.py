@@ -846,6 +846,69 @@ def dockerfile_command(
     _guarded(debug, work)
 
 
+def push_command(
+    image: Annotated[
+        str,
+        typer.Argument(
+            help="An image of the local docker daemon, e.g. registry:5000/app:1.",
+            show_default=False,
+        ),
+    ],
+    format: Annotated[
+        list[str] | None,
+        typer.Option("--format", "-f", metavar="FORMAT[=FILE]", help="As for a scan."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="As for a scan.")] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option("--fail-on", metavar="WHAT", help="What stops the push (as for a scan)."),
+    ] = None,
+    min_confidence: LevelOpt = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="Accept the findings listed in FILE (leakscan baseline)."),
+    ] = None,
+    workers: WorkersOpt = 0,
+    cache: CacheOpt = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Scan IMAGE as the local docker daemon holds it, and push it only when the gate
+    passes. Exit 0 pushed, 1 findings (not pushed), 2 incomplete scan or failed push."""
+
+    def work() -> int:
+        from leakscan.policy import judge, policy_for
+        from leakscan.push import daemon_name, push_image, split_tag
+        from leakscan.report import parse_outputs, write_outputs
+
+        name = daemon_name(image)
+        split_tag(name)  # a digest is refused before the scan
+        outputs = parse_outputs(format or (), output)
+        policy = policy_for(fail_on, config)
+        flags = Flags(
+            min_confidence=min_confidence,
+            baseline=baseline,
+            workers=workers,
+            cache=_cache_spec(cache, cache_dir, no_cache),
+        )
+        options = _options(config, flags)
+        # the daemon's image, which is what gets pushed: never the registry's copy
+        report = _run(f"docker-daemon:{name}", options)
+        gate = judge(report, policy)
+        write_outputs(report, outputs, gate)
+        _report_problems(report)
+        if gate.exit_status() != EXIT_CLEAN:
+            _say(f"not pushed: {name} (the gate {gate.status})")
+            return gate.exit_status()
+        pushed = push_image(name)
+        _say(f"pushed {pushed.reference}" + (f" ({pushed.digest})" if pushed.digest else ""))
+        return EXIT_CLEAN
+
+    _guarded(debug, work)
+
+
 def _cache_app() -> typer.Typer:
     app = typer.Typer(
         add_completion=False,
@@ -873,6 +936,7 @@ SUBCOMMANDS: dict[str, Callable[..., None]] = {
     "schema": schema_command,
     "audit": audit_command,
     "dockerfile": dockerfile_command,
+    "push": push_command,
 }
 
 
