@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -243,3 +244,49 @@ def test_scans_a_mounted_docker_save_tar(podman: Podman, image_store: Path) -> N
     again = json.loads(second.stdout)
     assert again["cache"]["layers_scanned"] == 0
     assert _rule_ids(again) == _rule_ids(report)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def registry(image_store: Path) -> Iterator[str]:
+    """A private registry on 127.0.0.1 with the npm leak pushed as ``leaky/npm:1``."""
+    server = tool("docker-registry")
+    work = Path(tempfile.mkdtemp(prefix="lsir-", dir=image_store))
+    port = _free_port()
+    config = work / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {work / 'storage'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    with open(work / "registry.log", "wb") as log:
+        proc = subprocess.Popen([server, "serve", str(config)], stdout=log, stderr=log)
+    try:
+        # skopeo retries the connection until the registry listens: no wait loop of ours
+        tar = REPO / "fixtures" / "leaky-npm.tar"
+        env = {**os.environ, "PATH": tool_path()}
+        _run([tool("skopeo"), "copy", "--retry-times", "20", "--dest-tls-verify=false",
+              f"docker-archive:{tar}", f"docker://127.0.0.1:{port}/leaky/npm:1"], env)  # fmt: skip
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_scans_an_image_in_a_registry(podman: Podman, registry: str) -> None:
+    run = podman.run("--network", "host", LEAKSCAN_IMAGE, f"{registry}/leaky/npm:1",
+                     "--plain-http", "-f", "json", "--fail-on", "none")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    tar = REPO / "fixtures" / "leaky-npm.tar"
+    host = subprocess.run(
+        [sys.executable, "-m", "leakscan", str(tar), "-f", "json", "--fail-on", "none",
+         "--no-cache"], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert _rule_ids(report) == _rule_ids(json.loads(host.stdout)) != []
