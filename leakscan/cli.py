@@ -952,12 +952,17 @@ def main() -> None:
         _app(SUBCOMMANDS[name])(prog_name=f"leakscan {name}")
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--version":
-        print(f"leakscan {__version__}")
+        from leakscan.detectors.kingfisher import catalog_info
+
+        # what the last compile recorded: compiling for --version would cost seconds
+        info = catalog_info()
+        rules = str(info) if info else "kingfisher catalog not compiled yet (leakscan warm-up)"
+        print(f"leakscan {__version__}\nrules: {rules}")
         return
     epilog = (
         "Exit status: 0 nothing found (or nothing --fail-on fails on), 1 findings that fail "
         "the gate, 2 the scan could not be completed. "
         "Other commands: leakscan rules, leakscan baseline IMAGE -o FILE, leakscan schema, "
-        "leakscan cache info|prune|clear."
+        "leakscan cache info|prune|clear, leakscan warm-up."
     )
     _app(scan_command, epilog)(prog_name="leakscan")
