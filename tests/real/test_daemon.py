@@ -785,7 +785,7 @@ def test_spool_removed_on_signal(
     stopped (SIGSTOP) so that the scan cannot end between the look and the signal."""
     gate = _Gate(dockerd, hold_after=8 << 20) if when == "save" else None
     proc = subprocess.Popen(
-        _command([f"docker-daemon:{BIG_TAG}", "-f", "json", "--workers", "2"]),
+        _command([f"docker-daemon:{BIG_TAG}", "-f", "json", "--no-cache", "--workers", "2"]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=REPO,
