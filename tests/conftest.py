@@ -3,8 +3,6 @@ and under ``CI=true`` no test may skip."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +15,14 @@ from leakscan.detectors import Detectors, default_detectors
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def private_result_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The CLI keeps a result store by default: every test run (and every leakscan process
-    it starts) gets its own, never the user's."""
-    saved = os.environ.get("LEAKSCAN_CACHE_DIR")
-    os.environ["LEAKSCAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("result-store"))
-    yield
-    if saved is None:
-        os.environ.pop("LEAKSCAN_CACHE_DIR", None)
-    else:
-        os.environ["LEAKSCAN_CACHE_DIR"] = saved
+@pytest.fixture(autouse=True)
+def private_result_store(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI keeps a result store by default: every test (and every leakscan process it
+    starts) gets an empty one of its own, never the user's nor another test's (a test of a
+    broken blob must read the blob, not an earlier test's result for the same layer)."""
+    monkeypatch.setenv("LEAKSCAN_CACHE_DIR", str(tmp_path_factory.mktemp("result-store")))
 
 
 @pytest.fixture(scope="session")
