@@ -96,10 +96,10 @@ class _Engines:
             self._pool = LayerPool(self.options.detectors, workers, self.get())
         return self._pool
 
-    def close(self) -> None:
-        """Stop the workers."""
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers (``abort``: at once, their layers unfinished)."""
         if self._pool is not None:
-            self._pool.close()
+            self._pool.close(abort)
             self._pool = None
 
 
@@ -134,6 +134,10 @@ def scan(
                 scanned.append(_scan_image(found, engines, recall, options, progress))
     except LeakscanError as exc:
         errors.append(m.Problem(str(exc)))
+    except BaseException:
+        # Ctrl-C, a signal, a bug: the workers' layers are not wanted any more
+        engines.close(abort=True)
+        raise
     finally:
         engines.close()
         if recall is not None:

@@ -46,6 +46,10 @@ def _start(config: DetectorConfig | None) -> None:
         # a scan killed outright (SIGTERM, SIGKILL) must not leave its workers behind
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Ctrl-C reaches the whole process group: the calling process stops the scan and ends its
+    # workers (LayerPool.close), so a worker ignores it rather than print a traceback of its
+    # own KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if config is not None:  # spawned: a fresh interpreter builds its own
         _ENGINES = build_detectors(config)
         return
@@ -54,7 +58,6 @@ def _start(config: DetectorConfig | None) -> None:
     for name in ("SIGTERM", "SIGHUP"):
         if (signum := getattr(signal, name, None)) is not None:
             signal.signal(signum, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _single_threaded() -> bool:
@@ -194,8 +197,14 @@ class LayerPool:
         """Scan every blob in the workers, yielding results as they complete."""
         yield from self.collect(self.submit(blobs, limits, max_file_size))
 
-    def close(self) -> None:
-        """Stop the workers."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers: once their layers are done, or with ``abort`` at once."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        if abort:
+            # the executor has no way to stop a task that is running: end the processes
+            # (its private table of them is the only handle on them it gives)
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -258,12 +259,14 @@ def test_forked_worker_drops_the_handlers_it_inherited() -> None:
         try:
             signal.signal(signal.SIGTERM, lambda *_: None)
             signal.signal(signal.SIGHUP, lambda *_: None)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, lambda *_: None)
             workers._start(None)
+            # SIGINT ignored: Ctrl-C reaches the whole group, and the calling process ends
+            # its workers itself (no KeyboardInterrupt traceback from each of them)
             ok = (
                 signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
                 and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+                and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
             )
             os.write(write_end, b"ok" if ok else b"no")
         finally:
@@ -273,6 +276,25 @@ def test_forked_worker_drops_the_handlers_it_inherited() -> None:
     os.close(read_end)
     os.waitpid(pid, 0)
     assert answer == b"ok"
+
+
+def test_abort_ends_workers_in_the_middle_of_a_layer(tmp_path: Path) -> None:
+    """Ctrl-C in the calling process: close(abort=True) ends a worker stuck in a layer
+    (here: opening a FIFO nobody writes) instead of waiting for it."""
+    fifo = tmp_path / "never"
+    os.mkfifo(fifo)
+    stuck = m.LayerBlob(0, None, None, None, 1, partial(open, fifo, "rb"))
+    pool = LayerPool(DetectorConfig(), 1, default_detectors())
+    futures = pool.submit([stuck], ArchiveLimits())
+    processes = list(pool._pool._processes.values())  # type: ignore[union-attr]
+    assert processes and all(p.is_alive() for p in processes)
+    closer = threading.Thread(target=pool.close, kwargs={"abort": True}, daemon=True)
+    closer.start()
+    closer.join(timeout=120)  # a hang guard: close must not wait for the stuck layer
+    assert not closer.is_alive(), "close(abort=True) waited for the stuck worker"
+    assert all(not p.is_alive() for p in processes)
+    (future,) = futures
+    assert future.done()
 
 
 def test_a_lopsided_share_gets_a_helper_thread() -> None:
