@@ -13,7 +13,6 @@ import lzma
 import random
 import struct
 import tarfile
-import time
 import tracemalloc
 import zipfile
 import zlib
@@ -605,20 +604,18 @@ def test_gzip_bomb_stopped_by_ratio() -> None:
     bomb = gzip_zeros(1 << 30)
     assert len(bomb) < 2 << 20  # over 1000:1
     tracemalloc.start()
-    started = time.monotonic()
     try:
         items = run("/tmp/bomb.gz", bomb)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    elapsed = time.monotonic() - started
     ratio = Skipped("/tmp/bomb.gz", "compression ratio over 200:1 (a decompression bomb?)")
     assert len(items) == 2 and items[1] == ratio
     path, scanned = cast(tuple[str, bytes], items[0])
     # what came out before the check tripped was handed on, and no more than that
     assert path == "/tmp/bomb.gz!/bomb" and 1 << 20 < len(scanned) <= 3 << 20
+    # stopped early, measured in bytes rather than seconds (a clock fails on a busy machine)
     assert peak < 50 << 20
-    assert elapsed < 2
 
 
 def test_small_well_compressed_files_pass_the_ratio_check() -> None:

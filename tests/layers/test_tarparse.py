@@ -7,14 +7,12 @@ import contextlib
 import hashlib
 import io
 import os
-import shutil
 import signal
 import subprocess
 import tarfile
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from needs import tool
 
 from leakscan.errors import LayerError
 from leakscan.layers.archives import ArchiveLimits, Member, Skipped, expand
@@ -757,9 +756,8 @@ def test_memory_stays_bounded_on_a_big_file() -> None:
 
 
 def _gnu_tar(tmp_path: Path, fmt: str) -> bytes:
-    if shutil.which("tar") is None:
-        pytest.skip("GNU tar is not installed: no sparse file to walk")
-    version = subprocess.run(["tar", "--version"], capture_output=True, text=True).stdout
+    tar = tool("tar")  # skipped on a developer's machine without it, a failure under CI
+    version = subprocess.run([tar, "--version"], capture_output=True, text=True).stdout
     if "GNU tar" not in version:
         pytest.skip("tar is not GNU tar: no --sparse")
     src = tmp_path / "src"
@@ -866,7 +864,7 @@ def _build(specs: list[_Spec], fmt: int) -> bytes:
 
 _RANDOM = settings(
     max_examples=120,
-    deadline=timedelta(seconds=5),
+    deadline=None,  # a per-example clock fails on a busy machine; _deadline guards hangs
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     **({"derandomize": True, "database": None} if CI else {}),
 )
