@@ -8,8 +8,8 @@ _NO_SCAN = ("--version", "-h", "--help", "rules", "schema", "cache", "dockerfile
 
 _WARM_UP_HELP = """Usage: leakscan warm-up [--cache-dir DIR]
 
-  Compile the kingfisher rule catalog now, into the result store's folder (DIR/rules,
-  else $KF_RULE_CACHE_DIR, else rules/ beside the default store), so that no scan pays
+  Compile the kingfisher rule catalog now, beside the result store ($KF_RULE_CACHE_DIR
+  when set, else DIR/rules, else rules/ beside the default store), so that no scan pays
   for it: run it when building an image, after installing on a runner, or before saving
   a CI cache. Prints which catalog it is.
 """
@@ -63,9 +63,14 @@ def _warm_up(argv: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in argv):
         sys.stdout.write(_WARM_UP_HELP)
         return 0
-    if [arg for arg in argv if arg != "--cache-dir" and arg != _cache_dir_flag(argv)]:
-        sys.stderr.write(_WARM_UP_HELP + "\nError: unexpected arguments\n")
-        return 2
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--cache-dir" and rest:
+            rest.pop(0)
+        elif not arg.startswith("--cache-dir="):
+            sys.stderr.write(f"{_WARM_UP_HELP}\nError: unexpected argument {arg!r}\n")
+            return 2
     _rules_beside(argv)
     from leakscan.detectors.kingfisher import rules_dir, warm_up
 

@@ -141,3 +141,17 @@ def test_parallel_processes_compile_once(tmp_path: Path) -> None:
     finally:
         child.stdin.close()
         assert child.wait(timeout=600) == 0
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--cache-dir"], ["--cache-dir", "d", "extra"]])
+def test_warm_up_refuses_other_arguments(args: list[str], tmp_path: Path) -> None:
+    run = _leakscan("warm-up", *args, env=_env(tmp_path))
+    assert run.returncode == 2 and "Usage: leakscan warm-up" in run.stderr
+    assert not (tmp_path / ".cache").exists() and not (tmp_path / "d").exists()
+
+
+def test_warm_up_into_the_cache_dir(tmp_path: Path) -> None:
+    run = _leakscan("warm-up", f"--cache-dir={tmp_path / 'ci'}", env=_env(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert f"(compiled in {tmp_path / 'ci' / 'rules'})" in run.stdout
+    assert Rules(confidence="low", cache_dir=tmp_path / "ci" / "rules").cache_status == "loaded"
