@@ -21,6 +21,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -48,9 +49,12 @@ def _elf_deps(path: Path) -> list[Path]:
 
 
 def _runtime_dists() -> set[str]:
-    """leakscan's dependencies (no extras) on this interpreter, theirs, pip and setuptools."""
+    """leakscan's dependencies (no extras) on this interpreter, theirs, pip and setuptools.
+    leakscan's own are read from pyproject.toml: installed metadata of an editable install
+    can be older than the checkout."""
     wanted = {"pip", "setuptools"}
-    todo = list(metadata.requires("leakscan") or [])
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    todo: list[str] = list(project["dependencies"])
     while todo:
         req = Requirement(todo.pop())
         name = req.name.lower()
