@@ -138,6 +138,12 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _IDENTIFIER = re.compile(r"[A-Za-z]+(?:[._-][A-Za-z]+)+|[A-Za-z_]+[0-9]*(?:\.[A-Za-z_]+[0-9]*)+")
 # a regular expression (IPV4_PAT, TOKEN_PATTERN...): classes, groups, repeats
 _REGEX = re.compile(r"\(\?|\[[0-9a-zA-Z]-[0-9a-zA-Z]|\{\d+,\d*\}|\\[dwsS]|\.[*+]|\][*+{]")
+# short letters and a number (config52, apiKey91, Summer2024): an identifier, or what a
+# person types; and code that assigns or calls (apiKey.data=const, password:value)
+_WORDS_AND_NUMBER = re.compile(r"(?:(?:[A-Z]?[a-z]+){1,3}|[A-Z]+)[0-9]{0,6}")
+# a reference to a value kept elsewhere: $VAR, ${...}, $(...), Maven's @name@
+_REFERENCE = re.compile(r"\$(?:\{|\(|[A-Za-z_]\w*$)|@[\w.-]+@$")
+_CODE = re.compile(r"[A-Za-z]{3,}[A-Za-z.]*[=:][A-Za-z]|.*[A-Za-z0-9]&&[A-Za-z]")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 
 
@@ -165,13 +171,18 @@ def _entropy(value: str) -> float:
 
 def looks_random(value: str) -> bool:
     """Whether ``value`` could be a generated secret: not a placeholder, a reference, a
-    path, a URL, an identifier or a word; at least 8 characters and 3 bits of entropy each,
-    with a digit or, from 16 characters on, mixed kinds of characters."""
+    path, a URL, code, an identifier or a word; at least 8 characters, with a digit or, from
+    10 characters on, two kinds of characters, and near the entropy its length allows (3
+    bits a character from 12 characters on; a short random string repeats a character)."""
     if len(value) < 8 or is_placeholder(value):
         return False
-    if value.startswith(("/", "./", "~/", "$", "%", "@", "#{", "classpath:", "file:")):
+    if value.startswith(("/", "./", "~/", "#{", "classpath:", "file:")) or _REFERENCE.match(value):
         return False
     if "://" in value or _IDENTIFIER.fullmatch(value) or _REGEX.search(value):
+        return False
+    if "||" in value or "=>" in value or _CODE.match(value):
+        return False
+    if len(value) <= 24 and _WORDS_AND_NUMBER.fullmatch(value):
         return False
     if _UUID.fullmatch(value):
         return True  # many services issue UUIDs as tokens; the name says this one is
@@ -180,9 +191,9 @@ def looks_random(value: str) -> bool:
          any(c.isdigit() for c in value), any(not c.isalnum() for c in value))
     )  # fmt: skip
     has_digit = any(c.isdigit() for c in value)
-    if not (has_digit or (kinds >= 2 and len(value) >= 16)):
+    if not (has_digit or (kinds >= 2 and len(value) >= 10)):
         return False
-    return _entropy(value) >= 3.0
+    return _entropy(value) >= min(3.0, 0.85 * math.log2(len(value)))
 
 
 @dataclass(frozen=True)
@@ -234,8 +245,9 @@ class Found:
     confidence: Confidence
 
 
-def _named(text: str) -> Iterator[tuple[str, str, int]]:
-    """(name, value, offset) of every assignment on a line that may name a secret."""
+def _named(text: str, bare: bool = True) -> Iterator[tuple[str, str, int]]:
+    """(name, value, offset) of every assignment on a line that may name a secret; unquoted
+    values only when ``bare`` (configuration, not source code)."""
     seen_lines: set[int] = set()
     for hit in _KEYWORD.finditer(text):
         start = text.rfind("\n", 0, hit.start()) + 1
@@ -246,6 +258,8 @@ def _named(text: str) -> Iterator[tuple[str, str, int]]:
         end = len(text) if end < 0 else end
         for m in _ASSIGN.finditer(text, start, end):
             group = next(g for g in ("dq", "sq", "bq", "bare") if m.group(g) is not None)
+            if group == "bare" and not bare:
+                continue
             yield m.group("name"), m.group(group), m.start(group)
         for m in _XML.finditer(text, start, end):
             if m.group("name") is not None:
@@ -254,8 +268,10 @@ def _named(text: str) -> Iterator[tuple[str, str, int]]:
                 yield m.group("key"), m.group("kv"), m.start("kv")
 
 
-def find(text: str) -> list[Found]:
-    """Every value of leakscan's rules in ``text``."""
+def find(text: str, bare: bool = True) -> list[Found]:
+    """Every value of leakscan's rules in ``text``; ``bare``: values may stand unquoted (a
+    configuration file or a history string, not source code, where a literal is quoted
+    and whatever else follows ``=`` is code)."""
     out: list[Found] = []
     for rule in FORMATS:
         if not any(t in text for t in rule.triggers):
@@ -267,7 +283,7 @@ def find(text: str) -> list[Found]:
                       rule.confidence)
             )  # fmt: skip
     named: list[tuple[str, str, int]] = []
-    for name, value, at in _named(text):
+    for name, value, at in _named(text, bare):
         if not names_a_secret(name) or not looks_random(value):
             continue
         named.append((name, value, at))
@@ -318,6 +334,17 @@ _TEXT_NAMES = frozenset({
 })  # fmt: skip
 
 
+_SOURCE_EXTENSIONS = frozenset({
+    "py", "js", "mjs", "cjs", "ts", "go", "java", "kt", "kts", "groovy", "scala", "rb", "php",
+    "cs", "rs",
+})  # fmt: skip
+
+
+def is_source(path: str) -> bool:
+    """Whether ``path`` is source code (its string literals are quoted)."""
+    return path.rpartition(".")[2].lower() in _SOURCE_EXTENSIONS
+
+
 def wants_path(path: str) -> bool:
     """Text files a person writes: configuration, source, scripts, dotenv; not vendored."""
     inner = path.rsplit("!", 1)[-1]
@@ -354,7 +381,7 @@ class TokenRulesDetector:
         text = data.decode("utf-8", "replace")
         ascii_ = len(text) == len(data)
         out: list[Match] = []
-        for found in find(text):
+        for found in find(text, subject.path is None or not is_source(subject.path)):
             start = found.at if ascii_ else len(text[: found.at].encode("utf-8"))
             out.append(
                 Match(

@@ -152,6 +152,11 @@ def test_names_a_secret(name: str, secret: bool) -> None:
         ("settings.SECRET_KEY", False), ("db-password-secret", False), ("required", False),
         ("changeme", False), ("abc123", False), ("xxxxxxxxxxxxxxxx", False),
         ("1234567890abcdef1234", False), ("aaaaaaaa11111111", False), ("classpath:keys/app", False),
+        # words and numbers, code, references
+        ("MyPassword", False), ("Welcome1", False), ("PasswordValue", False), ("config52", False),
+        ("apiKey91", False), ("MySecretToken2024", False), ("@db.password@", False),
+        ("apiKey.data=const", False), ("a||b&&c=d", False), ("$(cat /x)", False),
+        ("x9#(-_=+)k2!@Zq8vN3kLp2Xw7", True), ("$9kQ2#zLm8vN4", True),
         # regular expressions (IPV4_PAT = "(?:[0-9]{1,3}...")
         ("(?:[0-9]{1,3}", False), ("[A-Fa-f0-9]{32}", False), ("^sk_.*$", False),
     ],
@@ -194,6 +199,17 @@ def test_named_secret_is_silent_on_references_and_calls() -> None:
         "SECRET_KEY = settings.SECRET_KEY\n"
     )
     assert find(text) == []
+
+
+def test_source_code_values_are_quoted_literals() -> None:
+    """In source code what follows ``=`` unquoted is code, however random it looks."""
+    code = "api_token = kq3ZbX9wPm2LrT7vYc4N\nconst secretKey = cfg.k9Zq8vN3kLp2Xw7Rt5;\n"
+    assert scan("/srv/app/main.py", code) == []
+    assert scan("/srv/app/main.js", code) == []
+    # the same bare value in configuration is a value
+    assert scan("/srv/app/app.env", "API_TOKEN=kq3ZbX9wPm2LrT7vYc4N\n") == [
+        (NAMED, "kq3ZbX9wPm2LrT7vYc4N", "medium")
+    ]
 
 
 def test_provider_names_pin_the_rule() -> None:
