@@ -112,6 +112,7 @@ def test_runner_holds_no_more_than_its_depth_and_stops_its_threads() -> None:
     held, most = 0, 0
     lock = threading.Lock()
     release = threading.Event()
+    helpers: set[int] = set()
 
     def slow(data: bytes) -> list:
         nonlocal held, most
@@ -119,22 +120,28 @@ def test_runner_holds_no_more_than_its_depth_and_stops_its_threads() -> None:
             held += 1
             most = max(most, held)
         if threading.current_thread() is not threading.main_thread():
-            release.wait(5)
+            helpers.add(threading.get_native_id())
+            release.wait()  # no timeout: a slow machine must not let it run on early
         with lock:
             held -= 1
         return []
 
-    with ScanRunner(threads=1, depth=3) as runner:
-        futures = [runner.submit(slow, b"x") for _ in range(10)]
-        # three wait on the helper thread; the other seven ran in the caller, at once
-        assert sum(f.done() for f in futures) == 7
+    try:
+        with ScanRunner(threads=1, depth=3) as runner:
+            futures = [runner.submit(slow, b"x") for _ in range(10)]
+            # three wait on the helper thread; the other seven ran in the caller, at once
+            assert sum(f.done() for f in futures) == 7
+            release.set()
+    finally:
         release.set()
     assert all(f.done() for f in futures) and most <= 4
-    # a joined thread leaves the kernel's task list a moment later: wait for that, not for a
-    # length of time (the deadline is a hang guard)
+    # the runner's own thread is gone from the kernel's task list (other tests may leave
+    # threads of their own in this process: only the helper's is checked). A joined thread
+    # leaves it a moment later: wait for that, not for a length of time (a hang guard only)
+    assert helpers
     deadline = time.monotonic() + 60
-    while len(os.listdir("/proc/self/task")) != threading.active_count():
-        assert time.monotonic() < deadline, os.listdir("/proc/self/task")
+    while any(os.path.exists(f"/proc/self/task/{tid}") for tid in helpers):
+        assert time.monotonic() < deadline, helpers
         time.sleep(0.001)
 
 
