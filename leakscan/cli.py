@@ -21,9 +21,9 @@ import typer
 
 from leakscan import __version__
 from leakscan.detectors import DetectorConfig
-from leakscan.errors import LeakscanError
+from leakscan.errors import InputError, LeakscanError
 from leakscan.layers.archives import ArchiveLimits
-from leakscan.model import ScanReport
+from leakscan.model import Problem, ScanReport
 from leakscan.preflight import refuse_early
 from leakscan.scan import Progress, ProgressCallback, ScanOptions, scan
 from leakscan.settings import load_config
@@ -459,32 +459,37 @@ def scan_command(
         # sizes first: a bad one is a usage error before stdin, the settings or the image
         expanded = _size_flag("--max-expanded-bytes", max_expanded_bytes)
         file_size = None if max_file_size is None else _size_flag("--max-file-size", max_file_size)
-        refuse_early(image)  # before stdin, the settings, the store and the engines
-        flags = Flags(
-            platform=platform,
-            min_confidence=min_confidence,
-            show_secrets=show_secrets,
-            baseline=baseline,
-            ignore_rule=ignore_rule,
-            ignore_path=ignore_path,
-            detect_secrets_plugin=detect_secrets_plugin,
-            max_archive_depth=max_archive_depth,
-            max_expanded_bytes=expanded,
-            max_file_size=file_size,
-            workers=workers,
-            registry=_registry_options(
-                creds, username, password_stdin, ca_file, tls_verify, plain_http
-            ),
-            cache=_cache_spec(cache, cache_dir, no_cache),
-        )
         from leakscan.policy import judge, policy_for
         from leakscan.report import parse_outputs, write_outputs
 
         # usage errors before the scan: a bad --format or --fail-on costs no scan
         outputs = parse_outputs(format or (), output)
         policy = policy_for(fail_on, config)
-        options = _options(config, flags)
-        report = _run(image, options)
+        try:
+            refuse_early(image)  # before stdin, the settings, the store and the engines
+        except InputError as exc:
+            # refused in milliseconds, and reported as a scan that could not be done: a
+            # JSON or SARIF report asked for is still written, the error in it
+            report = ScanReport(image, (), (Problem(str(exc)),))
+        else:
+            flags = Flags(
+                platform=platform,
+                min_confidence=min_confidence,
+                show_secrets=show_secrets,
+                baseline=baseline,
+                ignore_rule=ignore_rule,
+                ignore_path=ignore_path,
+                detect_secrets_plugin=detect_secrets_plugin,
+                max_archive_depth=max_archive_depth,
+                max_expanded_bytes=expanded,
+                max_file_size=file_size,
+                workers=workers,
+                registry=_registry_options(
+                    creds, username, password_stdin, ca_file, tls_verify, plain_http
+                ),
+                cache=_cache_spec(cache, cache_dir, no_cache),
+            )
+            report = _run(image, _options(config, flags))
         gate = judge(report, policy)
         write_outputs(report, outputs, gate)
         _report_problems(report)
