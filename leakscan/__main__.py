@@ -52,9 +52,9 @@ def _rules_beside(argv: list[str]) -> None:
     """With ``--cache-dir DIR``, the compiled catalog is kept in ``DIR/rules`` too: one
     folder for a CI job to cache. Through kingfisher's own variable, so that worker
     processes (which do not see the flag) load it from there as well. A variable the user
-    set wins."""
+    set wins. Not with ``--no-cache``: that scan leaves DIR alone (it is not even made)."""
     folder = _cache_dir_flag(argv)
-    if folder is not None:
+    if folder is not None and "--no-cache" not in argv:
         os.environ.setdefault("KF_RULE_CACHE_DIR", os.path.join(folder, "rules"))
 
 

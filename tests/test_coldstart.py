@@ -155,3 +155,9 @@ def test_warm_up_into_the_cache_dir(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert f"(compiled in {tmp_path / 'ci' / 'rules'})" in run.stdout
     assert Rules(confidence="low", cache_dir=tmp_path / "ci" / "rules").cache_status == "loaded"
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_no_cache_leaves_the_cache_dir_alone(tmp_path: Path) -> None:
+    _rules_beside(["app.tar", "--no-cache", "--cache-dir", str(tmp_path / "n")])
+    assert "KF_RULE_CACHE_DIR" not in os.environ
