@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -349,7 +350,8 @@ class _Dockerd:
         self.sock = self.dir / "docker.sock"
         self.host = f"unix://{self.sock}"
         self.log = self.dir / "dockerd.log"
-        ns = f"leakscan-{self.dir.name}"
+        # containerd wants letters and digits between separators: mkdtemp's "_" may not
+        ns = "leakscan-" + re.sub(r"[^A-Za-z0-9]", "", self.dir.name)
         cmd = [
             "dockerd",
             f"--storage-driver={driver}",

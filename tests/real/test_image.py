@@ -70,7 +70,6 @@ def _python_rootfs(busybox: Path, root: Path) -> None:
     shutil.copytree(busybox, root, symlinks=True)
     prefix = Path(sys.base_prefix)
     stdlib = Path(sysconfig.get_paths(vars={"base": str(prefix)})["stdlib"])
-    site = Path(sysconfig.get_paths()["purelib"])
     local = root / "usr" / "local"
     (local / "bin").mkdir(parents=True)
     exe = Path(os.path.realpath(sys.executable))
@@ -86,9 +85,12 @@ def _python_rootfs(busybox: Path, root: Path) -> None:
     elves = [exe, *Path(stdlib / "lib-dynload").glob("*.so")]
     for name in _runtime_dists():
         dist = metadata.distribution(name)
+        # each distribution's own site folder: in a venv that sees the system's packages
+        # (as .ci/run makes), pip and the dependencies are not in the venv's purelib
+        home = Path(str(dist.locate_file("")))
         for file in dist.files or []:
             source = Path(str(dist.locate_file(file)))
-            rel = Path(os.path.relpath(source, site))
+            rel = Path(os.path.relpath(source, home))
             if rel.parts[0] == ".." or "__pycache__" in rel.parts or not source.is_file():
                 continue  # console scripts live in bin/: pip writes its own
             dest = target_site / rel
