@@ -15,13 +15,13 @@ _WARM_UP_HELP = """Usage: leakscan warm-up [--cache-dir DIR]
 """
 
 
-def _cache_dir_flag(argv: list[str]) -> str | None:
-    """The value of ``--cache-dir``, if given."""
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value of the option ``name`` (``--name VALUE`` or ``--name=VALUE``), if given."""
     found = None
     for n, arg in enumerate(argv):
-        if arg == "--cache-dir" and n + 1 < len(argv):
+        if arg == name and n + 1 < len(argv):
             found = argv[n + 1]
-        elif arg.startswith("--cache-dir="):
+        elif arg.startswith(name + "="):
             found = arg.split("=", 1)[1]
     return found
 
@@ -31,14 +31,10 @@ def _store_known(argv: list[str]) -> bool:
     may be known, and the catalog is better loaded only once something needs scanning."""
     if "--no-cache" in argv:
         return False
-    spec = None
-    for n, arg in enumerate(argv):
-        if arg == "--cache" and n + 1 < len(argv):
-            spec = argv[n + 1]
-        elif arg.startswith("--cache="):
-            spec = arg.split("=", 1)[1]
-    folder = _cache_dir_flag(argv)
-    if folder is not None:
+    # the CLI's order (cli._cache_spec): --cache, then --cache-dir, then the default
+    spec = _flag(argv, "--cache")
+    folder = _flag(argv, "--cache-dir")
+    if spec is None and folder is not None:
         spec = os.path.join(folder, "results.sqlite3")
     if spec is None:
         from leakscan.store import default_location
@@ -53,7 +49,7 @@ def _rules_beside(argv: list[str]) -> None:
     folder for a CI job to cache. Through kingfisher's own variable, so that worker
     processes (which do not see the flag) load it from there as well. A variable the user
     set wins. Not with ``--no-cache``: that scan leaves DIR alone (it is not even made)."""
-    folder = _cache_dir_flag(argv)
+    folder = _flag(argv, "--cache-dir")
     if folder is not None and "--no-cache" not in argv:
         os.environ.setdefault("KF_RULE_CACHE_DIR", os.path.join(folder, "rules"))
 
