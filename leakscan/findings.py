@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from leakscan import model as m
 from leakscan.detectors import Match
 from leakscan.detectors.context import in_context
+from leakscan.detectors.tokens import PAIR_RULES
 from leakscan.instructions import history_keys, normalised
 from leakscan.layers.status import fate
 from leakscan.layerscan import LayerScan
@@ -95,16 +96,24 @@ def _finding(
     # each engine's confidence judged in the light of where the file is
     path = loc.path if isinstance(loc, m.FileLocation) else None
     rated = [(in_context(x.rule_id, x.confidence, path), x) for x in group]
-    confidence, best = max(rated, key=lambda pair: CONFIDENCE_RANK[pair[0]])
+    # at equal confidence a pair names the finding: that the id's secret is beside it (or
+    # the secret's id) is what the reader must know
+    confidence, best = max(
+        rated, key=lambda pair: (CONFIDENCE_RANK[pair[0]], pair[1].rule_id in PAIR_RULES)
+    )
     detectors = tuple(sorted({f"{x.detector}:{x.rule_id}" for x in group}))
+    own = fingerprint(best.rule_id, best.secret_sha256, place(loc, history, best.secret))
+    aliases = {
+        fingerprint(x.rule_id, x.secret_sha256, place(loc, history, x.secret or best.secret))
+        for x in group
+    }
     return m.Finding(
         rule_id=best.rule_id,
         description=best.description,
         secret_sha256=best.secret_sha256,
         redacted=best.masked,
-        fingerprint=fingerprint(
-            best.rule_id, best.secret_sha256, place(loc, history, best.secret)
-        ),
+        fingerprint=own,
+        aliases=tuple(sorted(aliases - {own})),
         location=loc,
         confidence=confidence,
         detectors=detectors,

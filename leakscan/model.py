@@ -115,6 +115,10 @@ class Finding:
     detectors: tuple[str, ...]
     remediation: str
     secret: str | None = None
+    # the fingerprints the other rules that found it give this secret at this place: a
+    # baseline made when one of them was the finding's rule (before a pair or a named value
+    # outranked it) still accepts it
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from leakscan.detectors import (
     build_detectors,
     default_detectors,
 )
+from leakscan.detectors.tokens import pairs_apart
 from leakscan.errors import LeakscanError
 from leakscan.findings import ImageScan, image_report
 from leakscan.layers.archives import ArchiveLimits
@@ -258,6 +259,9 @@ def _scan_image(
         hits = recall.texts(texts, lambda data: engines.get().scan(data))
     else:
         hits = [(text, match) for text in texts for match in engines.get().scan(text.text.encode())]
+    # an id and its secret in two strings (two ENV instructions, two Env variables) are one
+    # credential as much as the two in one file
+    hits.extend(pairs_apart(hits))
     if history.problem:
         errors.append(m.Problem(history.problem))
     from_store = frozenset(i for i, r in recalled.items() if layers[i] is r.scan)

@@ -10,8 +10,9 @@ Part of the ``leakscan`` engine (beside the credential-file readers), in three k
   that looks like one (long enough, random enough, not a reference, a path or a word).
   Medium: the name is the evidence, and a name is no format. Some names also pin the
   provider (an Etsy keystring, an Algolia admin key, a Codecov token).
-- **pairs**: an AWS or Alibaba Cloud key id and its secret in one file or string are one
-  credential, usable as it stands: both are reported, high.
+- **pairs**: an AWS or Alibaba Cloud key id and its secret in one file or string, or in two
+  history or config strings of one image, are one credential, usable as it stands: both
+  are reported, high.
 
 Read only in text files a person writes (configuration, source, scripts, dotenv) and in
 history and config strings, never in vendored trees: the rules are Python regexes, and the
@@ -23,12 +24,13 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from leakscan.detectors import Confidence, Match, RuleInfo, Subject
 from leakscan.detectors.context import is_vendored
 from leakscan.detectors.placeholders import is_placeholder
+from leakscan.metadata import Text
 
 NAME = "leakscan"
 MAX_SIZE = 1 << 20
@@ -228,6 +230,7 @@ _PAIRS = {
     AWS_PAIR: "AWS access key id and secret access key side by side",
     ALIBABA_PAIR: "Alibaba Cloud AccessKey id and secret side by side",
 }
+PAIR_RULES = frozenset(_PAIRS)
 _AWS_ID = re.compile(rf"{_B}(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{{16}}{_E}")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _ALIBABA_ID = re.compile(rf"{_B}LTAI[A-Za-z0-9]{{12,20}}{_E}")
@@ -316,6 +319,49 @@ def _pairs(text: str, named: list[tuple[str, str, int]]) -> Iterator[Found]:
             yield Found(rule, _PAIRS[rule], m.group(0), m.start(), "high")
         for value, at in found:
             yield Found(rule, _PAIRS[rule], value, at, "high")
+
+
+def pairs_apart(hits: Sequence[tuple[Text, Match]]) -> list[tuple[Text, Match]]:
+    """An id and its secret in separate history or config strings of one image (``ENV
+    AWS_ACCESS_KEY_ID=...`` and ``ENV AWS_SECRET_ACCESS_KEY=...``, two ``Env`` variables,
+    two layers' instructions): what the engines matched in each, paired like the two in
+    one file. Returns a pair match, high, beside each match it pairs."""
+    out: list[tuple[Text, Match]] = []
+    for rule, ids, secrets in (
+        (AWS_PAIR, _AWS_ID, _AWS_SECRET),
+        (ALIBABA_PAIR, _ALIBABA_ID, _ALIBABA_SECRET),
+    ):
+        # the engines already dropped placeholders; the documented example ids are
+        # dropped again because a pair is judged on both halves
+        key_ids = [
+            (text, match)
+            for text, match in hits
+            if ids.fullmatch(match.secret) and not is_placeholder(match.secret)
+        ]
+        if not key_ids:
+            continue
+        named = [
+            (text, match)
+            for text, match in hits
+            if secrets.fullmatch(match.secret) and _secret_named(text.text, match.secret)
+        ]
+        if not named:
+            continue
+        seen: set[tuple[int, str]] = set()
+        for text, match in (*key_ids, *named):
+            if (id(text), match.secret) in seen:
+                continue
+            seen.add((id(text), match.secret))
+            pair = replace(
+                match, rule_id=rule, description=_PAIRS[rule], confidence="high", detector=NAME
+            )
+            out.append((text, pair))
+    return out
+
+
+def _secret_named(text: str, value: str) -> bool:
+    """Whether ``value`` is assigned in ``text`` to a name with the word secret."""
+    return any(v == value and "secret" in name_words(n) for n, v, _ in _named(text))
 
 
 # --- which files ---------------------------------------------------------------------------
