@@ -662,6 +662,21 @@ def buildah_layouts(
     return layouts
 
 
+@pytest.fixture
+def private_buildah(busybox_rootfs: Path, containers_policy: Path) -> Iterator[_Buildah]:
+    """A buildah of the test's own (vfs, private root and runroot, chroot isolation for
+    what it builds), with the busybox base imported as ``localhost/lsbase:1``; removed
+    after the test."""
+    _require("buildah", "skopeo")
+    driver = os.environ.get("LEAKSCAN_BUILDAH_DRIVER") or "vfs"
+    buildah = _Buildah(Path(tempfile.mkdtemp(prefix="lsb-", dir="/tmp")), driver, containers_policy)
+    try:
+        buildah.import_rootfs(busybox_rootfs, f"localhost/{BASE_REPO}:{BASE_TAG}")
+        yield buildah
+    finally:
+        buildah.cleanup()
+
+
 # ---------------------------------------------------------------------------------------------
 # what the tests use
 
