@@ -7,8 +7,10 @@
 #   # a `docker save` tar
 #   docker run --rm -v "$PWD/myapp.tar:/scan/myapp.tar:ro" leakscan /scan/myapp.tar
 #
-# The rule catalog is compiled here, at build time (3-4 s of CPU a scan would otherwise pay),
-# into the image itself, not into the /cache volume: a bind-mounted volume would hide it.
+# The rule catalog is compiled here, at build time (3-4 s of CPU a scan would otherwise pay):
+# the wheel pip builds carries it compiled (build_catalog.py), and `leakscan warm-up` puts it
+# in the user's rules folder (compiling it there if the build had no kingfisher), in the image
+# itself, not in the /cache volume: a bind-mounted volume would hide it.
 # The result store lives on the /cache volume: mount one to keep it between runs.
 
 # any Python >= 3.11 image with pip; the tests build with a local one (no network there)
@@ -19,7 +21,7 @@ FROM ${PYTHON_IMAGE}
 ARG PIP_OPTIONS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md MANIFEST.in build_catalog.py /src/
 COPY leakscan /src/leakscan
 # /src removed in the same step: the build tree never reaches a layer. pip compiles the
 # bytecode as it installs (the non-root user could not write it at run time)

@@ -11,7 +11,8 @@ _WARM_UP_HELP = """Usage: leakscan warm-up [--cache-dir DIR]
   Compile the kingfisher rule catalog now, beside the result store ($KF_RULE_CACHE_DIR
   when set, else DIR/rules, else rules/ beside the default store), so that no scan pays
   for it: run it when building an image, after installing on a runner, or before saving
-  a CI cache. Prints which catalog it is.
+  a CI cache. A built leakscan ships the catalog compiled: then it is copied there (and
+  compiled only if it does not suit this machine). Prints which catalog it is.
 """
 
 
@@ -68,10 +69,15 @@ def _warm_up(argv: list[str]) -> int:
             sys.stderr.write(f"{_WARM_UP_HELP}\nError: unexpected argument {arg!r}\n")
             return 2
     _rules_beside(argv)
-    from leakscan.detectors.kingfisher import rules_dir, warm_up
+    from leakscan.detectors.kingfisher import catalog_origin, rules_dir, warm_up
 
     info = warm_up()
-    print(f"rule catalog: {info} (compiled in {rules_dir()})")
+    how = {
+        "loaded": "compiled already in",
+        "shipped": "the compiled form leakscan ships, copied into",
+        "uncached": "compiled, not kept: cannot write",
+    }.get(catalog_origin() or "", "compiled in")
+    print(f"rule catalog: {info} ({how} {rules_dir()})")
     return 0
 
 

@@ -10,13 +10,14 @@ import json
 import os
 import random
 import re
+import shutil
 import string
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 import kingfisher_sdk
 from kingfisher_sdk import Rules, ScanInput, Scanner
@@ -29,6 +30,7 @@ _CONFIDENCES = ("high", "medium", "low")
 _LOCK = threading.Lock()
 _CATALOG: Rules | None = None
 _INFO: CatalogInfo | None = None
+_ORIGIN: Origin | None = None
 _SCOPES_LOCK = threading.Lock()  # apart: catalog() need not wait for the scopes
 _SCOPES: PathScopes | None = None
 
@@ -37,6 +39,17 @@ _SCOPES: PathScopes | None = None
 _CONFIDENCE: Final = "low"
 # kingfisher's own setting for where its compiled catalogs live; leakscan honours it too
 ENV_RULES_DIR = "KF_RULE_CACHE_DIR"
+
+# The compiled catalog a built package ships (build_catalog.py writes it when the wheel is
+# built, or in the source tree for an editable install): kingfisher's cache entry as it
+# wrote it, and MANIFEST saying which release made it. Copied into rules_dir() on first use.
+SHIPPED = Path(__file__).with_name("compiled")
+MANIFEST = "catalog.json"
+
+# how this process got its catalog: from rules_dir() as an earlier run left it; from the
+# shipped form; compiled here (nothing shipped, or the shipped form did not suit this
+# machine); compiled and not kept (no usable folder)
+Origin = Literal["loaded", "shipped", "compiled", "uncached"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,7 @@ def catalog() -> Rules:
 
 def catalog_info() -> CatalogInfo | None:
     """The loaded catalog's identity; without loading it, what the last compile in
-    :func:`rules_dir` recorded; None when neither is known."""
+    :func:`rules_dir` recorded, else the shipped form's; None when none is known."""
     global _INFO
     if _INFO is None:
         with _LOCK:
@@ -95,8 +108,17 @@ def catalog_info() -> CatalogInfo | None:
         if loaded is not None:
             _INFO = CatalogInfo.of(loaded)
         else:
-            return _read_stamp(rules_dir() / _stamp_name())
+            known = _read_stamp(rules_dir() / _stamp_name())
+            if known is None:
+                ship = shipped()
+                known = ship.info if ship else None
+            return known
     return _INFO
+
+
+def catalog_origin() -> Origin | None:
+    """How this process got its catalog (None: not loaded yet)."""
+    return _ORIGIN
 
 
 def warm_up() -> CatalogInfo:
@@ -106,7 +128,7 @@ def warm_up() -> CatalogInfo:
     info = catalog_info() or CatalogInfo.of(rules)
     stamp = rules_dir() / _stamp_name()
     if rules.cache_status != "bypassed" and _read_stamp(stamp) != info:
-        _write_stamp(stamp, info)
+        _write_stamp(stamp, info, catalog_origin())
     return info
 
 
@@ -114,25 +136,102 @@ def _stamp_name() -> str:
     return f"kingfisher-{kingfisher_sdk.__version__}-{_CONFIDENCE}.json"
 
 
+@dataclass(frozen=True)
+class Shipped:
+    """A compiled catalog shipped in the package: kingfisher's cache entry (``file``, in
+    ``folder``) and which catalog it holds."""
+
+    folder: Path
+    file: str
+    info: CatalogInfo
+
+
+# kingfisher names its entries by a hex key; anything else in a manifest is not copied
+_ENTRY = re.compile(r"[0-9a-f]{16,64}\.vscdb")
+
+
+def shipped(folder: Path | None = None) -> Shipped | None:
+    """The compiled catalog shipped in ``folder`` (default :data:`SHIPPED`), when the
+    running kingfisher release made it for the catalog leakscan loads; else None (none
+    shipped, another release or confidence, an unreadable manifest)."""
+    folder = SHIPPED if folder is None else folder
+    try:
+        data: Any = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        file = str(data["file"])
+        info = CatalogInfo(
+            str(data["engine"]), str(data["version"]), int(data["rules"]), str(data["digest"])
+        )
+        confidence = str(data["confidence"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if (
+        info.engine != "kingfisher"
+        or info.version != kingfisher_sdk.__version__
+        or confidence != _CONFIDENCE
+        or not _ENTRY.fullmatch(file)
+        or not (folder / file).is_file()
+    ):
+        return None
+    return Shipped(folder, file, info)
+
+
+def _install_shipped(ship: Shipped, folder: Path) -> bool:
+    """Copy the shipped entry into ``folder`` unless an entry of its name is there already;
+    whether it was copied. A copy of our own, not a link to the package: kingfisher reads
+    only entries the running user owns and no one else can write (a package installed by
+    root, used by another user), and replaces the entry when it does not suit the CPU."""
+    target = folder / ship.file
+    if target.exists():
+        return False
+    tmp = folder / f".{ship.file}.{os.getpid()}"
+    try:
+        shutil.copyfile(ship.folder / ship.file, tmp)
+        tmp.chmod(0o600)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def _load(folder: Path) -> Rules:
-    """The catalog from ``folder``, compiled there when it is not yet: by one process at a
-    time (an audit's workers on a fresh machine would each spend 3-4 s of CPU on the same
-    compile); the others wait, then load what it stored."""
+    """The catalog from ``folder``: the shipped compiled form copied there when ``folder``
+    has none, else compiled there. By one process at a time (an audit's workers on a fresh
+    machine would each spend 3-4 s of CPU on the same compile); the others wait, then load
+    what it stored."""
+    global _ORIGIN
     try:
         # kingfisher refuses a cache folder others can write to: private, as it makes its own
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError:
+        _ORIGIN = "uncached"
         return Rules(confidence=_CONFIDENCE, cache=False)
     stamp = folder / _stamp_name()
-    if stamp.exists():
+    ship = shipped()
+    if stamp.exists() and (ship is None or (folder / ship.file).exists()):
         # compiled already: no lock, so parallel workers load at the same time. Should the
         # stored form not suit this machine (another CPU), kingfisher compiles it again
-        return Rules(confidence=_CONFIDENCE, cache_dir=folder)
-    with _compile_lock(folder):
         rules = Rules(confidence=_CONFIDENCE, cache_dir=folder)
-        if rules.cache_status != "bypassed" and not stamp.exists():
-            _write_stamp(stamp, CatalogInfo.of(rules))
+        _ORIGIN = _origin(rules, copied=False)
+        return rules
+    with _compile_lock(folder):
+        copied = ship is not None and _install_shipped(ship, folder)
+        # a copied entry kingfisher cannot use (another CPU's features, another
+        # architecture, damaged) is compiled again here and replaced: slower, not wrong
+        rules = Rules(confidence=_CONFIDENCE, cache_dir=folder)
+        _ORIGIN = _origin(rules, copied)
+        if _ORIGIN != "uncached" and _read_stamp(stamp) is None:
+            _write_stamp(stamp, CatalogInfo.of(rules), _ORIGIN)
     return rules
+
+
+def _origin(rules: Rules, copied: bool) -> Origin:
+    status = rules.cache_status
+    if status == "bypassed":
+        return "uncached"
+    if status == "stored":
+        return "compiled"
+    return "shipped" if copied else "loaded"
 
 
 @contextmanager
@@ -166,11 +265,12 @@ def _read_stamp(path: Path) -> CatalogInfo | None:
         return None
 
 
-def _write_stamp(path: Path, info: CatalogInfo) -> None:
-    """Best effort, as kingfisher's own cache writes: a missing stamp costs a lock later."""
+def _write_stamp(path: Path, info: CatalogInfo, origin: Origin | None = None) -> None:
+    """Best effort, as kingfisher's own cache writes: a missing stamp costs a lock later.
+    ``origin`` says where the folder's compiled form came from (shipped or compiled)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(asdict(info)), encoding="utf-8")
+        tmp.write_text(json.dumps({**asdict(info), "origin": origin}), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
