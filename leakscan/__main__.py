@@ -4,7 +4,18 @@ import os
 import sys
 
 # commands that never scan: no rule catalog for them
-_NO_SCAN = ("--version", "-h", "--help", "rules", "schema", "cache", "dockerfile", "warm-up")
+# (serve scans in processes of its own, each loading the catalog)
+_NO_SCAN = (
+    "--version",
+    "-h",
+    "--help",
+    "rules",
+    "schema",
+    "cache",
+    "dockerfile",
+    "warm-up",
+    "serve",
+)
 
 _WARM_UP_HELP = """Usage: leakscan warm-up [--cache-dir DIR]
 

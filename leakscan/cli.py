@@ -914,6 +914,112 @@ def push_command(
     _guarded(debug, work)
 
 
+def serve_command(
+    harbor: Annotated[
+        bool, typer.Option("--harbor", help="Serve Harbor's pluggable scanner API v1.2.")
+    ] = False,
+    listen: Annotated[
+        str, typer.Option("--listen", metavar="HOST:PORT", help="Address (port 0: any free one).")
+    ] = "127.0.0.1:8080",
+    auth_token_file: Annotated[
+        Path | None,
+        typer.Option("--auth-token-file", help="File holding the Bearer token Harbor sends."),
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve HTTPS.")] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="The key of --tls-cert.")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Scans side by side (one process each).")
+    ] = 2,
+    queue_size: Annotated[
+        int, typer.Option("--queue-size", min=1, help="Scans waiting at most (then 429).")
+    ] = 100,
+    scan_timeout: Annotated[
+        str, typer.Option("--scan-timeout", help="A scan longer than this is stopped (fails).")
+    ] = "10m",
+    result_ttl: Annotated[
+        str, typer.Option("--result-ttl", help="How long reports are kept after a scan.")
+    ] = "1h",
+    reuse_for: Annotated[
+        str,
+        typer.Option("--reuse-for", help="A digest scanned this recently is not scanned again."),
+    ] = "5m",
+    severity: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--severity",
+            metavar="PLACE.CONFIDENCE=SEVERITY",
+            help="Change the severity map (repeatable); see docs/harbor.md.",
+        ),
+    ] = None,
+    address_file: Annotated[
+        Path | None, typer.Option("--address-file", help="Write the bound HOST:PORT here.")
+    ] = None,
+    grace: Annotated[
+        str, typer.Option("--grace", help="Time running scans get to end on SIGTERM.")
+    ] = "30s",
+    min_confidence: LevelOpt = None,
+    cache: CacheOpt = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    ca_file: CaFileOpt = None,
+    tls_verify: TlsVerifyOpt = True,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Serve a scanner adapter: `leakscan serve --harbor` lets Harbor scan every image it
+    holds for leaked secrets (docs/harbor.md). Logs JSON lines on stderr; stops on SIGTERM."""
+
+    def work() -> int:
+        # imported here: the adapter's modules are no part of a scan's start-up
+        from leakscan.harbor.jobs import Settings
+        from leakscan.harbor.report import SeverityMap
+        from leakscan.harbor.server import ServerConfig, serve
+
+        if not harbor:
+            raise LeakscanError("leakscan serve: give --harbor (the only API served so far)")
+        host, colon, port = listen.rpartition(":")
+        if not colon or not port.isdigit() or int(port) > 65535:
+            raise LeakscanError(f"--listen {listen!r}: expected HOST:PORT")
+        if (tls_cert is None) != (tls_key is None):
+            raise LeakscanError("--tls-cert and --tls-key go together")
+        token = None
+        if auth_token_file is not None:
+            token = auth_token_file.read_text().strip()
+            if not token:
+                raise LeakscanError(f"--auth-token-file {auth_token_file}: the file is empty")
+        try:
+            severities = SeverityMap.parse(severity or ())
+        except ValueError as exc:
+            raise LeakscanError(str(exc)) from None
+        settings = Settings(
+            workers=workers,
+            queue_size=queue_size,
+            timeout=float(parse_duration(scan_timeout)),
+            result_ttl=float(parse_duration(result_ttl)),
+            reuse_for=float(parse_duration(reuse_for)),
+        )
+        flags = Flags(min_confidence=min_confidence, cache=_cache_spec(cache, cache_dir, no_cache))
+        server = ServerConfig(
+            host=host.strip("[]") or "0.0.0.0",
+            port=int(port),
+            token=token,
+            tls_cert=str(tls_cert) if tls_cert else None,
+            tls_key=str(tls_key) if tls_key else None,
+            settings=settings,
+            severities=severities,
+            options=_options(config, flags),
+            ca_file=ca_file,
+            tls_verify=tls_verify,
+            grace=float(parse_duration(grace)),
+            address_file=str(address_file) if address_file else None,
+        )
+        return serve(server)
+
+    _guarded(debug, work)
+
+
 def _cache_app() -> typer.Typer:
     app = typer.Typer(
         add_completion=False,
@@ -942,6 +1048,7 @@ SUBCOMMANDS: dict[str, Callable[..., None]] = {
     "audit": audit_command,
     "dockerfile": dockerfile_command,
     "push": push_command,
+    "serve": serve_command,
 }
 
 

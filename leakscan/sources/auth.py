@@ -48,6 +48,8 @@ class Credentials:
     password: str = ""
     identity_token: str | None = None
     origin: str = "--creds"
+    # a registry token to send as it is, never exchanged (Harbor hands its scanners one)
+    registry_token: str | None = None
 
     def __repr__(self) -> str:
         # the user name is left out too: with identity tokens it can be the token's owner id
@@ -58,7 +60,7 @@ class Credentials:
     @property
     def has_password(self) -> bool:
         """Whether these can answer a Basic challenge."""
-        return bool(self.username) and self.identity_token is None
+        return bool(self.username) and self.identity_token is None and self.registry_token is None
 
 
 def parse_creds(text: str, origin: str = "--creds") -> Credentials:

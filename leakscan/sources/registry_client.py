@@ -338,6 +338,12 @@ class RegistryClient:
         bearer = next((c for c in challenges if c.scheme == "bearer" and c.get("realm")), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         creds = self._credentials()
+        if creds is not None and creds.registry_token is not None:
+            given = f"Bearer {creds.registry_token}"
+            if self._authorization == given:  # sent and refused
+                raise SourceError(f"authentication failed for {self.where}{self._origin()}")
+            self._authorization = given
+            return
         if bearer is not None:
             self._authorization = f"Bearer {self._token(bearer, creds)}"
             return
