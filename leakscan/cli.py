@@ -396,8 +396,9 @@ def scan_command(
             "--format",
             "-f",
             metavar="FORMAT[=FILE]",
-            help="Report format: table, json or sarif; FORMAT=FILE writes it to FILE "
-            "(repeatable: --format table --format sarif=leakscan.sarif). Default: table.",
+            help="Report format: table, json, sarif or gitlab (GitLab's Secret Detection "
+            "report); FORMAT=FILE writes it to FILE (repeatable: --format table --format "
+            "sarif=leakscan.sarif). Default: table.",
         ),
     ] = None,
     output: Annotated[

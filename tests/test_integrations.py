@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from clirun import REPO
+from gitlabschema import gitlab_problems
 from needs import tool
 from schema import validate_report
 
@@ -111,13 +112,22 @@ def test_gitlab_template_runs(tmp_path: Path) -> None:
     assert job["artifacts"]["when"] == "always"
     assert job["cache"]["paths"] == ["$LEAKSCAN_CACHE/"]
     assert any("pip install" in line for line in job["before_script"])
-    env = _env(tmp_path, CI_PROJECT_DIR=str(tmp_path), **variables)
+    env = _env(tmp_path, CI_PROJECT_DIR=str(tmp_path), CI_COMMIT_SHA="9f" * 20, **variables)
     env["LEAKSCAN_IMAGE"] = str(LEAKY)
     done = _bash("\n".join(job["script"]), env, tmp_path)
     assert done.returncode == 1, done.stderr  # the job fails: findings
     for path in job["artifacts"]["paths"]:
         assert (tmp_path / path).is_file(), path
     validate_report(json.loads((tmp_path / "leakscan-report.json").read_text()))
+    # GitLab's own report, which it ingests from artifacts: reports: secret_detection:
+    gitlab = job["artifacts"]["reports"]["secret_detection"]
+    assert gitlab == "gl-secret-detection-report.json"
+    doc = json.loads((tmp_path / gitlab).read_text())
+    assert gitlab_problems(doc) == []
+    assert len(doc["vulnerabilities"]) == 4
+    assert {v["location"]["commit"]["sha"] for v in doc["vulnerabilities"]} == {
+        env["CI_COMMIT_SHA"]
+    }
     env["LEAKSCAN_FAIL_ON"] = "none"
     assert _bash("\n".join(job["script"]), env, tmp_path).returncode == 0
 

@@ -17,7 +17,7 @@ from leakscan.model import ScanReport
 if TYPE_CHECKING:
     from leakscan.policy import Gate
 
-FORMATS = ("table", "json", "sarif")
+FORMATS = ("table", "json", "sarif", "gitlab")
 
 
 class Renderer(Protocol):
@@ -42,6 +42,8 @@ def renderer(name: str) -> Renderer:
         from leakscan.report.sarif import render
     elif name == "table":
         from leakscan.report.table import render
+    elif name == "gitlab":
+        from leakscan.report.gitlab import render
     else:
         raise ValueError(f"unknown format {name!r}")
     return render
