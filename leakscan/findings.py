@@ -9,6 +9,7 @@ is redacted afterwards in one step (:func:`leakscan.redact.redact_report`).
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -18,7 +19,8 @@ from leakscan.detectors.context import in_context
 from leakscan.detectors.tokens import PAIR_RULES
 from leakscan.instructions import history_keys, normalised
 from leakscan.layers.status import fate
-from leakscan.layerscan import LayerScan
+from leakscan.layers.walker import LayerRecord
+from leakscan.layerscan import FileHit, LayerScan
 from leakscan.metadata import HistoryMap, Text
 from leakscan.remediation import remediation as remediation_text
 from leakscan.sightings import Seen, merged, secret_sha256
@@ -77,6 +79,11 @@ def place(
     builder, ``secret`` masked, build arguments that do not hold it left out) and its
     occurrence among identical instructions of ``history``. Never an index or a digest: an
     instruction added before it, a new base, a new layer digest keep the place."""
+    if isinstance(loc, m.FileLocation) and loc.git is not None:
+        # a blob by its git directory and its path in the repository, not the commit that
+        # brought it (a rebase, a squash or a new clone keep the place)
+        git = loc.git
+        return f"git\0{git.git_dir}\0{git.part}\0{git.repo_path or git.object_id}"
     if isinstance(loc, m.FileLocation):
         return f"file\0{loc.path}"
     if isinstance(loc, m.HistoryLocation):
@@ -94,7 +101,7 @@ def _finding(
     """One finding from every match of one secret at one place."""
     # the most confident engine's view of the secret (its exact extent) is the one reported,
     # each engine's confidence judged in the light of where the file is
-    path = loc.path if isinstance(loc, m.FileLocation) else None
+    path = _context_path(loc) if isinstance(loc, m.FileLocation) else None
     rated = [(in_context(x.rule_id, x.confidence, path), x) for x in group]
     # at equal confidence a pair names the finding: that the id's secret is beside it (or
     # the secret's id) is what the reader must know
@@ -144,6 +151,36 @@ def _layer_infos(one: ImageScan) -> list[m.LayerInfo]:
 Group = tuple[m.Location, tuple[Seen, ...]]
 
 
+def _context_path(loc: m.FileLocation) -> str:
+    """The path whose kind (test, vendored, sample) rates a generic match: a blob of a git
+    history by its path in the repository below the git directory."""
+    git = loc.git
+    if git is not None and git.repo_path is not None:
+        return f"{git.git_dir}!/{git.repo_path}"
+    return loc.path
+
+
+def _in_working_tree(records: Sequence[LayerRecord], git: m.GitPlace) -> bool:
+    """Whether a blob of a ``.git`` directory's history is also in that repository's
+    working tree, at its path, with the same bytes, in some layer: that file's finding is
+    the one reported."""
+    if git.repo_path is None or git.blob_sha256 is None or not git.git_dir.endswith("/.git"):
+        return False
+    path = posixpath.join(posixpath.dirname(git.git_dir), git.repo_path)
+    want = bytes.fromhex(git.blob_sha256)
+    return any((e := r.entries.get(path)) is not None and e.digest == want for r in records)
+
+
+def _file_key(hit: FileHit) -> str:
+    """The place a layer file's hit is grouped in: the path shown, or for a blob of a git
+    history its path in the repository (every version of a file that holds the same secret
+    is one place; the first, the oldest, names it)."""
+    git = hit.git
+    if git is not None and git.part == "blob" and git.repo_path is not None:
+        return f"{git.git_dir}\0{git.repo_path}"
+    return hit.shown
+
+
 def _groups(one: ImageScan, infos: list[m.LayerInfo]) -> list[Group]:
     """Every secret at every place, its matches grouped."""
     records = [layer.record for layer in one.layers]
@@ -151,7 +188,9 @@ def _groups(one: ImageScan, infos: list[m.LayerInfo]) -> list[Group]:
     files: dict[tuple[int, str], list[tuple[m.FileLocation, tuple[Seen, ...]]]] = {}
     for layer in one.layers:
         for hit in layer.hits:
-            groups = files.setdefault((hit.layer_index, hit.shown), [])
+            if hit.git is not None and _in_working_tree(records, hit.git):
+                continue
+            groups = files.setdefault((hit.layer_index, _file_key(hit)), [])
             shas = {x.secret_sha256 for x in hit.seen}
             for n, (loc, group) in enumerate(groups):
                 if shas & {x.secret_sha256 for x in group}:
@@ -166,6 +205,7 @@ def _groups(one: ImageScan, infos: list[m.LayerInfo]) -> list[Group]:
                     line=hit.seen[0].line,
                     status=where.status,
                     removed_in_layer=where.removed_in_layer,
+                    git=hit.git,
                 )
                 groups.append((file_loc, hit.seen))
     out: list[Group] = [g for gs in files.values() for g in gs]

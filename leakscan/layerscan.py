@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,6 +17,7 @@ from leakscan.detectors.stream import PendingScan, ScanRunner, start_scan
 from leakscan.errors import LeakscanError
 from leakscan.layers.archives import ArchiveLimits, Skipped, expand
 from leakscan.layers.compression import ExpansionGuard, HashingReader, decompressed
+from leakscan.layers.git import GitBlob, GitCollector, GitLimits
 from leakscan.layers.walker import LayerRecord, walk
 from leakscan.sightings import Seen, merged
 
@@ -48,6 +49,9 @@ class FileHit:
     shown: str
     digest: bytes
     seen: tuple[Seen, ...]
+    # a secret in a git directory's history: ``path`` is then the object-store file that
+    # holds it, ``shown`` the git directory, commit and path in the repository
+    git: m.GitPlace | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ def scan_layer(
     max_file_size: int | None = None,
     helper_thread: bool = False,
     memo: ContentMemo | None = None,
+    git_limits: GitLimits | None = None,
 ) -> LayerScan:
     """Scan ``blob``, opening archives in it within ``limits`` and skipping files larger
     than ``max_file_size``; ``moved`` hears how many stored bytes have been read so far.
@@ -123,6 +128,10 @@ def scan_layer(
 
     With ``memo``, a file of MEMO_MIN to MEMO_MAX bytes whose content was scanned before
     takes that result, and the result of one scanned now is handed to it.
+
+    Git object stores in the layer (loose objects, packs) are not scanned as files: they
+    are gathered during the walk and read after it (:mod:`leakscan.layers.git`), every
+    blob and commit message scanned, within ``git_limits``.
     """
     out = LayerScan(diff_id=blob.diff_id)
     i = blob.index
@@ -133,6 +142,9 @@ def scan_layer(
     # scans still running, each with the layer file it belongs to, that file's digest, and
     # the tally of a memoized file
     pending: deque[tuple[PendingScan | _Known, str, str, bytes, _Tally | None]] = deque()
+    # the git place of a pending scan of a git blob, by the scan
+    places: dict[int, m.GitPlace] = {}
+    gits = GitCollector(git_limits or GitLimits())
 
     def settle(keep: int) -> None:
         while len(pending) > keep or (pending and pending[0][0].done()):
@@ -142,8 +154,9 @@ def scan_layer(
                 _recalled(out, i, layer_path, digest, scan.result)
                 continue
             groups = merged(scan.result())
+            git = places.pop(id(scan), None)
             for group in groups:
-                out.hits.append(FileHit(i, layer_path, shown, digest, group))
+                out.hits.append(FileHit(i, layer_path, shown, digest, group, git))
             if tally is not None:
                 suffix = shown[len(layer_path) :]
                 tally.groups.extend((suffix, group) for group in groups)
@@ -170,6 +183,12 @@ def scan_layer(
                     out.skipped.append(m.Problem(why, layer_index=i, path=entry.path))
                     continue
                 stream = entry.stream
+                if gits.wants(entry.path):
+                    refused = gits.take(entry.path, entry.size, stream)
+                    if refused is None:
+                        gits.digest(entry.path, entry.digest())
+                        continue
+                    out.skipped.append(m.Problem(refused, layer_index=i, path=entry.path))
                 tally = None
                 if memo is not None and MEMO_MIN <= entry.size <= MEMO_MAX:
                     data = stream.read()
@@ -202,16 +221,31 @@ def scan_layer(
                 if moved:
                     moved(raw.count)
             path = None
+            for repo in gits.repositories():
+                path = repo.git_dir
+                for one, holder, digest in repo.blobs:
+                    for scan, at, place in _git_scans(repo.git_dir, one, engines, limits, runner):
+                        if isinstance(scan, str):
+                            out.skipped.append(m.Problem(scan, layer_index=i, path=at))
+                            continue
+                        places[id(scan)] = place
+                        pending.append((scan, holder, at, digest, None))
+                    settle(MAX_PENDING_FILES)
+                out.skipped.extend(m.Problem(why, i, repo.git_dir) for why in repo.problems)
+            path = None
             settle(0)
             raw.drain()
     except LeakscanError as exc:
+        gits.close()
         settle(0)  # what was found before the layer broke off is still reported
         out.errors.append(m.Problem(f"layer {i}: {exc}", layer_index=i, path=path))
         return out
     except OSError as exc:
+        gits.close()
         settle(0)
         out.errors.append(m.Problem(f"layer {i}: read failed: {exc}", layer_index=i, path=path))
         return out
+    gits.close()
     actual = tar.digest()
     if blob.diff_id is None:
         out.diff_id = actual
@@ -247,3 +281,58 @@ def _recalled(out: LayerScan, index: int, path: str, digest: bytes, known: FileR
         out.hits.append(FileHit(index, path, path + suffix, digest, group))
     for suffix, reason in known.skipped:
         out.skipped.append(m.Problem(reason, layer_index=index, path=path + suffix))
+
+
+def git_shown(git_dir: str, blob: GitBlob) -> str:
+    """How a report writes a blob's place: ``GITDIR!SHORTID:PATH`` (the commit that brought
+    it and its path there), ``GITDIR!SHORTID`` for a commit message, ``GITDIR!OBJECTID``
+    for a blob no commit of the layer names."""
+    if blob.commit is None:
+        return f"{git_dir}!{blob.object_id}"
+    short = blob.commit.oid[:SHORT_ID]
+    if blob.part == "message" or blob.repo_path is None:
+        return f"{git_dir}!{short}"
+    return f"{git_dir}!{short}:{blob.repo_path}"
+
+
+def git_subject(git_dir: str, blob: GitBlob) -> str:
+    """The path the engines are told a blob has: its path in the repository below the git
+    directory, as an archive member is written (``GITDIR!/PATH``), so that a ``.env`` in
+    the history is read as a ``.env``."""
+    if blob.part == "message":
+        return f"{git_dir}!/COMMIT_EDITMSG"
+    if blob.repo_path is None:
+        return f"{git_dir}!/{blob.object_id}"
+    return f"{git_dir}!/{blob.repo_path}"
+
+
+SHORT_ID = 7
+
+
+def _git_scans(
+    git_dir: str, blob: GitBlob, engines: Detectors, limits: ArchiveLimits, runner: ScanRunner
+) -> Iterator[tuple[PendingScan | str, str, m.GitPlace]]:
+    """Scans of one blob of a git directory (archives in it opened, as in a layer file),
+    and what of it was skipped (a reason in place of the scan)."""
+    commit = blob.commit
+    place = m.GitPlace(
+        git_dir=git_dir,
+        object_id=blob.object_id,
+        part="message" if blob.part == "message" else "blob",
+        blob_sha256=blob.sha256 if blob.part == "blob" else None,
+        commit=commit.oid if commit else None,
+        author_date=commit.author_date if commit else None,
+        subject=commit.subject if commit else None,
+        repo_path=blob.repo_path,
+    )
+    shown = git_shown(git_dir, blob)
+    subject = git_subject(git_dir, blob)
+    for item in expand(subject, io.BytesIO(blob.data), limits, size=len(blob.data)):
+        if isinstance(item, Skipped):
+            yield item.reason, shown + item.path[len(subject) :], place
+            continue
+        scanner = engines.scanner(Subject(item.path, item.size))
+        if scanner is not None:
+            # an archive member of the blob keeps its suffix after the blob's place
+            at = shown + item.path[len(subject) :]
+            yield start_scan(scanner, item.stream, runner), at, place

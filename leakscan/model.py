@@ -67,8 +67,26 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class GitPlace:
+    """Where in a git directory's history a secret is: the blob (or the commit whose
+    message holds it), the commit that introduced it and the path in the repository, as
+    far as the history could be walked (None where it could not)."""
+
+    git_dir: str
+    object_id: str
+    part: Literal["blob", "message"]
+    blob_sha256: str | None
+    commit: str | None
+    author_date: str | None
+    subject: str | None
+    repo_path: str | None
+
+
+@dataclass(frozen=True)
 class FileLocation:
-    """A secret in a file of a layer."""
+    """A secret in a file of a layer; ``git`` when it is in the history a git directory
+    of the layer holds (``path`` is then ``GITDIR!SHORTID:PATH``; the status is that of
+    the object-store file that holds it)."""
 
     layer_index: int
     diff_id: str
@@ -77,6 +95,7 @@ class FileLocation:
     status: Status
     removed_in_layer: int | None
     kind: Literal["file"] = "file"
+    git: GitPlace | None = None
 
 
 @dataclass(frozen=True)

@@ -59,16 +59,61 @@ def _command(inst: Instruction, secret: str | None, name: str) -> str:
     return _clip(body)
 
 
+def _kept(loc: m.FileLocation, path: str) -> str:
+    if loc.status == "present":
+        return f"{path} is in the final image."
+    what = "Deleting" if loc.status == "deleted" else "Overwriting"
+    later = f" in layer {loc.removed_in_layer}" if loc.removed_in_layer is not None else ""
+    return f"{what} {path}{later} does not remove it: layer {loc.layer_index} still ships it."
+
+
+# a file git keeps in clear inside its directory (config, credentials, refs, logs)
+_IN_GIT_DIR = re.compile(r"/\.git(/|$)")
+
+
+def _dockerignore(git_dir: str) -> str:
+    """How to keep a git directory out of an image."""
+    name = posixpath.basename(git_dir.rstrip("/")) or ".git"
+    entry = ".git" if name == ".git" or "/.git/" in git_dir + "/" else name
+    return (
+        f"Keep the repository out of the image: add {entry} to .dockerignore (COPY . copies it "
+        f"otherwise) or COPY only what the application needs, and rebuild"
+    )
+
+
+def _git(loc: m.FileLocation, git: m.GitPlace) -> str:
+    """A secret in the history a git directory of the image holds."""
+    if git.commit is not None:
+        when = f" of {git.author_date}" if git.author_date else ""
+        commit = f"commit {git.commit[:7]}{when} ({git.subject!r})"
+        if git.part == "message":
+            what = f"The message of {commit} holds it"
+        else:
+            what = f"{commit} added it as {git.repo_path}"
+    else:
+        what = f"Object {git.object_id[:12]} holds it (no commit of the layer names it)"
+    return (
+        f"{what}, in the history {git.git_dir} keeps; removing the file in a later commit or "
+        f"layer does not remove it from the history, and the image ships it "
+        f"({_kept(loc, git.git_dir).lower()[:-1]}). {_dockerignore(git.git_dir)}. {ROTATE}"
+    )
+
+
 def _file(loc: m.FileLocation, keys: HistoryKeys, secret: str | None) -> str:
     made_by = keys.layer_instruction(loc.layer_index)
     inst = parse(made_by) if made_by else None
     path, layer = loc.path, loc.layer_index
-    if loc.status == "present":
-        kept = f"{path} is in the final image."
-    else:
-        what = "Deleting" if loc.status == "deleted" else "Overwriting"
-        later = f" in layer {loc.removed_in_layer}" if loc.removed_in_layer is not None else ""
-        kept = f"{what} {path}{later} does not remove it: layer {layer} still ships it."
+    if loc.git is not None:
+        return _git(loc, loc.git)
+    kept = _kept(loc, path)
+    found = _IN_GIT_DIR.search(path)
+    if found:
+        git_dir = path[: found.start() + 5]
+        return (
+            f"{kept} Git keeps it in clear in {git_dir} (remote URLs, credentials, refs and "
+            f"logs are text). {_dockerignore(git_dir)}; use a credential helper, not a URL "
+            f"with the token. {ROTATE}"
+        )
     if "!" in path:
         outer = path.split("!", 1)[0]
         return f"{kept} It is inside {outer}: rebuild that archive without it. {ROTATE}"

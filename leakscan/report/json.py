@@ -18,6 +18,19 @@ def _problem(p: m.Problem, key: str) -> dict[str, Any]:
     return {key: p.message, "layer_index": p.layer_index, "path": p.path}
 
 
+def _git(git: m.GitPlace) -> dict[str, Any]:
+    return {
+        "git_dir": git.git_dir,
+        "part": git.part,
+        "object_id": git.object_id,
+        "commit": git.commit,
+        "short_commit": git.commit[:7] if git.commit else None,
+        "author_date": git.author_date,
+        "subject": git.subject,
+        "path": git.repo_path,
+    }
+
+
 def _location(loc: m.Location) -> dict[str, Any]:
     if isinstance(loc, m.FileLocation):
         return {
@@ -28,6 +41,7 @@ def _location(loc: m.Location) -> dict[str, Any]:
             "line": loc.line,
             "status": loc.status,
             "removed_in_layer": loc.removed_in_layer,
+            **({"git": _git(loc.git)} if loc.git is not None else {}),
         }
     if isinstance(loc, m.HistoryLocation):
         return {

@@ -90,6 +90,10 @@ def _where(f: m.Finding) -> tuple[dict[str, Any], str]:
         text = f"{loc.path} (layer {loc.layer_index}), {loc.status}"
         if loc.removed_in_layer is not None:
             text += f" in layer {loc.removed_in_layer} but still shipped in layer {loc.layer_index}"
+        if loc.git is not None and loc.git.commit is not None:
+            git = loc.git
+            text += f"; in the git history: commit {git.commit[:7]}"  # type: ignore[index]
+            text += f" {git.author_date or ''} {git.subject or ''!r}".rstrip()
     elif isinstance(loc, m.HistoryLocation):
         artifact = {"uri": HISTORY_URI, "uriBaseId": META_BASE}
         line = loc.history_index + 1

@@ -39,6 +39,15 @@ class _Unit:
 _JOINED = ("RUN", "--fail-on", "docker", "--secret", "-e")
 
 
+def _git_line(git: m.GitPlace) -> str:
+    """A blob of a git history: the commit that brought it, when, and its subject."""
+    if git.commit is None:
+        return f"git object {git.object_id} (no commit names it)"
+    date = (git.author_date or "")[:10]
+    what = "message of commit" if git.part == "message" else "commit"
+    return f"{what} {git.commit[:7]} {date} {_clip(git.subject or '', 60)!r}".replace("  ", " ")
+
+
 def _words(text: str, style: str = "") -> list[_Unit]:
     """Free text as units of words (a word and the option it introduces kept together)."""
     units: list[_Unit] = []
@@ -178,6 +187,8 @@ class _Writer:
         self.add(units, 4)
         if isinstance(loc, m.HistoryLocation):
             self.add(self.instruction(loc.created_by), 6, most=INSTRUCTION_LINES)
+        if isinstance(loc, m.FileLocation) and loc.git is not None:
+            self.add(_words(_git_line(loc.git)), 6, most=INSTRUCTION_LINES)
 
     def group(self, group: Sequence[m.Finding]) -> None:
         first = group[0]

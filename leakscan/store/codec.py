@@ -94,6 +94,7 @@ def encode_layer(scan: LayerScan, also: Iterable[str] = ()) -> bytes:
                 redact(h.shown),
                 h.digest.hex(),
                 [_row(x) for x in sealed(h.seen)],
+                *([_git_row(h.git, redact)] if h.git is not None else []),
             ]
             for h in scan.hits
         ],
@@ -173,6 +174,37 @@ def _seen(item: Any) -> Seen:
     )
 
 
+_GIT_FIELDS = (
+    "git_dir",
+    "object_id",
+    "part",
+    "blob_sha256",
+    "commit",
+    "author_date",
+    "subject",
+    "repo_path",
+)
+
+
+def _git_row(git: m.GitPlace, redact: Redactor) -> list[Any]:
+    # a commit subject or a path may hold the secret itself: stored masked like the rest
+    return [redact.optional(getattr(git, name)) for name in _GIT_FIELDS]
+
+
+def _git_place(item: Any) -> m.GitPlace:
+    if not isinstance(item, list) or len(item) != len(_GIT_FIELDS):
+        raise CodecError("stored layer: a git place of the wrong shape")
+    values = dict(zip(_GIT_FIELDS, item, strict=True))
+    if values["part"] not in ("blob", "message"):
+        raise CodecError("stored layer: unknown git part")
+    for name in ("git_dir", "object_id"):
+        _str(values[name])
+    for name in _GIT_FIELDS[3:]:
+        if values[name] is not None:
+            _str(values[name])
+    return m.GitPlace(**values)
+
+
 def decode_layer(value: bytes, index: int) -> tuple[LayerScan, bytes]:
     """The stored result as layer ``index`` of an image, without its record (see
     :func:`decode_record`), and the record part to decode when it is needed."""
@@ -185,8 +217,9 @@ def decode_layer(value: bytes, index: int) -> tuple[LayerScan, bytes]:
                 _str(shown),
                 bytes.fromhex(_str(digest)),
                 tuple(_seen(x) for x in group),
+                _git_place(git[0]) if git else None,
             )
-            for path, shown, digest, group in head["hits"]
+            for path, shown, digest, group, *git in head["hits"]
         ]
         skipped = [
             m.Problem(_str(msg), index, None if path is None else _str(path))
