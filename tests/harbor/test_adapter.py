@@ -280,3 +280,47 @@ def test_logs_are_json_lines_without_credentials(
     text = json.dumps(lines)
     _no_secret(harbor_world, text)
     assert adapter.token not in text
+
+
+def test_a_registry_bearer_token_is_used_as_given(
+    adapter: Adapter, harbor_world: HarborWorld, tmp_path: Any
+) -> None:
+    """Harbor may hand a registry token instead of a robot's Basic pair: it is sent as it is
+    (never exchanged at the token server), and a token without access fails the scan."""
+    import hashlib
+    import secrets
+
+    import regkit
+    from regkit import TokenServer, start_registry
+
+    server = TokenServer(tmp_path, {"tokenuser": "tk-" + secrets.token_hex(12)})
+    registry = start_registry(tmp_path / "token", "token", token=server)
+    try:
+        layout = harbor_world.tmp / "oci-clean"
+        registry.push(f"oci:{layout}:1", "private/app:1")
+        raw = regkit.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds",
+                          f"{registry.user}:{registry.password}",
+                          f"docker://{registry.host}/private/app:1"])  # fmt: skip
+        digest = "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+        body = {
+            "registry": {"url": f"http://{registry.host}"},
+            "artifact": {"repository": "private/app", "digest": digest, "tag": "1",
+                         "mime_type": json.loads(raw)["mediaType"]},
+        }  # fmt: skip
+        asked = len(server.requests)
+        good = server.sign("tokenuser", ["repository:private/app:pull"])
+        body["registry"]["authorization"] = f"Bearer {good}"
+        got = adapter.report(adapter.scan(body))
+        assert got.status == 200, got.body
+        assert got.json()["artifact"]["digest"] == digest
+        assert len(server.requests) == asked  # the adapter asked the token server nothing
+        narrow = server.sign("tokenuser", ["repository:other/app:pull"])
+        body["registry"]["authorization"] = f"Bearer {narrow}"
+        got = adapter.report(adapter.scan(body))
+        assert got.status == 500
+        assert "authentication failed" in got.json()["error"]["message"]
+        for token in (good, narrow):
+            assert token not in adapter.log() and token not in got.body.decode()
+    finally:
+        registry.stop()
+        server.close()
