@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -287,6 +287,8 @@ class Scheduler:
     def _finish(self, job: Job, outcome: Outcome) -> None:
         """Record how ``job`` ended (under the lock)."""
         job.finished = self._clock()
+        # the registry credentials are not kept past their scan (the key holds their hash)
+        job.request = replace(job.request, authorization=None)
         job.finished_at = (
             datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         )

@@ -263,12 +263,18 @@ def test_bounded_queue_timeout_and_graceful_stop(
     assert second and third
 
 
-def test_adapter_over_tls(start_adapter: StartAdapter, harbor_world: HarborWorld) -> None:
+def test_adapter_over_tls_forgets_reports_after_their_ttl(
+    start_adapter: StartAdapter, harbor_world: HarborWorld
+) -> None:
     tls = harbor_world.tls
-    adapter = start_adapter(tls=(tls.cert, tls.key))
+    adapter = start_adapter("--result-ttl", "2s", tls=(tls.cert, tls.key))
     assert adapter.request("GET", "/api/v1/metadata").status == 200
-    got = adapter.report(adapter.scan(harbor_world.scan_request(harbor_world.clean)))
-    assert got.status == 200
+    scan_id = adapter.scan(harbor_world.scan_request(harbor_world.clean))
+    assert adapter.report(scan_id).status == 200
+    path = f"/api/v1/scan/{scan_id}/report"
+    adapter.wait_for("the report to expire", lambda: adapter.request("GET", path).status == 404)
+    metrics = adapter.metrics()
+    assert metrics["expired_ids"] == 1 and metrics["ids_kept"] == 0
 
 
 def test_logs_are_json_lines_without_credentials(
