@@ -194,10 +194,12 @@ class Scheduler:
         )
 
     def get(self, scan_id: str) -> Job | None:
-        """The scan behind ``scan_id`` (None: unknown or forgotten)."""
+        """A copy of the scan behind ``scan_id`` as it is now, taken under the lock (None:
+        unknown or forgotten)."""
         with self._lock:
             self._expire(self._clock())
-            return self._ids.get(scan_id)
+            job = self._ids.get(scan_id)
+            return replace(job) if job is not None else None
 
     def snapshot(self) -> dict[str, Any]:
         """Counters and sizes, for ``/metrics`` and logs."""

@@ -271,7 +271,7 @@ def _handler(adapter: Adapter) -> type[BaseHTTPRequestHandler]:
             if kind is None:
                 self._error(501, f"this scanner produces {', '.join(api.PRODUCES)}")
                 return
-            state, report, error = job.state, job.report, job.error
+            state, report, error = job.state, job.report, job.error  # a consistent copy
             if state in (State.queued, State.running):
                 self._send(302, b"", None, {"Refresh-After": str(config.refresh_after)})
                 return
