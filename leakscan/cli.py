@@ -413,7 +413,7 @@ def scan_command(
             "--fail-on",
             metavar="WHAT",
             help="What fails the gate (exit 1): present, deleted, overwritten, file, history, "
-            "config, all, none, confidence=LEVEL; comma-separated or repeated. "
+            "config, attestation, all, none, confidence=LEVEL; comma-separated or repeated. "
             "Default: every finding shown.",
         ),
     ] = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from leakscan import model as m
 from leakscan.detectors import Match
@@ -41,6 +41,8 @@ class ImageScan:
     errors: list[m.Problem]
     # layers whose result came from the result store
     recalled: frozenset[int] = frozenset()
+    # what was deliberately not read beside the layers (attestations too big, not JSON)
+    skipped: list[m.Problem] = field(default_factory=list)
 
     def secrets(self) -> Iterator[str]:
         """Every value any engine matched, in every form it stands in the input (findings
@@ -92,6 +94,10 @@ def place(
             # no history to count in: the index, as baselines of version 1 keyed it
             return f"history\0{loc.history_index}"
         return f"history\0{normalised(loc.created_by, secret)}\0{occurrence}"
+    if isinstance(loc, m.AttestationLocation):
+        # the attestation's digest changes with every build: its predicate type and the
+        # path in it are the place (the line of an embedded Dockerfile is not)
+        return f"attestation\0{loc.predicate_type or ''}\0{loc.path}"
     return f"config\0{loc.field}\0{loc.key or ''}"
 
 
@@ -250,7 +256,7 @@ def image_report(
         else:
             findings.append(finding)
     errors = list(one.errors)
-    skipped: list[m.Problem] = []
+    skipped: list[m.Problem] = list(one.skipped)
     for layer in one.layers:
         errors.extend(layer.errors)
         skipped.extend(layer.skipped)
@@ -268,5 +274,7 @@ def image_report(
         below_threshold=below,
         suppressed=tuple(sorted(suppressed.items())),
         accepted=tuple(accepted),
+        # the statements themselves are not reported: what matters of them is in findings
+        attestations=tuple(replace(a, statement=None) for a in image.attestations),
     )
 

@@ -52,6 +52,27 @@ class SourceImage:
     annotations: tuple[Annotation, ...] = ()
     # problems met while reading the manifest that do not stop the scan
     errors: tuple[Problem, ...] = ()
+    # what travels with the image: BuildKit attestation manifests and OCI referrers
+    attestations: tuple[Attestation, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """One statement or payload that describes an image (never an image of its own): an
+    in-toto layer of a BuildKit attestation manifest, or a layer of an OCI referrer.
+    ``statement`` is the parsed JSON (or text); ``problem`` says why it was not read."""
+
+    digest: str  # the attestation manifest (or referrer manifest)
+    layer_digest: str | None
+    predicate_type: str | None
+    media_type: str | None
+    subject: str | None  # the manifest digest of the image (or index) it describes
+    via: Literal["index", "referrer"]
+    statement: Any = field(default=None, repr=False, compare=False)
+    annotations: tuple[Annotation, ...] = ()
+    problem: Problem | None = None
+    # True when the problem is a deliberate skip (too big, not a statement), not an error
+    skipped: bool = False
 
 
 # --- what a scan reports ----------------------------------------------------------------
@@ -117,7 +138,20 @@ class ConfigLocation:
     kind: Literal["config"] = "config"
 
 
-Location = FileLocation | HistoryLocation | ConfigLocation
+@dataclass(frozen=True)
+class AttestationLocation:
+    """A secret in an attestation that travels with the image: its manifest digest, its
+    predicate type and the JSON path of the string (``line`` in a decoded Dockerfile)."""
+
+    attestation_digest: str
+    predicate_type: str | None
+    path: str
+    subject: str | None
+    line: int | None = None
+    kind: Literal["attestation"] = "attestation"
+
+
+Location = FileLocation | HistoryLocation | ConfigLocation | AttestationLocation
 
 
 @dataclass(frozen=True)
@@ -185,6 +219,8 @@ class ImageReport:
     # the accepted findings themselves with the reason, for formats that list them as
     # suppressed results (SARIF); the counts above stay the summary everyone reads
     accepted: tuple[tuple[str, Finding], ...] = ()
+    # the attestations read with the image (statements are not kept in the report)
+    attestations: tuple[Attestation, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 shown (``--min-confidence``).
 
 A policy names places and a minimum confidence. Places are the file statuses ``present``,
-``deleted`` and ``overwritten`` (``file`` is all three), ``history`` and ``config``; a
+``deleted`` and ``overwritten`` (``file`` is all three), ``history``, ``config`` and
+``attestation`` (what travels with the image: provenance, SBOMs, signatures); a
 finding fails the gate when its place is named and its confidence is at least the minimum.
 The default fails on every finding shown: a deleted secret still ships in the image.
 Accepted findings (baseline, ignored rules and paths) and findings below the confidence
@@ -20,10 +21,11 @@ from leakscan import model as m
 from leakscan.errors import InputError
 from leakscan.terms import CONFIDENCE_RANK, Confidence
 
-PLACES = ("present", "deleted", "overwritten", "history", "config")
+PLACES = ("present", "deleted", "overwritten", "history", "config", "attestation")
 _ALIASES = {"file": ("present", "deleted", "overwritten"), "all": PLACES, "any": PLACES}
 SYNTAX = (
-    "present, deleted, overwritten, file, history, config, all, none, confidence=LEVEL "
+    "present, deleted, overwritten, file, history, config, attestation, all, none, "
+    "confidence=LEVEL "
     "(comma-separated or repeated)"
 )
 

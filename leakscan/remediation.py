@@ -227,6 +227,39 @@ def _config(loc: m.ConfigLocation) -> str:
     )
 
 
+_BUILD_ARG = re.compile(r"build-arg:([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _attestation(loc: m.AttestationLocation) -> str:
+    """A secret in an attestation: the build records it; another build without it does not
+    take it back from the registry, so the attestation (or the tag) goes too."""
+    what = loc.predicate_type or "an attestation"
+    gone = (
+        "Delete the attestation and push again (or delete the tag, and push the image without "
+        "it: docker buildx build --provenance=false, or --provenance=mode=min)"
+    )
+    arg = _BUILD_ARG.search(loc.path)
+    if arg:
+        name = arg.group(1)
+        return (
+            f"Build argument {name} is recorded in the provenance attestation ({what}) pushed "
+            f"with the image. Pass it as a build secret, not an argument: RUN "
+            f"--mount=type=secret,id={name},env={name} <command> (docker buildx build --secret "
+            f"id={name},env={name}). {gone}. {ROTATE}"
+        )
+    if loc.line is not None or ".source." in loc.path or "llbDefinition" in loc.path:
+        return (
+            f"The build definition recorded in the attestation ({what}: the Dockerfile and the "
+            f"build steps) holds it. Keep it out of the Dockerfile and pass it as a build "
+            f"secret: RUN --mount=type=secret,id=TOKEN,env=TOKEN <command>. {gone}. {ROTATE}"
+        )
+    return (
+        f"The attestation ({what}) is pushed with the image and readable by whoever can pull "
+        f"it. Keep the secret out of what the build records (pass it as a build secret). "
+        f"{gone}. {ROTATE}"
+    )
+
+
 def remediation(loc: m.Location, keys: HistoryKeys, secret: str | None) -> str:
     """What to do about a secret at ``loc``; ``keys`` name the instruction that made a
     file's layer, ``secret`` (when known) tells which build argument or variable holds it."""
@@ -234,4 +267,6 @@ def remediation(loc: m.Location, keys: HistoryKeys, secret: str | None) -> str:
         return _file(loc, keys, secret)
     if isinstance(loc, m.HistoryLocation):
         return _history(loc, secret)
+    if isinstance(loc, m.AttestationLocation):
+        return _attestation(loc)
     return _config(loc)

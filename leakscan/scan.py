@@ -22,6 +22,7 @@ from leakscan.findings import ImageScan, image_report
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import LayerScan, scan_layer
 from leakscan.metadata import config_texts, history_texts, image_texts, map_history
+from leakscan.provenance import attestation_texts
 from leakscan.recall import Recall
 from leakscan.redact import Redactor, redact_report
 from leakscan.sources import open_source
@@ -255,6 +256,9 @@ def _scan_image(
     texts = list(history_texts(history, image.config.get("history")))
     texts.extend(config_texts(image.config, image.annotations))
     texts.extend(image_texts(image))
+    attested = attestation_texts(image)
+    texts.extend(attested.texts)
+    errors.extend(attested.errors)
     if recall is not None:
         hits = recall.texts(texts, lambda data: engines.get().scan(data))
     else:
@@ -265,7 +269,7 @@ def _scan_image(
     if history.problem:
         errors.append(m.Problem(history.problem))
     from_store = frozenset(i for i, r in recalled.items() if layers[i] is r.scan)
-    return ImageScan(image, layers, history, hits, errors, from_store)
+    return ImageScan(image, layers, history, hits, errors, from_store, attested.skipped)
 
 
 # a share this much larger than an even one keeps its process busy long after the others

@@ -122,6 +122,8 @@ def baseline_json(report: m.ScanReport) -> str:
                 where.update(path=loc.path, layer_index=loc.layer_index, status=loc.status)
             elif isinstance(loc, m.HistoryLocation):
                 where.update(history_index=loc.history_index, created_by=loc.created_by)
+            elif isinstance(loc, m.AttestationLocation):
+                where.update(predicate_type=loc.predicate_type, path=loc.path)
             else:
                 where.update(field=loc.field, key=loc.key)
             entries.append(

@@ -84,7 +84,7 @@ def meta_findings(image: m.ImageReport, kind: str) -> list[m.Finding]:
 
 def summary(image: m.ImageReport) -> set[tuple[Any, ...]]:
     """What must be identical whatever the layout: rule, place, status, instruction."""
-    out = set()
+    out: set[tuple[Any, ...]] = set()
     for f in image.findings:
         loc = f.location
         if isinstance(loc, m.FileLocation):
@@ -104,6 +104,8 @@ def summary(image: m.ImageReport) -> set[tuple[Any, ...]]:
             )
         elif isinstance(loc, m.HistoryLocation):
             out.add((f.rule_id, f.secret_sha256, "history", loc.history_index, loc.layer_index))
+        elif isinstance(loc, m.AttestationLocation):
+            out.add((f.rule_id, f.secret_sha256, "attestation", loc.predicate_type, loc.path))
         else:
             out.add((f.rule_id, f.secret_sha256, "config", loc.field, loc.key))
     return out

@@ -318,6 +318,8 @@ class Image:
     provenance: dict[str, Any] | None = None
     """Predicate of the attestation manifest, when an :class:`Index` adds one (buildx
     ``mode=max`` records build args there, e.g. ``invocation.parameters.args``)."""
+    provenance_type: str = "https://slsa.dev/provenance/v0.2"
+    """The statement's predicateType (``https://slsa.dev/provenance/v1`` for SLSA v1)."""
 
     # -- config
     def auto_history(self) -> list[dict[str, Any]]:
@@ -479,7 +481,7 @@ class BlobStore:
         """Store a buildx-style attestation manifest for ``subject``; return its descriptor."""
         statement = {
             "_type": "https://in-toto.io/Statement/v0.1",
-            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "predicateType": img.provenance_type,
             "subject": [
                 {
                     "name": f"pkg:docker/leakscan-fixture@latest?platform={img.platform()}",

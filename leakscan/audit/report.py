@@ -8,7 +8,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from leakscan import __version__
+from leakscan import __version__, provenance
 from leakscan import model as m
 from leakscan.audit.core import AuditReport
 from leakscan.report.json import SCHEMA_VERSION, finding_dict, image_dict
@@ -69,6 +69,8 @@ def _where(f: m.Finding) -> str:
         return f"layer {loc.layer_index} {loc.path} [{loc.status}]"
     if isinstance(loc, m.HistoryLocation):
         return f"history {loc.history_index}"
+    if isinstance(loc, m.AttestationLocation):
+        return provenance.where(loc)
     return f"config {loc.field}" + (f" {loc.key}" if loc.key else "")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
-from leakscan import __version__
+from leakscan import __version__, provenance
 from leakscan import model as m
 
 if TYPE_CHECKING:
@@ -109,6 +109,8 @@ def _instruction(image: m.ImageReport, f: m.Finding) -> tuple[int | None, str, s
         return loc.layer_index, (layer.created_by if layer else "") or "", loc.path, loc.status
     if isinstance(loc, m.HistoryLocation):
         return loc.layer_index, loc.created_by or "", f"history {loc.history_index}", "history"
+    if isinstance(loc, m.AttestationLocation):
+        return None, "", provenance.where(loc), "attestation"
     return None, "", f"config {loc.field}" + (f" {loc.key}" if loc.key else ""), "config"
 
 
@@ -162,7 +164,7 @@ def render_html(report: AuditReport) -> str:
         '<select id="filter-status"><option value="">any status</option>'
         + "".join(
             f'<option value="{x}">{x}</option>'
-            for x in ("present", "deleted", "overwritten", "history", "config")
+            for x in ("present", "deleted", "overwritten", "history", "config", "attestation")
         )
         + '</select> <select id="filter-confidence"><option value="">any confidence</option>'
         + "".join(f'<option value="{x}">{x}</option>' for x in ("high", "medium", "low"))

@@ -50,6 +50,15 @@ def _location(loc: m.Location) -> dict[str, Any]:
             "layer_index": loc.layer_index,
             "created_by": loc.created_by,
         }
+    if isinstance(loc, m.AttestationLocation):
+        return {
+            "kind": "attestation",
+            "attestation_digest": loc.attestation_digest,
+            "predicate_type": loc.predicate_type,
+            "path": loc.path,
+            "line": loc.line,
+            "subject": loc.subject,
+        }
     return {"kind": "config", "field": loc.field, "key": loc.key}
 
 
@@ -106,6 +115,18 @@ def image_dict(image: m.ImageReport) -> dict[str, Any]:
         "skipped": [_problem(p, "reason") for p in image.skipped],
         "below_threshold": image.below_threshold,
         "suppressed": dict(image.suppressed),
+        "attestations": [
+            {
+                "digest": a.digest,
+                "layer_digest": a.layer_digest,
+                "predicate_type": a.predicate_type,
+                "media_type": a.media_type,
+                "subject": a.subject,
+                "via": a.via,
+                "read": a.problem is None,
+            }
+            for a in image.attestations
+        ],
     }
 
 

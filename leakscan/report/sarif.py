@@ -20,7 +20,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from leakscan import __version__
+from leakscan import __version__, provenance
 from leakscan import model as m
 from leakscan.policy import Gate
 from leakscan.terms import CONFIDENCE_RANK
@@ -29,6 +29,8 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT_KEY = "leakscan/v2"
 ROOT_BASE, META_BASE = "IMAGE_ROOT", "IMAGE_METADATA"
 HISTORY_URI, CONFIG_URI = "image-history", "image-config"
+# the attestations pushed with the image (provenance, SBOMs, signatures)
+ATTESTATION_URI = "image-attestations"
 # code scanning rejects a run of more results; the most severe are kept and the rest counted
 MAX_RESULTS = 25_000
 _LEVEL = {"high": "error", "medium": "warning", "low": "note"}
@@ -99,6 +101,10 @@ def _where(f: m.Finding) -> tuple[dict[str, Any], str]:
         line = loc.history_index + 1
         layer = f" (layer {loc.layer_index})" if loc.layer_index is not None else ""
         text = f"the image history, entry {loc.history_index}{layer}: {loc.created_by or '-'}"
+    elif isinstance(loc, m.AttestationLocation):
+        artifact = {"uri": ATTESTATION_URI, "uriBaseId": META_BASE}
+        line = loc.line or 1
+        text = f"an {provenance.where(loc)} that travels with the image"
     else:
         artifact = {"uri": CONFIG_URI, "uriBaseId": META_BASE}
         line = 1

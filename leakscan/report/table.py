@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from leakscan import model as m
+from leakscan import provenance
 from leakscan.policy import Gate
 
 DEFAULT_WIDTH = 120
@@ -118,6 +119,8 @@ def _rank(f: m.Finding) -> tuple[int, int]:
         return (0, loc.layer_index)
     if isinstance(loc, m.HistoryLocation):
         return (1, loc.history_index)
+    if isinstance(loc, m.AttestationLocation):
+        return (3, 0)
     return (2, 0)
 
 
@@ -133,7 +136,7 @@ def groups(findings: Iterable[m.Finding]) -> list[list[m.Finding]]:
 def _fix(group: Sequence[m.Finding]) -> str:
     """One remediation for a group: the history's first (a build argument or ENV is where
     the secret came from, the file it wrote follows), else a file's, else the config's."""
-    order = {"history": 0, "file": 1, "config": 2}
+    order = {"history": 0, "file": 1, "config": 2, "attestation": 3}
     return min(group, key=lambda f: order[f.location.kind]).remediation
 
 
@@ -178,6 +181,9 @@ class _Writer:
         elif isinstance(loc, m.HistoryLocation):
             layer = f" (layer {loc.layer_index})" if loc.layer_index is not None else ""
             units = [_Unit(f"history {loc.history_index}{layer}", "bold")]
+        elif isinstance(loc, m.AttestationLocation):
+            units = _words(provenance.where(loc))
+            units[0] = _Unit(units[0].text, "bold")
         else:
             units = [_Unit(f"config {loc.field}" + (f" {loc.key}" if loc.key else ""), "bold")]
         if multi_rule:

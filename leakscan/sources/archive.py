@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leakscan.errors import InputError, SourceError
-from leakscan.model import LayerBlob, Problem, SourceImage
+from leakscan.model import Attestation, LayerBlob, Problem, SourceImage
+from leakscan.sources.attestations import bounded, read_attestations, referenced_digest
 from leakscan.sources.base import (
     check_digest,
     config_platform,
@@ -20,8 +21,11 @@ from leakscan.sources.base import (
     platform_wanted,
     read_blob_json,
 )
-from leakscan.sources.manifests import layer_diff_ids
+from leakscan.sources.manifests import MAX_INDEX_DEPTH, is_attestation, kind_of, layer_diff_ids
 from leakscan.sources.store import BlobStore, DirStore, TarStore, read_json
+
+if TYPE_CHECKING:
+    from leakscan.sources.oci import OciLayoutSource
 
 _BLOB_NAME = re.compile(r"^blobs/(sha256|sha512)/([0-9a-f]+)$")
 
@@ -56,6 +60,9 @@ class DockerArchiveSource:
         self.store = store
         self.reference = reference
         self.ref = ref
+        # Docker 25+ saves: attestations of index.json's images, by config digest
+        self._attested: dict[str, tuple[Attestation, ...]] | None = None
+        self._attested_problem: Problem | None = None
 
     @classmethod
     def from_path(
@@ -139,6 +146,9 @@ class DockerArchiveSource:
                     unavailable=unavailable,
                 )
             )
+        attested = self._attestations().get(config_digest, ())
+        if self._attested_problem is not None:
+            errors.append(self._attested_problem)
         return SourceImage(
             reference=self.reference,
             source="docker-archive",
@@ -148,7 +158,57 @@ class DockerArchiveSource:
             config=config,
             layers=tuple(layers),
             errors=tuple(errors),
+            attestations=attested,
         )
+
+    def _attestations(self) -> dict[str, tuple[Attestation, ...]]:
+        """A Docker 25+ save is an OCI layout too: its index.json leads to the attestation
+        manifests beside each image (manifest.json does not name them), matched to
+        manifest.json's entries by config digest. What the save left out (other platforms'
+        blobs) is passed over: manifest.json is what is scanned."""
+        if self._attested is None:
+            self._attested = {}
+            if self.store.exists("index.json"):
+                # imported here: the layout source imports the walk, a save needs it rarely
+                from leakscan.sources.oci import OciLayoutSource
+
+                layout = OciLayoutSource(self.store, self.reference, "oci-archive", None)
+                try:
+                    top = read_json(self.store, "index.json", "index")
+                    self._attested = attested_by_config(layout, top)
+                except SourceError as exc:
+                    self._attested_problem = Problem(f"index.json: attestations not read: {exc}")
+        return self._attested
+
+
+def attested_by_config(
+    layout: OciLayoutSource, index: Any, depth: int = 0
+) -> dict[str, tuple[Attestation, ...]]:
+    """The attestation manifests of an index and the indexes under it, by the config
+    digest of the image each describes."""
+    out: dict[str, tuple[Attestation, ...]] = {}
+    entries = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(entries, list) or depth >= MAX_INDEX_DEPTH:
+        return out
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
+            continue
+        got = layout.attached(check_digest(entry["digest"], "index.json"))
+        if got is None:
+            continue
+        if not is_attestation(entry):
+            if kind_of(got[0], entry.get("mediaType")) == "index":
+                for config_digest, found in attested_by_config(layout, got[0], depth + 1).items():
+                    out.setdefault(config_digest, found)
+            continue
+        subject = referenced_digest(entry)
+        image = layout.attached(check_digest(subject, "attestation subject")) if subject else None
+        described = image[0].get("config") if image and isinstance(image[0], dict) else None
+        config_hash = described.get("digest") if isinstance(described, dict) else None
+        if isinstance(config_hash, str):
+            read = read_attestations(got[0], entry["digest"], subject, "index", layout.blob)
+            out[config_hash] = bounded(out.get(config_hash, ()) + tuple(read))
+    return out
 
 
 def _digest_from_name(name: str) -> str | None:

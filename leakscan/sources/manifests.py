@@ -1,17 +1,24 @@
 """Image indexes and manifests, wherever they are read from: the walk from an index down to
 its images (nested indexes, Docker manifest lists, attestation manifests skipped, the
-platform filter, a depth limit, loops cut) and the image a manifest describes. OCI layouts
+platform filter, a depth limit, loops cut) and the image a manifest describes, with the
+attestations and referrers that describe it attached (never images of their own). OCI layouts
 read the documents from blobs in a store, registries fetch them over HTTP: a
 :class:`Documents` says how, and is all the two sources differ in."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Literal, Protocol
 
 from leakscan.errors import SourceError
-from leakscan.model import Annotation, LayerBlob, Problem, SourceImage, SourceKind
+from leakscan.model import Annotation, Attestation, LayerBlob, Problem, SourceImage, SourceKind
+from leakscan.sources.attestations import (
+    bounded,
+    read_attestations,
+    referenced_digest,
+    subject_of,
+)
 from leakscan.sources.base import (
     check_digest,
     config_platform,
@@ -62,6 +69,19 @@ class Documents(Protocol):
 
     def layer(self, entry: LayerDescriptor) -> tuple[Opener, str | None]:
         """How to open a layer's blob, and why it cannot be read when that is known now."""
+        ...
+
+    def attached(self, digest: str) -> tuple[Any, str | None] | None:
+        """Like :meth:`manifest`, for a manifest that travels with an image (an attestation,
+        a referrer): None when the image does not hold it."""
+        ...
+
+    def blob(self, digest: str) -> bytes | None:
+        """A small blob (a statement) whole, verified; None when the image does not hold it."""
+        ...
+
+    def referrers(self, digest: str) -> list[dict[str, Any]]:
+        """Descriptors of the manifests whose ``subject`` is ``digest`` (OCI 1.1)."""
         ...
 
 
@@ -142,6 +162,8 @@ class ManifestWalk:
         self.platforms = platforms
         # digests met so far: the same manifest under two tags, or an index that loops
         self.seen: set[str] = set()
+        # attestation and referrer manifests read so far, by digest
+        self._attestations: dict[str, list[Attestation]] = {}
 
     def entries(
         self,
@@ -149,8 +171,15 @@ class ManifestWalk:
         listed_in: str,
         inherited: tuple[Annotation, ...] = (),
         depth: int = 0,
+        attached: tuple[Attestation, ...] = (),
     ) -> Iterator[SourceImage]:
-        """The images behind an index's entries (``listed_in`` names the index)."""
+        """The images behind an index's entries (``listed_in`` names the index), each with
+        the attestation manifests of the index that name it (those naming no image go with
+        every image of the index) and ``attached``, what describes the index itself."""
+        marked: dict[str | None, list[dict[str, Any]]] = {}
+        for descriptor in descriptors:
+            if isinstance(descriptor, dict) and is_attestation(descriptor):
+                marked.setdefault(referenced_digest(descriptor), []).append(descriptor)
         for descriptor in descriptors:
             if not isinstance(descriptor, dict) or is_attestation(descriptor):
                 continue
@@ -162,7 +191,12 @@ class ManifestWalk:
                 continue
             doc, served_as = self.documents.manifest(digest)
             media = (served_as, descriptor.get("mediaType"))
-            yield from self.document(doc, digest, media, inherited, depth)
+            if subject_of(doc) is not None and kind_of(doc, *media) == "manifest":
+                # a referrer listed beside its subject (an OCI layout): read with the subject
+                continue
+            own = marked.get(digest, []) + marked.get(None, [])
+            found = attached + tuple(a for d in own for a in self._attestation(d, digest))
+            yield from self.document(doc, digest, media, inherited, depth, found)
 
     def document(
         self,
@@ -171,9 +205,10 @@ class ManifestWalk:
         media: Sequence[Any] = (),
         inherited: tuple[Annotation, ...] = (),
         depth: int = 0,
+        attached: tuple[Attestation, ...] = (),
     ) -> Iterator[SourceImage]:
         """The images of a fetched index or manifest; ``media`` are the media types it is
-        said to have, most trusted first."""
+        said to have, most trusted first; ``attached`` what describes it already."""
         self.seen.add(digest)
         if not isinstance(doc, dict):
             raise SourceError(f"{self.where}: manifest {digest} is not a JSON object")
@@ -181,7 +216,8 @@ class ManifestWalk:
         if kind == "manifest":
             image = self.image(digest, doc, inherited)
             if platform_wanted(image.platform, self.platforms):
-                yield image
+                found = attached + self._referrers(digest)
+                yield replace(image, attestations=bounded(found)) if found else image
             return
         if kind != "index":
             raise SourceError(f"{self.where}: {digest} is neither an image manifest nor an index")
@@ -191,7 +227,70 @@ class ManifestWalk:
         if not isinstance(children, list):
             raise SourceError(f"{self.where}: index {digest} has no manifests list")
         notes = inherited + annotations_at(f"index {digest}", doc.get("annotations"))
-        yield from self.entries(children, f"index {digest}", notes, depth + 1)
+        found = attached + self._referrers(digest)
+        yield from self.entries(children, f"index {digest}", notes, depth + 1, found)
+
+    def _attestation(self, descriptor: dict[str, Any], subject: str) -> list[Attestation]:
+        """The statements of an attestation-manifest entry of an index."""
+        digest = descriptor.get("digest")
+        if not isinstance(digest, str):
+            return []
+        return self._read(digest, subject, "index")
+
+    def _referrers(self, subject: str) -> tuple[Attestation, ...]:
+        """The statements of every manifest whose subject is ``subject``."""
+        try:
+            descriptors = self.documents.referrers(subject)
+        except SourceError as exc:
+            return (
+                Attestation(
+                    subject,
+                    None,
+                    None,
+                    None,
+                    subject,
+                    "referrer",
+                    problem=Problem(f"referrers of {subject}: {exc}"),
+                ),
+            )
+        out: list[Attestation] = []
+        for descriptor in descriptors:
+            digest = descriptor.get("digest")
+            if isinstance(digest, str):
+                out.extend(self._read(digest, subject, "referrer"))
+        return tuple(out)
+
+    def _read(
+        self, digest: str, subject: str, via: Literal["index", "referrer"]
+    ) -> list[Attestation]:
+        """An attestation or referrer manifest, read once however many images it names."""
+        if digest in self._attestations:
+            return self._attestations[digest]
+        here = f"{via} manifest {digest}"
+        try:
+            check_digest(digest, here)
+            got = self.documents.attached(digest)
+        except SourceError as exc:
+            found = [Attestation(digest, None, None, None, subject, via, problem=Problem(str(exc)))]
+        else:
+            if got is None:
+                message = f"{here} is not in the image: not scanned"
+                found = [
+                    Attestation(
+                        digest,
+                        None,
+                        None,
+                        None,
+                        subject,
+                        via,
+                        problem=Problem(message),
+                        skipped=True,
+                    )
+                ]
+            else:
+                found = read_attestations(got[0], digest, subject, via, self.documents.blob)
+        self._attestations[digest] = found
+        return found
 
     def image(
         self, digest: str, manifest: dict[str, Any], inherited: tuple[Annotation, ...]

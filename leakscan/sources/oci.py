@@ -10,7 +10,8 @@ from typing import Any
 
 from leakscan.errors import InputError, SourceError
 from leakscan.model import SourceImage, SourceKind
-from leakscan.sources.base import blob_path, read_blob_json
+from leakscan.sources.attestations import MAX_STATEMENT_BYTES, subject_of
+from leakscan.sources.base import blob_path, digest_of, read_blob_json
 from leakscan.sources.manifests import (
     LayerDescriptor,
     ManifestWalk,
@@ -36,6 +37,9 @@ class OciLayoutSource:
         self.reference = reference
         self.kind = kind
         self.tag = tag
+        # index.json's entries whose manifest has a subject, by subject (read on first use)
+        self._referrers: dict[str, list[dict[str, Any]]] | None = None
+        self._top: list[Any] = []
 
     @classmethod
     def from_dir(cls, path: str, reference: str, tag: str | None) -> OciLayoutSource:
@@ -58,6 +62,7 @@ class OciLayoutSource:
         if not isinstance(manifests, list):
             raise SourceError(f"{self.store.location}: index.json has no manifests list")
         chosen = [d for d in manifests if isinstance(d, dict)]
+        self._top = chosen
         if self.tag is not None:
             chosen = [d for d in chosen if _ref_name(d) == self.tag]
             if not chosen:
@@ -87,6 +92,39 @@ class OciLayoutSource:
     def config(self, digest: str) -> Any:
         config, _ = read_blob_json(self.store, blob_path(digest), "config", digest)
         return config
+
+    def attached(self, digest: str) -> tuple[Any, str | None] | None:
+        if not self.store.exists(blob_path(digest)):
+            return None
+        return self.manifest(digest)
+
+    def blob(self, digest: str) -> bytes | None:
+        name = blob_path(digest)
+        if not self.store.exists(name):
+            return None
+        with self.store.open(name) as fh:
+            data = fh.read(MAX_STATEMENT_BYTES + 1)
+        if len(data) <= MAX_STATEMENT_BYTES and digest_of(data, digest.split(":", 1)[0]) != digest:
+            raise SourceError(f"blob {name} does not match its digest {digest}")
+        return data
+
+    def referrers(self, digest: str) -> list[dict[str, Any]]:
+        """index.json's manifests whose subject is ``digest`` (oras and buildx write them
+        there), whatever tag was asked for."""
+        if self._referrers is None:
+            self._referrers = {}
+            for descriptor in self._top:
+                listed = descriptor.get("digest")
+                if not isinstance(listed, str) or not self.store.exists(blob_path(listed)):
+                    continue
+                try:
+                    doc = self.manifest(listed)[0]
+                except SourceError:
+                    continue  # the walk reports it when it reads the entry as an image
+                subject = subject_of(doc)
+                if subject is not None:
+                    self._referrers.setdefault(subject, []).append(descriptor)
+        return self._referrers.get(digest, [])
 
     def layer(self, entry: LayerDescriptor) -> tuple[Opener, str | None]:
         name = blob_path(entry.digest)

@@ -17,6 +17,11 @@ import requests
 
 from leakscan.errors import InputError, SourceError
 from leakscan.model import SourceImage
+from leakscan.sources.attestations import (
+    MAX_STATEMENT_BYTES,
+    referrer_descriptors,
+    tag_schema,
+)
 from leakscan.sources.auth import RegistryOptions
 from leakscan.sources.base import digest_of
 from leakscan.sources.blobstream import BlobOpener
@@ -35,6 +40,9 @@ ACCEPT = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+# what a registry without the referrers API answers to it (the distribution spec says 404)
+NO_REFERRERS_API = frozenset({400, 404, 405, 501})
 SCHEMA1_TYPES = {
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
@@ -91,12 +99,17 @@ class RegistrySource:
         )
         yield from walk.document(doc, digest, (media,))
 
-    def _manifest(self, ref: str, expected: str | None, top: bool = False) -> tuple[Any, str, str]:
+    def _manifest(
+        self, ref: str, expected: str | None, top: bool = False, absent_ok: bool = False
+    ) -> tuple[Any, str, str]:
         """Fetch a manifest or index by tag or digest; verify it against ``expected``.
-        Returns the document, its digest and the media type it was served as."""
+        Returns the document, its digest and the media type it was served as (``absent_ok``:
+        None for the document when the registry has none)."""
         where = self.client.where
         resp, body = self.client.get_small(f"/v2/{self.ref.repository}/manifests/{ref}", ACCEPT)
         if resp.status_code == 404:
+            if absent_ok:
+                return None, "", ""
             if top:
                 raise InputError(f"image not found: {self.ref}")
             raise SourceError(f"{where}: manifest {ref}, listed in an index, is missing")
@@ -137,6 +150,39 @@ class RegistrySource:
         if digest_of(body, digest.split(":", 1)[0]) != digest:
             raise SourceError(f"{where}: config blob does not match its digest {digest}")
         return parse_json(body, f"{where}: config {digest}")
+
+    def attached(self, digest: str) -> tuple[Any, str | None] | None:
+        doc, _, media = self._manifest(digest, digest, absent_ok=True)
+        return None if doc is None else (doc, media)
+
+    def blob(self, digest: str) -> bytes | None:
+        where = self.client.where
+        resp, body = self.client.get_small(f"/v2/{self.ref.repository}/blobs/{digest}")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise SourceError(
+                f"{where}: registry answered {resp.status_code} {resp.reason} for blob {digest}"
+            )
+        if len(body) <= MAX_STATEMENT_BYTES and digest_of(body, digest.split(":", 1)[0]) != digest:
+            raise SourceError(f"{where}: blob does not match its digest {digest}")
+        return body
+
+    def referrers(self, digest: str) -> list[dict[str, Any]]:
+        """The referrers API (OCI distribution 1.1), and where the registry has none the
+        tag schema's fallback: an index tagged ``sha256-<hex>``."""
+        where = self.client.where
+        path = f"/v2/{self.ref.repository}/referrers/{digest}"
+        resp, body = self.client.get_small(path, OCI_INDEX)
+        if resp.status_code == 200:
+            return referrer_descriptors(parse_json(body, f"{where}: referrers of {digest}"))
+        if resp.status_code not in NO_REFERRERS_API:
+            raise SourceError(
+                f"{where}: registry answered {resp.status_code} {resp.reason} for the "
+                f"referrers of {digest}"
+            )
+        doc, _, _ = self._manifest(tag_schema(digest), None, absent_ok=True)
+        return referrer_descriptors(doc)
 
     def layer(self, entry: LayerDescriptor) -> tuple[Opener, str | None]:
         unavailable = None

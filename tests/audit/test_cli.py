@@ -94,7 +94,9 @@ def _layer_rows(db: Path) -> int:
 
 def test_killed_audit_restarted_ends_with_the_same_report(fresh: Filled, tmp_path: Path) -> None:
     allowed = 5
-    proxy = GateProxy(fresh.registry, fresh.fill.config_digests(), allowed)
+    # statements of attestations are read with the manifests: no layer download either
+    unlayered = fresh.fill.config_digests() | fresh.fill.statement_digests()
+    proxy = GateProxy(fresh.registry, unlayered, allowed)
     try:
         db = tmp_path / "killed.db"
         args = [proxy.host, "--format", "json", "--db", str(db), "--no-cache"]

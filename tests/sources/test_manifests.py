@@ -37,6 +37,10 @@ class Memory:
     def __init__(self) -> None:
         self.docs: dict[str, tuple[Any, str | None]] = {}
         self.fetched: list[str] = []
+        # what the walk read as attestations (never as images), statements, referrers
+        self.read: list[str] = []
+        self.blobs: dict[str, bytes] = {}
+        self.referring: dict[str, list[dict[str, Any]]] = {}
 
     def put(self, doc: Any, served_as: str | None = None) -> str:
         digest = _digest(doc)
@@ -56,6 +60,17 @@ class Memory:
             return io.BytesIO(entry.digest.encode())
 
         return opener, "foreign" if entry.media_type == FOREIGN else None
+
+    def attached(self, digest: str) -> tuple[Any, str | None] | None:
+        self.read.append(digest)
+        return self.docs.get(digest)
+
+    def blob(self, digest: str) -> bytes | None:
+        self.read.append(digest)
+        return self.blobs.get(digest)
+
+    def referrers(self, digest: str) -> list[dict[str, Any]]:
+        return self.referring.get(digest, [])
 
     def image(self, arch: str, layers: int = 1, **extra: Any) -> str:
         """An image manifest for ``linux/arch`` with ``layers`` layers; its digest."""
@@ -128,7 +143,10 @@ def test_nested_indexes_lists_attestations_and_annotations() -> None:
     )
     images = list(_walk(memory).entries([_entry(inner), "not a descriptor"], "index.json"))
     assert _platforms(images) == ["linux/amd64", "linux/arm64"]
-    assert attestation not in memory.fetched
+    # read as an attestation (naming no image: of every image under its index, nested ones
+    # too), once, and never as an image
+    assert attestation not in memory.fetched and memory.read.count(attestation) == 1
+    assert [[a.digest for a in i.attestations] for i in images] == [[attestation]] * 2
     first = images[0]
     assert first.manifest_digest == amd64 and first.source == "registry"
     assert [(a.where, a.key) for a in first.annotations] == [
