@@ -430,10 +430,11 @@ def test_missing_attestation_blob_is_skipped(tmp_path: Path, detectors: Detector
     layout = write_oci_layout(
         tmp_path / "l", Index([_image(pred)], attestations=True), tag="latest"
     )
-    for blob in (layout / "blobs" / "sha256").iterdir():
-        if b'"in-toto.io/predicate-type"' in blob.read_bytes():
-            doc = json.loads(blob.read_bytes())
-            (layout / "blobs" / "sha256" / doc["layers"][0]["digest"].split(":")[1]).unlink()
+    blobs = layout / "blobs" / "sha256"
+    manifests = [b for b in blobs.iterdir() if b'"in-toto.io/predicate-type"' in b.read_bytes()]
+    assert len(manifests) == 1
+    statement = json.loads(manifests[0].read_bytes())["layers"][0]["digest"]
+    (blobs / statement.split(":")[1]).unlink()
     report = scan_ref(f"oci:{layout}:latest", detectors)
     assert report.complete and not report.findings
     assert "is not in the image" in _messages(only_image(report).skipped)
