@@ -12,6 +12,8 @@ catalog compile, volume) and nothing else.
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
 import os
 import re
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -296,3 +299,119 @@ def test_scans_an_image_in_a_registry(podman: Podman, registry: str) -> None:
          "--no-cache"], capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert _rule_ids(report) == _rule_ids(json.loads(host.stdout)) != []
+
+
+# --- the Harbor adapter's image (Dockerfile.harbor, on top of the one above) --------------------
+
+HARBOR_IMAGE = "localhost/leakscan-harbor:test"
+
+
+@pytest.fixture(scope="module")
+def harbor_image(buildah_image: Path, podman: Podman, containers_policy: Path,
+                 image_store: Path) -> dict[str, Any]:  # fmt: skip
+    """Dockerfile.harbor built by buildah on leakscan's image, loaded into podman; returns
+    the image's config."""
+    store = image_store / "buildah"
+    env = _env(store)
+    base = [tool("buildah"), "--root", str(store / "g"), "--runroot", str(store / "r"),
+            "--storage-driver", "vfs"]  # fmt: skip
+    policy = f"--signature-policy={containers_policy}"
+    _run([*base, "bud", policy, "--isolation", "chroot", "--pull=never", "-q",
+          "--build-arg", f"LEAKSCAN_IMAGE={LEAKSCAN_IMAGE}",
+          "-t", HARBOR_IMAGE, "-f", str(REPO / "Dockerfile.harbor"), str(REPO)], env)  # fmt: skip
+    config = json.loads(_run([*base, "inspect", "--type", "image", HARBOR_IMAGE], env))
+    archive = image_store / "leakscan-harbor.tar"
+    _run([*base, "push", policy, HARBOR_IMAGE, f"docker-archive:{archive}:{HARBOR_IMAGE}"], env)
+    _run([*podman.base, "load", "-q", "-i", str(archive)], podman.env)
+    out: dict[str, Any] = config["OCIv1"]["config"]
+    return out
+
+
+def _get(port: int, path: str, token: str | None = None, body: Any = None) -> tuple[int, bytes]:
+    """One request to the adapter in the container; (0, b"") while nothing listens."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request("POST" if body is not None else "GET", path, body=data, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    except OSError:
+        return 0, b""
+    finally:
+        conn.close()
+
+
+def _until(what: str, test: Any, timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = test()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout} s for {what}")
+        time.sleep(0.2)
+
+
+def test_harbor_adapter_image_serves_a_scan(
+    harbor_image: dict[str, Any], podman: Podman, registry: str, image_store: Path
+) -> None:
+    assert harbor_image["Entrypoint"] == ["leakscan", "serve", "--harbor"]
+    assert harbor_image["Cmd"] == [
+        "--listen", "0.0.0.0:8080", "--auth-token-file", "/run/secrets/harbor-token",
+    ]  # fmt: skip
+    assert harbor_image["User"] == "10001:10001"
+    secrets_dir = Path(tempfile.mkdtemp(prefix="lsh-", dir=image_store))
+    token = "tok-" + os.urandom(16).hex()
+    (secrets_dir / "harbor-token").write_text(token + "\n")
+    os.chmod(secrets_dir, 0o755)
+    os.chmod(secrets_dir / "harbor-token", 0o644)
+    port = _free_port()
+    start = subprocess.run(
+        [*podman.base, "run", "-d", "--rm", "--pull=never", "--network", "host",
+         "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1000:1000",
+         "-v", f"{secrets_dir / 'harbor-token'}:/run/secrets/harbor-token:ro", HARBOR_IMAGE,
+         "--listen", f"127.0.0.1:{port}", "--auth-token-file", "/run/secrets/harbor-token"],
+        capture_output=True, text=True, env=podman.env, timeout=300,
+    )  # fmt: skip
+    assert start.returncode == 0, start.stderr
+    container = start.stdout.strip()
+    try:
+        _until("/probe/ready", lambda: _get(port, "/probe/ready")[0] == 200)
+        status, body = _get(port, "/api/v1/metadata", token)
+        assert status == 200 and json.loads(body)["scanner"]["name"] == "leakscan"
+        assert _get(port, "/api/v1/metadata", "wrong")[0] == 401
+        skopeo = [tool("skopeo"), "inspect", "--raw", "--tls-verify=false"]
+        raw = _run(
+            [*skopeo, f"docker://{registry}/leaky/npm:1"], {**os.environ, "PATH": tool_path()}
+        )
+        request = {
+            "registry": {"url": f"http://{registry}"},
+            "artifact": {"repository": "leaky/npm", "tag": "1",
+                         "digest": "sha256:" + hashlib.sha256(raw.encode()).hexdigest(),
+                         "mime_type": json.loads(raw)["mediaType"]},
+        }  # fmt: skip
+        status, body = _get(port, "/api/v1/scan", token, request)
+        assert status == 202, body
+        scan_id = json.loads(body)["id"]
+        path = f"/api/v1/scan/{scan_id}/report"
+
+        def final() -> tuple[int, bytes] | None:
+            answer = _get(port, path, token)
+            return None if answer[0] == 302 else answer
+
+        status, body = _until("the report", final)
+        assert status == 200, body
+        report = json.loads(body)
+        assert any(v["package"] == "/root/.npmrc" for v in report["vulnerabilities"])
+        logs = subprocess.run([*podman.base, "logs", container], capture_output=True,
+                              text=True, env=podman.env, timeout=60)  # fmt: skip
+        lines = [json.loads(x) for x in logs.stderr.splitlines() + logs.stdout.splitlines() if x]
+        assert any(x["msg"] == "scan finished" and x["state"] == "done" for x in lines)
+        assert token not in logs.stderr + logs.stdout
+    finally:
+        stop = subprocess.run(
+            [*podman.base, "stop", "-t", "30", container],
+            capture_output=True, text=True, env=podman.env, timeout=120,
+        )  # fmt: skip
+    assert stop.returncode == 0, stop.stderr
