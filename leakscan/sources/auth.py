@@ -10,8 +10,10 @@ config (``DOCKER_CONFIG`` or ``~/.docker/config.json``: ``auths`` entries, ident
 CAs, as docker and podman find them: ``--ca-file`` alone when given; else the ``*.crt``
 files of the registry's folder under ``/etc/containers/certs.d``,
 ``~/.config/containers/certs.d`` and ``/etc/docker/certs.d`` (``HOST:PORT/``), added to
-the default trust (``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE``, else certifi's). The roots
-are ``LEAKSCAN_CERTS_DIRS`` (folders separated by ``:``) when that is set.
+the default trust (``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE``, else certifi's). A client
+certificate for mutual TLS comes from the same folders, as docker and podman pair them: a
+``NAME.cert`` and its ``NAME.key`` (the first pair, roots in that order, names sorted). The
+roots are ``LEAKSCAN_CERTS_DIRS`` (folders separated by ``:``) when that is set.
 
 Nothing here ever prints or logs a secret: the classes that hold one have a ``repr`` that
 leaves it out, and error messages name where credentials came from, never what they are.
@@ -29,6 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +104,11 @@ class RegistryOptions:
             return _bundle_with(base, extra)
         return base or True
 
+    def client_cert(self, host: str | None) -> tuple[str, str] | None:
+        """The (certificate, key) files ``host`` gets as a TLS client, from its certs.d
+        folders; None when there are none (verification on or off, as docker does)."""
+        return registry_client_cert(host) if host else None
+
 
 def _default_bundle() -> str | None:
     """The CA bundle a variable names; as OpenSSL does, one that names no file is passed over."""
@@ -139,6 +147,45 @@ def registry_cas(host: str) -> tuple[str, ...]:
             continue
         found.extend(os.path.join(folder, n) for n in names if n.endswith(".crt"))
     return tuple(found)
+
+
+def _host_folders(host: str) -> Iterator[str]:
+    """``host``'s folder under every certs.d root that has one."""
+    # a host name cannot climb out of the root: refuse what would
+    if os.path.basename(host) != host or host in (".", ".."):
+        return
+    for root in certs_roots():
+        folder = os.path.join(root, host)
+        if os.path.isdir(folder):
+            yield folder
+
+
+def registry_client_cert(host: str) -> tuple[str, str] | None:
+    """The client certificate in ``host``'s certs.d folders: a ``NAME.cert`` and the
+    ``NAME.key`` beside it, the first pair of the first folder that has one. As docker and
+    podman do, a ``.cert`` without its ``.key`` or a ``.key`` without its ``.cert`` is an
+    error, not a certificate passed over in silence."""
+    for folder in _host_folders(host):
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        pairs = []
+        for name in names:
+            stem, dot, ext = name.rpartition(".")
+            if not dot or not stem:
+                continue
+            if ext == "cert" and f"{stem}.key" not in names:
+                raise InputError(f"certs.d {folder}: client certificate {name} has no {stem}.key")
+            if ext == "key" and f"{stem}.cert" not in names:
+                raise InputError(
+                    f"certs.d {folder}: key {name} has no client certificate {stem}.cert"
+                )
+            if ext == "cert":
+                pairs.append((os.path.join(folder, name), os.path.join(folder, f"{stem}.key")))
+        if pairs:
+            return pairs[0]
+    return None
 
 
 @functools.cache

@@ -124,7 +124,7 @@ def describe(exc: BaseException) -> Transient:
     return Transient("connection failed")
 
 
-def _tls_problem(exc: BaseException, netloc: str) -> SourceError | _NotTls:
+def _tls_problem(exc: BaseException, netloc: str, sent_cert: bool = False) -> SourceError | _NotTls:
     """A certificate error is final; any other handshake failure may be a plain-HTTP server."""
     for one in _chain(exc):
         if isinstance(one, ssl.SSLCertVerificationError):
@@ -136,7 +136,33 @@ def _tls_problem(exc: BaseException, netloc: str) -> SourceError | _NotTls:
             return SourceError(f"TLS certificate of {netloc} not trusted (use --ca-file)")
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return SourceError(f"TLS certificate of {netloc} not trusted (use --ca-file)")
+    client = _client_cert_refused(exc, netloc, sent_cert)
+    if client is not None:
+        return client
     return _NotTls("TLS handshake failed")
+
+
+def _client_cert_refused(exc: BaseException, netloc: str, sent: bool) -> SourceError | None:
+    """The registry asks for a TLS client certificate (mutual TLS) and got none, or not
+    one it accepts: final, and said in words (OpenSSL names the server's alert; TLS 1.2
+    servers answer a missing certificate with "bad certificate" too)."""
+    found = list(_chain(exc))
+    text = " ".join(str(one) for one in found).upper()
+    alerts = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN")
+    if sent and any(isinstance(one, ssl.SSLEOFError) for one in found):
+        # Go's TLS 1.3 server hangs up on a certificate of a CA it does not know
+        return SourceError(
+            f"{netloc} closed the TLS handshake on the client certificate of its certs.d "
+            "folder: not one it accepts"
+        )
+    if not any(alert in text for alert in alerts):
+        return None
+    if not sent:
+        return SourceError(
+            f"{netloc} asks for a TLS client certificate: put NAME.cert and NAME.key in its "
+            f"certs.d folder ({netloc}/)"
+        )
+    return SourceError(f"{netloc} refused the TLS client certificate of its certs.d folder")
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -169,6 +195,8 @@ class RegistryClient:
         self.options = options
         # the registry's own certs.d CAs too (HOST:PORT, as docker and podman name them)
         self.verify = options.verify(self.domain)
+        # a client certificate for registries that ask for one (mutual TLS), from certs.d
+        self.cert = options.client_cert(self.domain)
         self.base_url: str | None = None
         self._creds = options.creds
         self._looked_up = options.creds is not None
@@ -234,11 +262,12 @@ class RegistryClient:
                     stream=stream,
                     timeout=(timeout, timeout),
                     verify=self.verify,
+                    cert=self.cert,
                     allow_redirects=True,
                     proxies=proxies,
                 )
         except requests.exceptions.SSLError as exc:
-            raise _tls_problem(exc, _netloc(url)) from None
+            raise _tls_problem(exc, _netloc(url), self.cert is not None) from None
         except (
             requests.ConnectionError,
             requests.Timeout,

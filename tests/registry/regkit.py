@@ -335,6 +335,8 @@ class Registry:
     password: str | None = None
     token_server: TokenServer | None = None
     secrets: list[str] = field(default_factory=list)
+    # the client certificate and key of a registry that asks for one (mutual TLS)
+    client: tuple[Path, Path] | None = None
 
     @property
     def host(self) -> str:
@@ -426,8 +428,12 @@ def start_registry(
     tls: Tls | None = None,
     htpasswd: tuple[str, str] | None = None,
     token: TokenServer | None = None,
+    client_ca: Path | None = None,
+    client: tuple[Path, Path] | None = None,
 ) -> Registry:
-    """Start docker-registry with filesystem storage under ``root``; wait until it answers."""
+    """Start docker-registry with filesystem storage under ``root``; wait until it answers.
+    ``client_ca``: TLS clients must show a certificate it signed (mutual TLS); ``client``
+    is the (certificate, key) the start-up probe shows."""
     root.mkdir(parents=True, exist_ok=True)
     lines = [
         "version: 0.1",
@@ -455,6 +461,8 @@ def start_registry(
     ]
     if tls is not None:
         lines += ["  tls:", f"    certificate: {tls.cert}", f"    key: {tls.key}"]
+        if client_ca is not None:
+            lines += ["    clientcas:", f"      - {client_ca}"]
     if htpasswd is not None:
         entry = run(["htpasswd", "-Bbn", htpasswd[0], htpasswd[1]])
         (root / "htpasswd").write_text(entry)
@@ -488,6 +496,7 @@ def start_registry(
         )
         log.close()
         registry = Registry(name, root, port, proc, "https" if tls else "http", tls)
+        registry.client = client
         if htpasswd is not None:
             registry.user, registry.password = htpasswd
             registry.secrets.append(htpasswd[1])
@@ -507,6 +516,8 @@ def _wait_up(registry: Registry) -> bool:
     context = None
     if registry.tls is not None:
         context = ssl.create_default_context(cafile=str(registry.tls.ca))
+        if registry.client is not None:
+            context.load_cert_chain(*registry.client)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if registry.proc.poll() is not None:

@@ -71,3 +71,42 @@ def test_registry_cas_and_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ca.write_text(PEM.format("mine"))
     assert RegistryOptions(ca_file=str(ca)).verify(host) == str(ca)
     assert RegistryOptions(tls_verify=False).verify(host) is False
+
+
+def test_client_certificate_pairs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """NAME.cert with NAME.key, as docker and podman pair them; the first root and name
+    win; a half pair is an error that names the file, not a certificate passed over."""
+    from leakscan.errors import InputError
+    from leakscan.sources.auth import registry_client_cert
+
+    host = "reg.example.internal:5000"
+    first, second = tmp_path / "containers", tmp_path / "docker"
+    for root in (first, second):
+        (root / host).mkdir(parents=True)
+        (root / host / "ca.crt").write_text(PEM.format("ca"))
+    monkeypatch.setenv("LEAKSCAN_CERTS_DIRS", f"{first}{os.pathsep}{second}")
+    assert registry_client_cert(host) is None
+    assert RegistryOptions().client_cert(host) is None
+    for name in ("b", "a"):
+        (second / host / f"{name}.cert").write_text(PEM.format(name))
+        (second / host / f"{name}.key").write_text("key")
+    pair = (str(second / host / "a.cert"), str(second / host / "a.key"))
+    assert registry_client_cert(host) == pair
+    # with certificate verification off the registry still asks for one: it is sent
+    assert RegistryOptions(tls_verify=False).client_cert(host) == pair
+    assert RegistryOptions().client_cert(None) is None
+    (first / host / "me.cert").write_text(PEM.format("me"))
+    (first / host / "me.key").write_text("key")
+    assert registry_client_cert(host) == (
+        str(first / host / "me.cert"),
+        str(first / host / "me.key"),
+    )
+    (first / host / "me.key").unlink()
+    with pytest.raises(InputError, match=r"client certificate me.cert has no me.key"):
+        registry_client_cert(host)
+    (first / host / "me.cert").unlink()
+    (first / host / "lost.key").write_text("key")
+    with pytest.raises(InputError, match=r"key lost.key has no client certificate lost.cert"):
+        registry_client_cert(host)
+    # a host name cannot reach outside the roots, nor another host's folder
+    assert registry_client_cert("..") is None and registry_client_cert("nowhere:1") is None
