@@ -12,6 +12,7 @@ import hashlib
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from leakscan import model as m
 from leakscan.detectors import Match
@@ -177,6 +178,32 @@ def _in_working_tree(records: Sequence[LayerRecord], git: m.GitPlace) -> bool:
     return any((e := r.entries.get(path)) is not None and e.digest == want for r in records)
 
 
+def _file_location(
+    hit: FileHit, records: Sequence[LayerRecord], infos: list[m.LayerInfo]
+) -> m.FileLocation:
+    where = fate(records, hit.layer_index, hit.path, hit.digest)
+    return m.FileLocation(
+        layer_index=hit.layer_index,
+        diff_id=infos[hit.layer_index].diff_id,
+        path=hit.shown,
+        line=hit.seen[0].line,
+        status=where.status,
+        removed_in_layer=where.removed_in_layer,
+        git=hit.git,
+    )
+
+
+def _older(git: m.GitPlace | None, than: m.Location) -> bool:
+    """Whether ``git`` was committed before the blob ``than`` is."""
+    other = than.git if isinstance(than, m.FileLocation) else None
+    if git is None or other is None or not git.author_date or not other.author_date:
+        return False
+    try:
+        return datetime.fromisoformat(git.author_date) < datetime.fromisoformat(other.author_date)
+    except ValueError:
+        return False
+
+
 def _file_key(hit: FileHit) -> str:
     """The place a layer file's hit is grouped in: the path shown, or for a blob of a git
     history its path in the repository (every version of a file that holds the same secret
@@ -200,20 +227,13 @@ def _groups(one: ImageScan, infos: list[m.LayerInfo]) -> list[Group]:
             shas = {x.secret_sha256 for x in hit.seen}
             for n, (loc, group) in enumerate(groups):
                 if shas & {x.secret_sha256 for x in group}:
+                    if _older(hit.git, loc):
+                        # the oldest version of a file in a history names the place
+                        loc = _file_location(hit, records, infos)
                     groups[n] = (loc, group + hit.seen)
                     break
             else:
-                where = fate(records, hit.layer_index, hit.path, hit.digest)
-                file_loc = m.FileLocation(
-                    layer_index=hit.layer_index,
-                    diff_id=infos[hit.layer_index].diff_id,
-                    path=hit.shown,
-                    line=hit.seen[0].line,
-                    status=where.status,
-                    removed_in_layer=where.removed_in_layer,
-                    git=hit.git,
-                )
-                groups.append((file_loc, hit.seen))
+                groups.append((_file_location(hit, records, infos), hit.seen))
     out: list[Group] = [g for gs in files.values() for g in gs]
     # history and config strings: the pieces of one place (a build argument and the whole
     # command line that holds it) are merged like the engines' matches of one file

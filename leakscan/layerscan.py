@@ -8,7 +8,8 @@ import io
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from functools import partial
+from typing import BinaryIO, Protocol
 
 from leakscan import model as m
 from leakscan.detectors import Detectors, Subject
@@ -28,11 +29,18 @@ RATIO_FLOOR = 256 << 20
 SCAN_DEPTH = 4
 # files whose scans may still be running before the walk waits for the oldest
 MAX_PENDING_FILES = 64
-# files this large are looked up by their content before the engines see them (a file
-# seen before, in any layer of any image, is not scanned again); a smaller one costs less
-# to scan than to look up, and a larger one is streamed, never held whole
-MEMO_MIN = 16 << 10
+# files up to this large are looked up by their content before the engines see them (a
+# file seen before, in any layer of any image, is not scanned again); a larger one is
+# streamed, never held whole. Small files too: a lookup among a batch costs microseconds,
+# handing a file to the engines far more (a re-layered 400 MiB image took 28% less CPU
+# once files under 16 KiB were looked up as well)
+MEMO_MIN = 0
 MEMO_MAX = 16 << 20
+# files read whole before their contents are looked up in one query: a query per file
+# released the GIL 18,000 times on a 400 MiB image, each time waiting for the engines'
+# thread to hand it back (seconds of a scan)
+LOOKUP_FILES = 128
+LOOKUP_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,8 @@ class FileResult:
 class ContentMemo(Protocol):
     """Results of file contents seen before, by :func:`memo_key`."""
 
-    def recall(self, key: str) -> FileResult | None:
-        """The result for that content (see :func:`memo_key`), if known."""
+    def recall_many(self, keys: list[str]) -> dict[str, FileResult]:
+        """The results known for those contents (see :func:`memo_key`)."""
         ...
 
     def keep(self, key: str, result: FileResult) -> None:
@@ -95,6 +103,16 @@ class _Tally:
     waiting: int
     groups: list[tuple[str, tuple[Seen, ...]]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A file read whole, its content not yet looked up in the memo."""
+
+    path: str
+    key: str
+    data: bytes
+    digest: bytes
 
 
 @dataclass
@@ -127,7 +145,9 @@ def scan_layer(
     CPU time, measured on the same image).
 
     With ``memo``, a file of MEMO_MIN to MEMO_MAX bytes whose content was scanned before
-    takes that result, and the result of one scanned now is handed to it.
+    takes that result, and the result of one scanned now is handed to it. Such files are
+    looked up a batch at a time; a batch is settled before any other file is handled, so
+    that hits, skips and scans keep the walk's order.
 
     Git object stores in the layer (loose objects, packs) are not scanned as files: they
     are gathered during the walk and read after it (:mod:`leakscan.layers.git`), every
@@ -164,6 +184,55 @@ def scan_layer(
                 if tally.waiting == 0 and memo is not None:
                     memo.keep(tally.key, FileResult(tuple(tally.groups), tuple(tally.skipped)))
 
+    def start(
+        layer_path: str,
+        stream: BinaryIO,
+        size: int,
+        digest: Callable[[], bytes],
+        tally: _Tally | None,
+    ) -> None:
+        """Hand a layer file (and the members of archives in it) to the engines."""
+        scans: list[tuple[PendingScan, str]] = []
+        for item in expand(layer_path, stream, limits, size=size):
+            if isinstance(item, Skipped):
+                out.skipped.append(m.Problem(item.reason, layer_index=i, path=item.path))
+                if tally is not None:
+                    tally.skipped.append((item.path[len(layer_path) :], item.reason))
+                continue
+            scanner = engines.scanner(Subject(item.path, item.size))
+            if scanner is not None:
+                scans.append((start_scan(scanner, item.stream, runner), item.path))
+        if tally is not None:
+            tally.waiting = len(scans)
+            if not scans and memo is not None:
+                memo.keep(tally.key, FileResult((), tuple(tally.skipped)))
+        if scans:
+            # the digest is that of the whole layer file, archive members included
+            whole = digest()
+            pending.extend((scan, layer_path, at, whole, tally) for scan, at in scans)
+        settle(MAX_PENDING_FILES)
+
+    # files waiting for the memo, and their bytes
+    waiting: list[_Waiting] = []
+    held = 0
+
+    def look_up() -> None:
+        """Settle the files waiting for the memo: known results in line, the others to the
+        engines."""
+        nonlocal waiting, held
+        batch, waiting, held = waiting, [], 0
+        if not batch or memo is None:
+            return
+        known = memo.recall_many(list(dict.fromkeys(w.key for w in batch)))
+        for w in batch:
+            result = known.get(w.key)
+            if result is not None:
+                pending.append((_Known(result), w.path, "", w.digest, None))
+                settle(MAX_PENDING_FILES)
+                continue
+            tally = _Tally(w.path, w.key, 0)
+            start(w.path, io.BytesIO(w.data), len(w.data), partial(bytes, w.digest), tally)
+
     try:
         with blob.opener() as fh, ScanRunner(1 if helper_thread else 0, SCAN_DEPTH) as runner:
             raw = HashingReader(fh)
@@ -177,8 +246,8 @@ def scan_layer(
             tar = HashingReader(guarded)  # type: ignore[arg-type]
             for entry in walk(tar, out.record):  # type: ignore[arg-type]
                 path = entry.path
-                scans: list[tuple[PendingScan, str]] = []
                 if max_file_size is not None and entry.size > max_file_size:
+                    look_up()  # the files before it first: skips keep the walk's order
                     why = f"larger than --max-file-size ({entry.size} > {max_file_size} bytes)"
                     out.skipped.append(m.Problem(why, layer_index=i, path=entry.path))
                     continue
@@ -188,38 +257,21 @@ def scan_layer(
                     if refused is None:
                         gits.digest(entry.path, entry.digest())
                         continue
+                    look_up()
                     out.skipped.append(m.Problem(refused, layer_index=i, path=entry.path))
-                tally = None
                 if memo is not None and MEMO_MIN <= entry.size <= MEMO_MAX:
                     data = stream.read()
-                    key = memo_key(entry.digest(), entry.path)
-                    known = memo.recall(key)
-                    if known is not None:
-                        pending.append((_Known(known), entry.path, "", entry.digest(), None))
-                        settle(MAX_PENDING_FILES)
-                        continue
-                    stream = io.BytesIO(data)
-                    tally = _Tally(entry.path, key, 0)
-                for item in expand(entry.path, stream, limits, size=entry.size):
-                    if isinstance(item, Skipped):
-                        out.skipped.append(m.Problem(item.reason, layer_index=i, path=item.path))
-                        if tally is not None:
-                            tally.skipped.append((item.path[len(entry.path) :], item.reason))
-                        continue
-                    scanner = engines.scanner(Subject(item.path, item.size))
-                    if scanner is not None:
-                        scans.append((start_scan(scanner, item.stream, runner), item.path))
-                if tally is not None:
-                    tally.waiting = len(scans)
-                    if not scans and memo is not None:
-                        memo.keep(tally.key, FileResult((), tuple(tally.skipped)))
-                if scans:
-                    # the digest is that of the whole layer file, archive members included
                     digest = entry.digest()
-                    pending.extend((scan, entry.path, at, digest, tally) for scan, at in scans)
-                settle(MAX_PENDING_FILES)
+                    waiting.append(_Waiting(entry.path, memo_key(digest, entry.path), data, digest))
+                    held += len(data)
+                    if len(waiting) >= LOOKUP_FILES or held >= LOOKUP_BYTES:
+                        look_up()
+                else:
+                    look_up()  # the files before this one first
+                    start(entry.path, stream, entry.size, entry.digest, None)
                 if moved:
                     moved(raw.count)
+            look_up()
             path = None
             for repo in gits.repositories():
                 path = repo.git_dir
@@ -237,12 +289,12 @@ def scan_layer(
             raw.drain()
     except LeakscanError as exc:
         gits.close()
-        settle(0)  # what was found before the layer broke off is still reported
+        _finish(look_up, settle)  # what was read before the layer broke off is still reported
         out.errors.append(m.Problem(f"layer {i}: {exc}", layer_index=i, path=path))
         return out
     except OSError as exc:
         gits.close()
-        settle(0)
+        _finish(look_up, settle)
         out.errors.append(m.Problem(f"layer {i}: read failed: {exc}", layer_index=i, path=path))
         return out
     gits.close()
@@ -259,6 +311,15 @@ def scan_layer(
     # files scanned whose status rests on an assumption (overlong paths, bare whiteouts)
     out.skipped.extend(m.Problem(why, i, at) for why, at in out.record.oddities())
     return out
+
+
+def _finish(look_up: Callable[[], None], settle: Callable[[int], None]) -> None:
+    """After a layer broke off: scan the files read before the break (the engines do not
+    read the layer), then wait for every scan."""
+    try:
+        look_up()
+    finally:
+        settle(0)
 
 
 # how much of a path the engines read to choose how they scan a file (kingfisher's

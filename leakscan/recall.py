@@ -5,6 +5,7 @@ image or runs an engine; the scan does both for whatever the store does not answ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -140,28 +141,28 @@ class Recall:
         return out
 
 
-# file results written in one transaction
-MEMO_BATCH = 256
+# file results written in one transaction (a layer's worth at once: each row written gives the
+# GIL up, and while the engines' thread runs that costs a wait)
+MEMO_BATCH = 4096
 
 
 class StoreMemo:
     """File contents seen before, as the layer scan asks for them (a ContentMemo): looked
-    up one by one as the walk meets them, written in batches."""
+    up and written in batches."""
 
     def __init__(self, store: ResultStore, fingerprint: str) -> None:
         self.store = store
         self.fingerprint = fingerprint
         self._pending: list[tuple[str, bytes]] = []
 
-    def recall(self, key: str) -> FileResult | None:
+    def recall_many(self, keys: list[str]) -> dict[str, FileResult]:
         """See :class:`leakscan.layerscan.ContentMemo`."""
-        value = self.store.get(CONTENT, content_key(self.fingerprint, key))
-        if value is None:
-            return None
-        try:
-            return decode_file(value)
-        except CodecError:
-            return None  # scanned again, and stored anew
+        stored = {content_key(self.fingerprint, key): key for key in keys}
+        out: dict[str, FileResult] = {}
+        for where, value in self.store.get_many(CONTENT, list(stored)).items():
+            with contextlib.suppress(CodecError):  # a damaged one is scanned and stored anew
+                out[stored[where]] = decode_file(value)
+        return out
 
     def keep(self, key: str, result: FileResult) -> None:
         """See :class:`leakscan.layerscan.ContentMemo`."""

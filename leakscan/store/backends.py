@@ -27,6 +27,8 @@ SCHEMA_VERSION = 1
 # store gives up for this scan
 BUSY_TIMEOUT_MS = 10_000
 REDIS_PREFIX = "leakscan:v1:"
+# entries marked used in one transaction, at the latest when the store is closed
+USED_BATCH = 4096
 
 
 class StoreError(LeakscanError):
@@ -89,6 +91,8 @@ class SQLiteBackend:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # entries looked up and not yet marked used: (kind, key) -> when
+        self._used: dict[tuple[str, str], float] = {}
         try:
             _private_dir(path.parent)
             # create the file 0600 before SQLite opens it (SQLite would use the umask)
@@ -164,15 +168,34 @@ class SQLiteBackend:
                 )
                 found.update((key, bytes(value)) for key, value in rows)
             if found:
-                with self._tx():
-                    self._db.executemany(
-                        "UPDATE entries SET used = ? WHERE kind = ? AND key = ?",
-                        [(time.time(), kind, key) for key in found],
-                    )
+                # marked used later, many at once: a write transaction per lookup cost a
+                # re-scan more than the lookups themselves
+                now = time.time()
+                self._used.update(((kind, key), now) for key in found)
+                if len(self._used) >= USED_BATCH:
+                    self._write_used()
             return found
 
         result: dict[str, bytes] = self._run(go)
         return result
+
+    def _write_used(self) -> None:
+        """Mark the entries looked up since the last write as used (a transaction of its
+        own unless called inside one)."""
+        used, self._used = getattr(self, "_used", None), {}
+        if not used:
+            return
+        rows = [(when, kind, key) for (kind, key), when in used.items()]
+
+        def go() -> None:
+            sql = "UPDATE entries SET used = ? WHERE kind = ? AND key = ?"
+            if self._db.in_transaction:
+                self._db.executemany(sql, rows)
+                return
+            with self._tx():
+                self._db.executemany(sql, rows)
+
+        self._run(go)
 
     def put_many(self, kind: str, items: Iterable[tuple[str, bytes]]) -> None:
         """See :class:`Backend`."""
@@ -185,6 +208,7 @@ class SQLiteBackend:
                     "INSERT OR REPLACE INTO entries (kind, key, value, used) VALUES (?, ?, ?, ?)",
                     rows,
                 )
+                self._write_used()
 
         if rows:
             self._run(go)
@@ -199,12 +223,16 @@ class SQLiteBackend:
                     " DO UPDATE SET hits = hits + excluded.hits, misses = misses + excluded.misses",
                     (kind, hits, misses),
                 )
+                self._write_used()
 
         if hits or misses:
             self._run(go)
+        else:
+            self._write_used()
 
     def info(self) -> BackendInfo:
         """See :class:`Backend`."""
+        self._write_used()
 
         def go() -> BackendInfo:
             entries = dict(self._db.execute("SELECT kind, count(*) FROM entries GROUP BY kind"))
@@ -227,6 +255,7 @@ class SQLiteBackend:
 
     def prune(self, older_than: float) -> int:
         """See :class:`Backend`."""
+        self._write_used()
 
         def go() -> int:
             with self._tx():
@@ -241,6 +270,7 @@ class SQLiteBackend:
 
     def clear(self) -> int:
         """See :class:`Backend`."""
+        self._write_used()
 
         def go() -> int:
             with self._tx():
@@ -254,6 +284,8 @@ class SQLiteBackend:
 
     def close(self) -> None:
         """See :class:`Backend`."""
+        with contextlib.suppress(StoreError):
+            self._write_used()
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
 

@@ -57,17 +57,34 @@ def encode_file(result: FileResult) -> bytes:
         ],
         "skipped": [[redact(suffix), redact(reason)] for suffix, reason in result.skipped],
     }
-    return _HEAD.pack(FORMAT, 0) + zlib.compress(
-        json.dumps(value, separators=(",", ":")).encode(), 6
-    )
+    if not result.groups and not result.skipped:
+        return _NOTHING
+    text = json.dumps(value, separators=(",", ":")).encode()
+    if len(text) < _SMALL:
+        return _HEAD.pack(FORMAT, _RAW) + text
+    return _HEAD.pack(FORMAT, _ZLIB) + zlib.compress(text, 6)
+
+
+# a file result's second header field says how its JSON is kept: most results are empty or
+# a few dozen bytes, which zlib makes no smaller and costs ~0.1 ms each to set up for (a
+# cold scan stores thousands)
+_ZLIB, _RAW = 0, 1
+_SMALL = 512
+_NOTHING = _HEAD.pack(FORMAT, _RAW) + b'{"groups":[],"skipped":[]}'
 
 
 def decode_file(value: bytes) -> FileResult:
     """A stored file result; raises CodecError when it is not one this leakscan wrote."""
-    if len(value) < _HEAD.size or _HEAD.unpack_from(value)[0] != FORMAT:
+    if len(value) < _HEAD.size:
         raise CodecError("stored file result of another format")
+    version, how = _HEAD.unpack_from(value)
+    if version != FORMAT or how not in (_ZLIB, _RAW):
+        raise CodecError("stored file result of another format")
+    if value == _NOTHING:
+        return _EMPTY
     try:
-        data = json.loads(zlib.decompress(value[_HEAD.size :]))
+        body = value[_HEAD.size :]
+        data = json.loads(zlib.decompress(body) if how == _ZLIB else body)
         groups = tuple(
             (_str(suffix), tuple(_seen(x) for x in group)) for suffix, group in data["groups"]
         )
@@ -79,6 +96,9 @@ def decode_file(value: bytes) -> FileResult:
     if any(not group for _, group in groups):
         raise CodecError("stored file result: an empty group")
     return FileResult(groups, skipped)
+
+
+_EMPTY = FileResult((), ())
 
 
 def encode_layer(scan: LayerScan, also: Iterable[str] = ()) -> bytes:
@@ -110,6 +130,7 @@ def encode_layer(scan: LayerScan, also: Iterable[str] = ()) -> bytes:
 _SIZES = struct.Struct(">III")
 _KIND_CODE = {kind: kind[0] for kind in _KINDS}  # file, hardlink, dir, symlink, other
 _CODE_KIND = {code: kind for kind, code in _KIND_CODE.items()}
+_CODES = set(_CODE_KIND) | {code.upper() for code in _CODE_KIND}
 _TEXT = ("utf-8", "surrogatepass")
 
 
@@ -251,20 +272,22 @@ def decode_record(part: bytes) -> LayerRecord:
         digests = memoryview(body)[at + n_kinds :]
         if len(paths) != len(kinds):
             raise CodecError("stored layer record: paths and kinds disagree")
+        # one record per kind without content, one of its own per entry with a digest;
+        # built by comprehension: a warm re-scan of an image with findings reads every
+        # layer's record, and a loop over 28,000 entries was most of its time
         shared = {code: EntryRecord(kind) for code, kind in _CODE_KIND.items()}  # type: ignore[arg-type]
-        entries: dict[str, EntryRecord] = {}
-        d = 0
-        for path, code in zip(paths, kinds, strict=True):
-            if code in shared:
-                entries[path] = shared[code]
-                continue
-            kind = _CODE_KIND.get(code.lower())
-            if kind is None or d + 32 > len(digests):
-                raise CodecError("stored layer record: unknown entry kind or digest missing")
-            entries[path] = EntryRecord(kind, bytes(digests[d : d + 32]))  # type: ignore[arg-type]
-            d += 32
-        if d != len(digests):
-            raise CodecError("stored layer record: digests left over")
+        if not set(kinds) <= _CODES:
+            raise CodecError("stored layer record: unknown entry kind")
+        with_digest = len(kinds) - sum(kinds.count(code) for code in shared)
+        if len(digests) != 32 * with_digest:
+            raise CodecError("stored layer record: digests missing or left over")
+        raw = bytes(digests)
+        held = iter([raw[d : d + 32] for d in range(0, len(raw), 32)])
+        records = [
+            shared[code] if code in shared else EntryRecord(_CODE_KIND[code.lower()], next(held))  # type: ignore[arg-type]
+            for code in kinds
+        ]
+        entries = dict(zip(paths, records, strict=True))
         return LayerRecord(
             entries=entries,
             whiteouts={_str(p) for p in data["whiteouts"]},

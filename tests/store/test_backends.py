@@ -87,6 +87,23 @@ def test_a_lookup_renews_an_entry(backend: Backend) -> None:
     assert backend.prune(30 * 86400) == 0
 
 
+def test_a_lookup_renews_an_entry_seen_by_the_next_process(tmp_path: Path) -> None:
+    # the marks are written later, many at once: still by the time the store is closed
+    path = tmp_path / "results.sqlite3"
+    first = SQLiteBackend(path)
+    first.put_many(LAYER, [("k", b"v"), ("unused", b"w")])
+    _age(first, LAYER, "k", 40 * 86400)
+    _age(first, LAYER, "unused", 40 * 86400)
+    assert first.get_many(LAYER, ["k"]) == {"k": b"v"}
+    first.close()
+    second = SQLiteBackend(path)
+    try:
+        assert second.prune(30 * 86400) == 1
+        assert second.get_many(LAYER, ["k", "unused"]) == {"k": b"v"}
+    finally:
+        second.close()
+
+
 def test_sqlite_folder_and_files_are_private(tmp_path: Path) -> None:
     folder = tmp_path / "shared-looking"
     folder.mkdir(mode=0o755)

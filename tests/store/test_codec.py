@@ -94,3 +94,18 @@ def test_random_bytes_are_errors() -> None:
             decode_layer(junk, 0)
         with pytest.raises(CodecError):
             decode_record(zlib.compress(junk))
+
+
+def test_file_results_small_and_large_round_trip() -> None:
+    # empty and small results are kept as plain JSON, large ones compressed: both read back
+    assert decode_file(encode_file(FileResult((), ()))) == FileResult((), ())
+    reasons = tuple((f"!/member{n}", "too deep " * 20) for n in range(40))
+    large = FileResult((), reasons)
+    small = FileResult((), reasons[:1])
+    assert len(encode_file(large)) < len(repr(reasons))  # compressed
+    assert decode_file(encode_file(large)) == large
+    assert decode_file(encode_file(small)) == small
+    for value in (encode_file(small), encode_file(FileResult((), ()))):
+        for cut in (5, 6, len(value) - 1):
+            with pytest.raises(CodecError):
+                decode_file(value[:cut])

@@ -226,6 +226,9 @@ def read_loose(data: bytes, max_size: int, budget: Budget) -> tuple[int, bytes]:
         if size > max_size:
             raise GitFormatError(f"an object of {size} bytes (more than the limit)")
         rest = head[end + 1 :]
+        if len(rest) > size:
+            raise GitFormatError("loose object larger than declared")
+        # (never a max_length of 0: zlib reads that as no limit at all)
         more = d.decompress(d.unconsumed_tail, size + 1 - len(rest))
         body = rest + more
         budget.charge(len(body))
@@ -292,25 +295,26 @@ def entry_at(spool: Spool, offset: int, max_size: int) -> PackEntry:
 
 
 class _Cache:
-    """Resolved objects by key, least recently used dropped past CACHE_BYTES."""
+    """Resolved objects by key (type, bytes and how many deltas deep), least recently
+    used dropped past CACHE_BYTES."""
 
     def __init__(self) -> None:
-        self._items: OrderedDict[object, tuple[int, bytes]] = OrderedDict()
+        self._items: OrderedDict[object, tuple[int, bytes, int]] = OrderedDict()
         self._bytes = 0
 
-    def get(self, key: object) -> tuple[int, bytes] | None:
+    def get(self, key: object) -> tuple[int, bytes, int] | None:
         item = self._items.get(key)
         if item is not None:
             self._items.move_to_end(key)
         return item
 
-    def put(self, key: object, item: tuple[int, bytes]) -> None:
+    def put(self, key: object, item: tuple[int, bytes, int]) -> None:
         if len(item[1]) > CACHE_ONE or key in self._items:
             return
         self._items[key] = item
         self._bytes += len(item[1])
         while self._bytes > CACHE_BYTES:
-            _, (_, old) = self._items.popitem(last=False)
+            _, (_, old, _) = self._items.popitem(last=False)
             self._bytes -= len(old)
 
 
@@ -348,7 +352,7 @@ class ObjectStore:
         )
         self.where.setdefault(oid, (-1 - n, 0))
         self.kinds.setdefault(oid, kind)
-        self._cache.put((-1 - n, 0), (kind, data))
+        self._cache.put((-1 - n, 0), (kind, data, 0))
 
     def add_pack(self, spool: Spool) -> list[str]:
         """Read a pack front to back, computing every object's id; what could not be read
@@ -389,14 +393,21 @@ class ObjectStore:
                         if isinstance(entry.base, int)
                         else self.where[entry.base]  # type: ignore[index]
                     )
-                    kind, base = self._resolve(*base_key)
+                    kind, base, depth = self._resolve(*base_key)
+                    depth += 1
+                    if depth > self.budget.max_depth:
+                        raise GitFormatError(
+                            f"delta chain deeper than {self.budget.max_depth} at offset {at}"
+                        )
                     data = apply_delta(base, data, self.budget.max_object_size)
                     self.budget.charge(len(data))
+                else:
+                    depth = 0
                 oid = object_id(kind, data)
                 offsets.add(at)
                 self.where.setdefault(oid, (number, at))
                 self.kinds.setdefault(oid, kind)
-                self._cache.put((number, at), (kind, data))
+                self._cache.put((number, at), (kind, data, depth))
             except GitFormatError as exc:
                 problems.append(f"{exc}: the rest of the pack not read")
                 break
@@ -426,7 +437,7 @@ class ObjectStore:
 
     def _name(self, number: int, at: int) -> bytes:
         """Resolve the delta at ``at`` to learn its id and type."""
-        kind, data = self._resolve(number, at)
+        kind, data, _ = self._resolve(number, at)
         oid = object_id(kind, data)
         self.where.setdefault(oid, (number, at))
         self.kinds.setdefault(oid, kind)
@@ -439,40 +450,38 @@ class ObjectStore:
         where = self.where.get(oid)
         if where is None:
             return None
-        number, at = where
-        if number < 0:
-            cached = self._cache.get(where)
-            if cached is not None:
-                return cached
-            spool = self.loose[-1 - number]
-            item = read_loose(spool.read(0, spool.length), self.budget.max_object_size, self.budget)
-            self._cache.put(where, item)
-            return item
-        return self._resolve(number, at)
+        kind, data, _ = self._resolve(*where)
+        return kind, data
 
-    def _resolve(self, number: int, at: int) -> tuple[int, bytes]:
-        """The object at offset ``at`` of pack ``number``, its delta chain applied: walked
-        down to a whole object (or one in the cache) without recursion, at most
-        ``max_depth`` deltas, never the same object twice."""
+    def _resolve(self, number: int, at: int) -> tuple[int, bytes, int]:
+        """The object at offset ``at`` of pack ``number`` (a loose object when negative),
+        its delta chain applied, and how deep that chain is: walked down to a whole object
+        (or one in the cache) without recursion, at most ``max_depth`` deltas, never the
+        same object twice."""
         chain: list[tuple[tuple[int, int], PackEntry]] = []
         seen: set[tuple[int, int]] = set()
         key = (number, at)
         while True:
             cached = self._cache.get(key)
             if cached is not None:
-                kind, data = cached
+                kind, data, depth = cached
                 break
             if key in seen:
                 raise GitFormatError(f"delta chain loops at offset {key[1]}")
             seen.add(key)
             if key[0] < 0:
-                kind, data = self.get_loose(key)
+                spool = self.loose[-1 - key[0]]
+                kind, data = read_loose(
+                    spool.read(0, spool.length), self.budget.max_object_size, self.budget
+                )
+                depth = 0
+                self._cache.put(key, (kind, data, 0))
                 break
             entry = entry_at(self.packs[key[0]], key[1], self.budget.max_object_size)
             if entry.kind < OFS_DELTA:
                 data, _ = inflate(self.packs[key[0]], entry.data_at, entry.size, self.budget)
-                kind = entry.kind
-                self._cache.put(key, (kind, data))
+                kind, depth = entry.kind, 0
+                self._cache.put(key, (kind, data, 0))
                 break
             chain.append((key, entry))
             if len(chain) > self.budget.max_depth:
@@ -488,19 +497,15 @@ class ObjectStore:
                 if base is None:
                     raise GitFormatError(f"delta at offset {key[1]} on a missing object")
                 key = base
+        if depth + len(chain) > self.budget.max_depth:
+            raise GitFormatError(f"delta chain deeper than {self.budget.max_depth} at offset {at}")
         for step_key, entry in reversed(chain):
             delta, _ = inflate(self.packs[step_key[0]], entry.data_at, entry.size, self.budget)
             data = apply_delta(data, delta, self.budget.max_object_size)
             self.budget.charge(len(data))
-            self._cache.put(step_key, (kind, data))
-        return kind, data
-
-    def get_loose(self, key: tuple[int, int]) -> tuple[int, bytes]:
-        """A loose object by its place."""
-        spool = self.loose[-1 - key[0]]
-        item = read_loose(spool.read(0, spool.length), self.budget.max_object_size, self.budget)
-        self._cache.put(key, item)
-        return item
+            depth += 1
+            self._cache.put(step_key, (kind, data, depth))
+        return kind, data, depth
 
     def ids(self, kind: int) -> list[bytes]:
         """Every id of that type, in the order they are stored (packs by offset, which
