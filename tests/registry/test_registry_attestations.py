@@ -1,0 +1,164 @@
+"""Attestations in a real registry: an image index with BuildKit attestation manifests
+pushed with ``skopeo copy --all`` (which keeps them), and an OCI 1.1 referrer whose subject
+is the image, found through the referrers API or, where the registry has none (the
+distribution registry 2.8 answers 404), through the tag schema's ``sha256-<hex>`` index."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import scan_ref
+from imagebuilder import MT, Image, Index, Layer, fake_token, write_oci_layout
+from provenancekit import ARGS_PATH, V02, V1, predicate
+from regkit import CliRun, Registry, World
+
+from leakscan import model as m
+from leakscan.detectors import Detectors
+from leakscan.sources.attestations import tag_schema
+
+pytestmark = pytest.mark.real
+
+
+def _image(pred: dict[str, Any], ptype: str, arch: str = "amd64") -> Image:
+    layer = Layer(created_by="RUN /bin/sh -c npm ci").file("app/package.json", "{}\n")
+    return Image(layers=[layer], architecture=arch, provenance=pred, provenance_type=ptype)
+
+
+def _push(world: World, registry: Registry, name: str, root: Index) -> str:
+    layout = write_oci_layout(world.tmp / name.replace("/", "_").replace(":", "_"), root, tag="1")
+    registry.push(f"oci:{layout}:1", name, "--all")
+    return f"docker://{registry.host}/{name}"
+
+
+@pytest.mark.parametrize("version", ["v0.2", "v1"])
+def test_pushed_index_with_provenance(
+    world: World, detectors: Detectors, version: str, cli: Callable[..., CliRun]
+) -> None:
+    token = fake_token("npm")
+    ptype, leaky = predicate(version, args={"NPM_TOKEN": token})
+    _, clean = predicate(version, args={"NODE_ENV": "production"})
+    idx = Index([_image(clean, ptype), _image(leaky, ptype, "arm64")], attestations=True)
+    ref = _push(world, world.plain, f"attested/{version}:1", idx)
+    report = scan_ref(ref, detectors)
+    assert report.complete, report.errors
+    # attestations are no platforms of their own
+    assert [i.platform for i in report.images] == ["linux/amd64", "linux/arm64"]
+    assert [len(i.findings) for i in report.images] == [0, 1]
+    arm = report.images[1]
+    loc = arm.findings[0].location
+    assert isinstance(loc, m.AttestationLocation)
+    assert loc.path == ARGS_PATH[ptype].format("NPM_TOKEN") and loc.predicate_type == ptype
+    assert loc.subject == arm.manifest_digest
+    # the registry gives what the layout gives
+    local = scan_ref(f"oci:{world.tmp / f'attested_{version}_1'}:1", detectors)
+    assert [f.fingerprint for f in local.findings] == [f.fingerprint for f in report.findings]
+    run = cli([ref, "--format", "json"])
+    assert run.code == 1, run.err
+    assert token not in run.out + run.err
+    kinds = [f["location"]["kind"] for i in run.report["images"] for f in i["findings"]]
+    assert kinds == ["attestation"]
+
+
+def test_clean_pushed_index_with_clean_attestation(
+    world: World, cli: Callable[..., CliRun]
+) -> None:
+    ptype, clean = predicate("v1", args={"NODE_ENV": "production"})
+    ref = _push(
+        world, world.plain, "attested/clean:1", Index([_image(clean, ptype)], attestations=True)
+    )
+    run = cli([ref, "--format", "json"])
+    assert run.code == 0, run.err
+    (image,) = run.report["images"]
+    assert image["findings"] == [] and image["errors"] == []
+    assert [(a["predicate_type"], a["via"], a["read"]) for a in image["attestations"]] == [
+        (V1, "index", True)
+    ]
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _put_referrer(registry: Registry, repo: str, subject: dict[str, Any], statement: bytes) -> str:
+    """An artifact manifest whose subject is ``subject``, pushed by digest, and the tag
+    schema's index listing it (what a client pushes when the registry has no referrers API)."""
+    registry.upload_blob(repo, statement)
+    registry.upload_blob(repo, b"{}")
+    artifact = {
+        "schemaVersion": 2,
+        "mediaType": MT.OCI_MANIFEST,
+        "artifactType": "application/vnd.in-toto+json",
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": sha(b"{}"),
+            "size": 2,
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.in-toto+json",
+                "digest": sha(statement),
+                "size": len(statement),
+                "annotations": {"in-toto.io/predicate-type": V02},
+            }
+        ],
+        "subject": subject,
+    }
+    body = json.dumps(artifact).encode()
+    digest = sha(body)
+    registry.put_manifest(repo, digest, artifact)
+    index = {
+        "schemaVersion": 2,
+        "mediaType": MT.OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": MT.OCI_MANIFEST,
+                "digest": digest,
+                "size": len(body),
+                "artifactType": artifact["artifactType"],
+            }
+        ],
+    }
+    registry.put_manifest(repo, tag_schema(subject["digest"]), index)
+    return digest
+
+
+def test_referrer_through_the_tag_schema(
+    world: World, detectors: Detectors, tmp_path: Path
+) -> None:
+    registry = world.fresh_registry("referrers")
+    single = Image(layers=[Layer().file("etc/app", "clean\n")])
+    layout = write_oci_layout(tmp_path / "single", single, tag="1")
+    registry.push(f"oci:{layout}:1", "signed/app:1")
+    status, body = registry.raw_get("/v2/signed/app/manifests/1", {"Accept": MT.OCI_MANIFEST})
+    assert status == 200
+    subject = {"mediaType": MT.OCI_MANIFEST, "digest": sha(body), "size": len(body)}
+    token = fake_token("github")
+    _, pred = predicate("v0.2", args={"GH_TOKEN": token})
+    statement = json.dumps(
+        {
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": V02,
+            "subject": [],
+            "predicate": pred,
+        }
+    ).encode()
+    referrer = _put_referrer(registry, "signed/app", subject, statement)
+    # which way the registry answers decides the path the scan takes; both must find it
+    api, _ = registry.raw_get(f"/v2/signed/app/referrers/{subject['digest']}")
+    report = scan_ref(f"docker://{registry.host}/signed/app:1", detectors)
+    assert report.complete, report.errors
+    (image,) = report.images
+    (finding,) = image.findings
+    loc = finding.location
+    assert isinstance(loc, m.AttestationLocation)
+    assert loc.attestation_digest == referrer and loc.subject == subject["digest"]
+    assert loc.path == ARGS_PATH[V02].format("GH_TOKEN")
+    assert [a.via for a in image.attestations] == ["referrer"]
+    # the distribution registry 2.8 of the test machines answers 404 (no referrers API):
+    # then the tag schema's index is what found it
+    assert api in (200, 404)
