@@ -16,8 +16,12 @@ Each measurement runs in a fresh interpreter (``leakscan audit`` itself, or this
 ``docker-registry`` on 127.0.0.1 (plain HTTP), filled through the registry API: each base
 blob uploaded once and mounted into the other repositories.
 
+Every measurement is taken ``--rounds`` times and the medians printed (the machine is shared:
+min and max show how noisy it was); CPU seconds (the process and its workers) beside wall
+seconds tell load from cost.
+
 Usage: python bench/audit.py [--unique-mb 600] [--repos 20] [--tags 100] [--workers 2]
-                             [--dask] [--workdir bench/out/audit]
+                             [--dask] [--rounds 3] [--workdir bench/out/audit]
 """
 
 from __future__ import annotations
@@ -30,13 +34,16 @@ import io
 import json
 import os
 import random
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "registry")]
@@ -158,25 +165,52 @@ def fill(registry: object, repos: int, tags: int, unique_mb: int) -> int:
     return total
 
 
-def _audit(host: str, db: Path, *extra: str) -> tuple[float, dict[str, object]]:
-    """One audit in a fresh interpreter, with a result store of its own beside ``db``."""
-    t0 = time.monotonic()
+def _cpu() -> float:
+    """CPU seconds of this process's waited-for descendants (workers included: each
+    process's own children are added to it when it is reaped)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _audit(host: str, db: Path, *extra: str) -> tuple[float, float, dict[str, Any]]:
+    """One audit in a fresh interpreter, with a result store of its own beside ``db``:
+    wall seconds, CPU seconds, the JSON report."""
+    t0, c0 = time.monotonic(), _cpu()
     proc = subprocess.run(
         [sys.executable, "-m", "leakscan", "audit", host, "--format", "json", "--db", str(db),
          "--cache-dir", str(db.with_suffix(".cache")), *extra],
         capture_output=True, text=True, cwd=ROOT, check=False,
     )  # fmt: skip
-    took = time.monotonic() - t0
+    took, cpu = time.monotonic() - t0, _cpu() - c0
     if proc.returncode not in (0, 1):
         raise SystemExit(f"audit failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return took, json.loads(proc.stdout)
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return took, cpu, report
+
+
+def _once(host: str, workers: int) -> tuple[float, float]:
+    """Scanning the unique layers once, in a fresh interpreter: wall seconds without the
+    (untimed) walk, and CPU seconds."""
+    t0, c0 = time.monotonic(), _cpu()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--_unique", host, "--workers", str(workers)],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+    )  # fmt: skip
+    took, cpu = time.monotonic() - t0, _cpu() - c0
+    if proc.returncode:
+        raise SystemExit(f"scanning the unique layers failed: {proc.stderr[-2000:]}")
+    return took - json.loads(proc.stdout.strip().splitlines()[-1])["walk"], cpu
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
 
 def _unique_step(host: str, workers: int) -> None:
     """Scan every unique layer of the registry once (run in a fresh interpreter)."""
-    from leakscan.audit.catalog import parse_target, repositories, resolve_registry
+    from leakscan.audit.catalog import Tagged, parse_target, repositories, resolve_registry
     from leakscan.audit.core import layer_id
-    from leakscan.audit.fanout import ScanSettings, fanout
+    from leakscan.audit.fanout import ScanSettings, fanout, scan_all
     from leakscan.detectors import DetectorConfig
     from leakscan.layers.archives import ArchiveLimits
     from leakscan.sources.auth import RegistryOptions
@@ -186,11 +220,13 @@ def _unique_step(host: str, workers: int) -> None:
     # the layer list is read first, untimed: the figure is the scanning of unique bytes
     blobs = {}
     for found in resolve_registry(target, list(repositories(target)), None):
+        if not isinstance(found, Tagged):
+            raise SystemExit(f"the walk failed: {found}")
         for blob in found.image.layers:
             blobs.setdefault(layer_id(blob), blob)
     walk = time.monotonic() - t0
     fan = fanout(ScanSettings(DetectorConfig(), ArchiveLimits(), None), workers, None)
-    n = sum(1 for _ in fan.scan(list(blobs.values())))
+    n = sum(1 for _ in scan_all(fan, list(blobs.values())))
     fan.close()
     print(json.dumps({"layers": n, "walk": walk}))
 
@@ -202,6 +238,7 @@ def main() -> int:
     parser.add_argument("--tags", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dask", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "audit")
     parser.add_argument("--_unique", metavar="HOST", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -225,41 +262,64 @@ def main() -> int:
         w = f"--workers={args.workers}"
         # compile the catalog (untimed), so that neither measurement pays for it
         subprocess.run([sys.executable, "-m", "leakscan", "rules"], capture_output=True, check=True)
-        # the interpreter's start and the engines' loading count, the walk does not
-        t0 = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, __file__, "--_unique", registry.host, "--workers", str(args.workers)],
-            capture_output=True, text=True, check=True, cwd=ROOT,
-        )  # fmt: skip
-        once = time.monotonic() - t0 - json.loads(proc.stdout.strip().splitlines()[-1])["walk"]
-        db = args.workdir / "audit.sqlite3"
-        first, report = _audit(registry.host, db, w)
-        second, again = _audit(registry.host, db, w)
-        stats = report["stats"]
-        assert isinstance(stats, dict)
-        print(f"unique layers scanned once ({w}): {once:.2f} s")
-        print(f"first audit ({w}):                {first:.2f} s (stats.seconds "
-              f"{stats['seconds']:.2f}), ratio {first / once:.2f} (bar 1.15)")  # fmt: skip
+        once: list[float] = []
+        firsts: list[float] = []
+        seconds: list[float] = []
+        cpus: dict[str, list[float]] = {"once": [], "first": [], "second": []}
+        ratios: list[float] = []
+        shares: list[float] = []
+        stats: dict[str, Any] = {}
+        s2: dict[str, Any] = {}
+        for n in range(args.rounds):
+            # the interpreter's start and the engines' loading count, the walk does not
+            took, cpu = _once(registry.host, args.workers)
+            once.append(took)
+            cpus["once"].append(cpu)
+            db = args.workdir / f"audit-{n}.sqlite3"
+            first, cpu, report = _audit(registry.host, db, w)
+            firsts.append(first)
+            cpus["first"].append(cpu)
+            second, cpu, again = _audit(registry.host, db, w)
+            seconds.append(second)
+            cpus["second"].append(cpu)
+            stats, s2 = report["stats"], again["stats"]
+            ratios.append(first / once[-1])
+            shares.append(second / first)
+            print(f"round {n + 1}: once {once[-1]:.2f} s, first audit {first:.2f} s "
+                  f"({ratios[-1]:.2f}x), second audit {second:.2f} s ({100 * shares[-1]:.1f}%; "
+                  f"{s2['layers_scanned']} layers scanned)", flush=True)  # fmt: skip
+        med = statistics.median
+        print(f"unique layers scanned once ({w}): {_spread(once)}, CPU {med(cpus['once']):.2f} s")
+        print(f"first audit ({w}):                {_spread(firsts)}, CPU "
+              f"{med(cpus['first']):.2f} s; ratio {med(ratios):.2f} (median of the rounds' "
+              "ratios; bar 1.15)")  # fmt: skip
         print(f"  layers {stats['layers_total']} in all, {stats['layers_unique']} unique, "
               f"{stats['layers_scanned']} scanned")  # fmt: skip
-        s2 = again["stats"]
-        assert isinstance(s2, dict)
-        print(f"second audit:                     {second:.2f} s = {100 * second / first:.1f}% "
-              f"of the first (bar 3%), {s2['layers_scanned']} layers scanned, "
-              f"{s2['images'] / second:.1f} images/s")  # fmt: skip
+        print(f"second audit:                     {_spread(seconds)}, CPU "
+              f"{med(cpus['second']):.2f} s; {100 * med(shares):.1f}% of the first (bar 3%), "
+              f"{s2['layers_scanned']} layers scanned, "
+              f"{s2['images'] / med(seconds):.1f} images/s")  # fmt: skip
         if args.dask:
             from distributed import LocalCluster
 
+            twos: list[float] = []
+            dasks: list[float] = []
             with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                               host="127.0.0.1", dashboard_address=None) as cluster:  # fmt: skip
-                two, _ = _audit(registry.host, args.workdir / "w2.sqlite3", "--workers=2")
-                dask, _ = _audit(
-                    registry.host,
-                    args.workdir / "dask.sqlite3",
-                    f"--dask={cluster.scheduler_address}",
-                )
-            print(f"--workers 2: {two:.2f} s; Dask LocalCluster of 2 workers: {dask:.2f} s "
-                  f"({dask / two:.2f}x)")  # fmt: skip
+                for n in range(args.rounds):
+                    # taking turns: load on the machine falls on both alike
+                    pair = [
+                        ("w2", "--workers=2"),
+                        ("dask", f"--dask={cluster.scheduler_address}"),
+                    ]
+                    for name, flag in pair if n % 2 == 0 else pair[::-1]:
+                        took, _, _ = _audit(
+                            registry.host, args.workdir / f"{name}-{n}.sqlite3", flag
+                        )
+                        (twos if name == "w2" else dasks).append(took)
+            pairs = [d / t for d, t in zip(dasks, twos, strict=True)]
+            print(f"--workers 2: {_spread(twos)}; Dask LocalCluster of 2 workers: "
+                  f"{_spread(dasks)} ({med(pairs):.2f}x, median of the rounds)")  # fmt: skip
     finally:
         registry.stop()
     return 0

@@ -156,20 +156,33 @@ class LayerPool:
         if not blobs:
             return {}
         if self._pool is None:
-            global _ENGINES
-            self.forked = self.engines is not None and can_fork()
-            if self.forked:
-                _ENGINES = self.engines
-            self._pool = ProcessPoolExecutor(
-                max_workers=max(1, min(self.workers, len(blobs))),
-                mp_context=multiprocessing.get_context("fork" if self.forked else "spawn"),
-                initializer=_start,
-                initargs=(None if self.forked else self.config,),
-            )
+            self._open(len(blobs))
+        assert self._pool is not None
         ordered = sorted(blobs, key=lambda b: b.size or 0, reverse=True)
         return {
             self._pool.submit(_work, blob, limits, max_file_size, memo): blob for blob in ordered
         }
+
+    def _open(self, tasks: int) -> None:
+        global _ENGINES
+        self.forked = self.engines is not None and can_fork()
+        if self.forked:
+            _ENGINES = self.engines
+        self._pool = ProcessPoolExecutor(
+            max_workers=max(1, min(self.workers, tasks)),
+            mp_context=multiprocessing.get_context("fork" if self.forked else "spawn"),
+            initializer=_start,
+            initargs=(None if self.forked else self.config,),
+        )
+
+    def start(self) -> None:
+        """Start every worker now, while this process may still fork them (one thread):
+        for a caller that hands layers in as it finds them, from threads of its own."""
+        if self._pool is None:
+            self._open(self.workers)
+            assert self._pool is not None
+            # the executor starts its processes with its first task
+            self._pool.submit(os.getpid).result()
 
     @staticmethod
     def collect(

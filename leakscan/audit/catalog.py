@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 from leakscan.errors import InputError, LeakscanError, SourceError
 from leakscan.model import SourceImage
 from leakscan.sources.auth import RegistryOptions
-from leakscan.sources.reference import ImageReference
+from leakscan.sources.reference import ImageReference, parse_reference
+from leakscan.sources.registry import ACCEPT as MANIFEST_ACCEPT
 from leakscan.sources.registry import RegistrySource
 from leakscan.sources.registry_client import RegistryClient
 
@@ -107,9 +108,19 @@ def _paged(client: RegistryClient, path: str, key: str, what: str) -> Iterator[s
     raise SourceError(f"{client.host}: {what} has more than {MAX_PAGES} pages")
 
 
-def repositories(target: Target, page: int = PAGE) -> Iterator[str]:
-    """Every repository ``/v2/_catalog`` lists."""
-    client = _client(target, "catalog")
+def root_client(target: Target) -> RegistryClient:
+    """A client for the registry itself (its catalog): the one that finds the scheme and
+    whose connections every repository's client shares (:meth:`RegistryClient.sibling`)."""
+    return _client(target, "catalog")
+
+
+def repositories(
+    target: Target, page: int = PAGE, client: RegistryClient | None = None
+) -> Iterator[str]:
+    """Every repository ``/v2/_catalog`` lists (through ``client``, which is left open, or
+    a client of its own)."""
+    own = client is None
+    client = client or root_client(target)
     try:
         yield from _paged(client, f"/v2/_catalog?n={page}", "repositories", "_catalog")
     except LeakscanError as exc:
@@ -120,7 +131,8 @@ def repositories(target: Target, page: int = PAGE) -> Iterator[str]:
             f"{exc}; cannot list repositories: name them with --repo or --repos-from"
         ) from None
     finally:
-        client.close()
+        if own:
+            client.close()
 
 
 def tags(client: RegistryClient, page: int = PAGE) -> Iterator[str]:
@@ -148,11 +160,13 @@ def read_repos_file(path: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Tagged:
-    """One platform image of a repository's tag (``tag`` None: untagged in the engine)."""
+    """One platform image of a repository's tag (``tag`` None: untagged in the engine);
+    ``top`` is the digest the tag names (an index or the manifest), when known."""
 
     repository: str
     tag: str | None
     image: SourceImage
+    top: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +178,31 @@ class Failed:
     reason: str
 
 
-Resolved = Tagged | Failed
+@dataclass(frozen=True)
+class Unchanged:
+    """A tag that names the same manifest (or index) ``digest`` as at the last audit: its
+    images were not read again (the caller holds what it made of them)."""
+
+    repository: str
+    tag: str
+    digest: str
+
+
+Resolved = Tagged | Failed | Unchanged
+
+
+class _TagSource(RegistrySource):
+    """A registry source that remembers the digest its tag named."""
+
+    top: str | None = None
+
+    def _manifest(
+        self, ref: str, expected: str | None, top: bool = False, *args: Any, **kwargs: Any
+    ) -> tuple[Any, str, str]:
+        doc, digest, media = super()._manifest(ref, expected, top, *args, **kwargs)
+        if top:
+            self.top = digest
+        return doc, digest, media
 
 
 def resolve_registry(
@@ -174,16 +212,32 @@ def resolve_registry(
     page: int = PAGE,
     on_client: Callable[[RegistryClient], None] | None = None,
     threads: int = WALK_THREADS,
+    remembered: Mapping[tuple[str, str], str] | None = None,
+    root: RegistryClient | None = None,
 ) -> Iterator[Resolved]:
     """Every platform image of every tag of ``repos``, in order; one repository or tag that
     fails is a :class:`Failed` and the walk goes on. Only manifests and configs are fetched
     here, ``threads`` requests at a time: each is a round trip, and a registry of a hundred
-    thousand tags is mostly waiting."""
+    thousand tags is mostly waiting.
+
+    A tag that ``remembered`` (``(repository, tag)`` to digest) knows is first asked for
+    its digest alone (HEAD): while it is the same, the tag is :class:`Unchanged` and its
+    configs are not fetched. Every repository's client shares ``root``'s scheme and
+    connections (one probe of the registry, connections kept open between repositories)."""
     assert target.host is not None
-    clients = {repository: _client(target, repository) for repository in repos}
-    for client in clients.values():
+    if root is None:
+        root = root_client(target)
         if on_client is not None:
-            on_client(client)
+            on_client(root)
+    try:
+        root.connect()
+    except LeakscanError as exc:
+        # nothing can be read: each repository says why, as it would have alone
+        for repository in repos:
+            yield Failed(repository, None, str(exc))
+        return
+    clients = {repository: root.sibling(repository) for repository in repos}
+    known = remembered or {}
 
     def listed(repository: str) -> list[str] | Failed:
         try:
@@ -191,14 +245,28 @@ def resolve_registry(
         except LeakscanError as exc:
             return Failed(repository, None, str(exc))
 
+    def same(repository: str, tag: str, digest: str) -> bool:
+        try:
+            resp = clients[repository].head(
+                f"/v2/{repository}/manifests/{tag}", {"Accept": MANIFEST_ACCEPT}
+            )
+        except LeakscanError:
+            return False  # the GET that follows says what is wrong
+        with resp:
+            return resp.status_code == 200 and resp.headers.get("Docker-Content-Digest") == digest
+
     def resolve(pair: tuple[str, str]) -> list[Resolved]:
         repository, tag = pair
+        digest = known.get(pair)
+        if digest is not None and same(repository, tag, digest):
+            return [Unchanged(repository, tag, digest)]
         reference = f"{target.host}/{repository}:{tag}"
         try:
-            source = RegistrySource.open(reference, reference, target.options)
+            source = _TagSource(reference, parse_reference(reference), target.options)
             # one client per repository: its connections and token serve every tag
             source.client = clients[repository]
-            return [Tagged(repository, tag, image) for image in source.images(())]
+            found = list(source.images(()))
+            return [Tagged(repository, tag, image, source.top) for image in found]
         except LeakscanError as exc:
             return [Failed(repository, tag, str(exc))]
         except ValueError as exc:  # a name the registry listed that is no reference

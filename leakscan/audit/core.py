@@ -15,6 +15,8 @@ an audit killed before, or by an earlier one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from collections import OrderedDict
@@ -29,15 +31,18 @@ from leakscan.audit.catalog import (
     Resolved,
     Tagged,
     Target,
+    Unchanged,
     engine_images,
     parse_target,
     read_repos_file,
     repositories,
     resolve_registry,
+    root_client,
     select_repositories,
 )
 from leakscan.audit.db import AuditDb, default_path
 from leakscan.audit.fanout import Fanout, ScanSettings, build_engines, fanout
+from leakscan.audit.memo import MemoError, decode_reports, encode_reports, schema_digest
 from leakscan.detectors import Detectors, Match
 from leakscan.errors import InputError, LeakscanError
 from leakscan.findings import ImageScan, image_report
@@ -185,11 +190,13 @@ class _Audit:
         self.progress = progress
         self.known: set[str] = set()  # layers whose result is in the database
         self.failed: dict[str, LayerScan] = {}  # layers that could not be read this audit
+        self.inflight: set[str] = set()  # layers handed to the fan-out, not back yet
         self.held: OrderedDict[str, bytes] = OrderedDict()
         self.layers_total = 0
         self.unique: set[str] = set()
         self.scanned = 0
-        self.cached = 0
+        self.scanned_ids: set[str] = set()
+        self.reused: set[str] = set()  # layers whose result the database or store had
         self.bytes = 0
         self._engines: Detectors | None = None
         self._texts: dict[str, list[Match]] = {}
@@ -205,9 +212,9 @@ class _Audit:
 
     # -- 2. scan what nobody knows
 
-    def scan_missing(self, images: Sequence[m.SourceImage]) -> None:
-        """Make sure every readable layer of ``images`` has a result: from the database,
-        the result store, or a scan now (committed as each one is done)."""
+    def submit_missing(self, images: Sequence[m.SourceImage]) -> None:
+        """Start scanning the layers of ``images`` that have no result yet (in the
+        database, in the result store, or on their way)."""
         wanted: dict[str, m.LayerBlob] = {}
         for image in images:
             self.layers_total += len(image.layers)
@@ -215,6 +222,8 @@ class _Audit:
                 lid = layer_id(blob)
                 self.unique.add(lid)
                 if blob.unavailable or lid in self.known or lid in self.failed:
+                    continue
+                if lid in self.inflight:
                     continue
                 wanted.setdefault(lid, blob)
         if not wanted:
@@ -227,14 +236,20 @@ class _Audit:
                 self.db.forget_layer(self.fingerprint, lid)
                 continue
             self.known.add(lid)
-            self.cached += 1
+            self.reused.add(lid)
             del wanted[lid]
         if wanted and self.recall is not None:
             self._from_store(wanted)
-        todo = list(wanted.values())
-        total = len(todo)
-        for n, (blob, result) in enumerate(self.fan.scan(todo), 1):
+        if wanted:
+            self.inflight.update(wanted)
+            self.fan.submit(list(wanted.values()))
+
+    def take(self, results: Iterator[tuple[m.LayerBlob, LayerScan]]) -> None:
+        """Commit each result as it comes (a killed audit loses none that was done)."""
+        for blob, result in results:
             lid = layer_id(blob)
+            self.inflight.discard(lid)
+            self.scanned_ids.add(lid)
             self.scanned += 1
             self.bytes += blob.size or 0
             if result.errors or result.diff_id != blob.diff_id or not blob.diff_id:
@@ -247,7 +262,30 @@ class _Audit:
                     # the same entry a scan keeps: scans and audits answer each other
                     items = [(k, value) for k in self._store_keys(blob)]
                     self.recall.store.put_many(LAYER, items)
-            self._say("scan", n, total, lid)
+            self._say("scan", self.scanned, self.scanned + len(self.inflight), lid)
+
+    def scan_missing(self, images: Sequence[m.SourceImage]) -> None:
+        """Make sure every readable layer of ``images`` has a result: from the database,
+        the result store, or a scan now (committed as each one is done)."""
+        self.submit_missing(images)
+        self.take(self.fan.drain())
+
+    # -- tags unchanged since the last audit
+
+    def remembered(self, reports: Sequence[m.ImageReport]) -> None:
+        """Count the layers of reports kept from an earlier audit (none is scanned)."""
+        for report in reports:
+            self.layers_total += len(report.layers)
+            for layer in report.layers:
+                lid = layer.diff_id if layer.diff_id.startswith("sha256:") else layer.digest
+                lid = lid or f"unknown:{layer.index}"
+                self.unique.add(lid)
+                self.reused.add(lid)
+
+    @property
+    def cached(self) -> int:
+        """Unique layers whose result was there before (none scanned in this audit)."""
+        return len(self.reused - self.scanned_ids)
 
     def _skip_secrets(self, scan: LayerScan) -> set[str]:
         """Secrets in a layer's skip messages and paths (a file named after a token): they
@@ -282,7 +320,7 @@ class _Audit:
                 continue
             self.db.keep_layer(self.fingerprint, lid, value)
             self.known.add(lid)
-            self.cached += 1
+            self.reused.add(lid)
             del wanted[lid]
 
     # -- 3. one image's report from the table
@@ -371,34 +409,20 @@ class _Audit:
 # --- 1. the walk -----------------------------------------------------------------------------
 
 
-def _repository_names(target: Target, options: AuditOptions) -> list[str]:
+def _repository_names(
+    target: Target, options: AuditOptions, root: RegistryClient | None = None
+) -> list[str]:
     """The repositories to audit: named ones as they are, globs against the catalog."""
     named = list(read_repos_file(options.repos_from)) if options.repos_from else []
     globs = [r for r in options.repos if _GLOB.search(r)]
     named += [r for r in options.repos if not _GLOB.search(r)]
     if named and not globs:
         return sorted(set(named))
-    listed = list(repositories(target, options.page_size))
+    listed = list(repositories(target, options.page_size, root))
     chosen = select_repositories(listed, globs) if (globs or named) else sorted(listed)
     if named and globs:
         chosen = sorted(set(chosen) | set(named))
     return chosen
-
-
-def _registry_batches(
-    target: Target, options: AuditOptions, tag_filter: re.Pattern[str] | None
-) -> Iterator[tuple[list[Resolved], Callable[[], None]]]:
-    repos = _repository_names(target, options)
-    clients: list[RegistryClient] = []
-    found = list(
-        resolve_registry(target, repos, tag_filter, options.page_size, on_client=clients.append)
-    )
-
-    def close() -> None:
-        for client in clients:
-            client.close()
-
-    yield found, close
 
 
 def _daemon_batches(
@@ -435,6 +459,158 @@ def _daemon_batches(
                 reference = f"{repository}:{tag}" if tag else entry.image_id
                 resolved.append(Tagged(repository, tag, replace(image, reference=reference)))
         yield resolved, source.close
+
+
+def _settings_key(options: AuditOptions) -> str:
+    """Everything a kept image report depends on besides the image: what detects (the
+    detection fingerprint: leakscan, engines, limits), what is reported (confidence,
+    suppressions) and the shape of the report."""
+    s = options.scan
+    sup = s.suppressions
+    parts = [
+        detection_fingerprint(s.detectors, s.archives, s.max_file_size),
+        s.min_confidence,
+        sorted(sup.fingerprints),
+        list(sup.rules),
+        list(sup.paths),
+        schema_digest(),
+    ]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _registry_audit(
+    run: _Audit,
+    target: Target,
+    options: AuditOptions,
+    tag_filter: re.Pattern[str] | None,
+    remembered: dict[tuple[str, str], str],
+    settings: str,
+    entries: list[tuple[str, str | None, m.ImageReport]],
+    errors: list[m.Problem],
+    repos: set[str],
+) -> dict[tuple[str, str], str]:
+    """Walk the registry, handing each new layer to the fan-out as soon as a tag shows it,
+    then assemble every image in the walk's order. Returns the tags read in full whose
+    reports may be kept for the next audit (by the digest each named)."""
+    root = root_client(target)
+    # in the walk's order: an image read now, or a tag unchanged since the last audit
+    walked: list[Tagged | Unchanged] = []
+    kept: dict[tuple[str, str], str] = {}
+    try:
+        names = _repository_names(target, options, root)
+        for item in resolve_registry(
+            target, names, tag_filter, options.page_size, remembered=remembered, root=root
+        ):
+            repos.add(item.repository)
+            if isinstance(item, Failed):
+                name = item.repository + (f":{item.tag}" if item.tag else "")
+                errors.append(m.Problem(f"{name}: {item.reason}"))
+                continue
+            walked.append(item)
+            if isinstance(item, Tagged):
+                run.submit_missing([item.image])
+                run.take(run.fan.ready())
+            run._say("walk", len(walked), None)
+        run.take(run.fan.drain())
+        unchanged = sorted({w.digest for w in walked if isinstance(w, Unchanged)})
+        held = run.db.reports(settings, unchanged)
+        late: list[Unchanged] = []
+        for item in walked:
+            if isinstance(item, Unchanged):
+                reports = _kept_reports(held.get(item.digest), item, target)
+                if reports is None:
+                    late.append(item)  # damaged: read in full below
+                    continue
+                run.remembered(reports)
+                entries.extend((item.repository, item.tag, r) for r in reports)
+            else:
+                report = run.assemble(item.image)
+                entries.append((item.repository, item.tag, report))
+                if item.tag is not None and item.top is not None:
+                    kept[(item.repository, item.tag)] = item.top
+            run._say("report", len(entries), None)
+        if late:
+            again = resolve_registry(
+                target, sorted({u.repository for u in late}), None, options.page_size, root=root
+            )
+            wanted = {(u.repository, u.tag) for u in late}
+            found = [t for t in again if isinstance(t, Tagged) and (t.repository, t.tag) in wanted]
+            run.scan_missing([t.image for t in found])
+            for t in found:
+                entries.append((t.repository, t.tag, run.assemble(t.image)))
+    finally:
+        root.close()
+    return kept
+
+
+def _kept_reports(
+    value: bytes | None, item: Unchanged, target: Target
+) -> tuple[m.ImageReport, ...] | None:
+    """The reports an earlier audit kept for the digest an unchanged tag names, as this
+    tag's (None when there are none or they cannot be read)."""
+    if value is None:
+        return None
+    try:
+        reports = decode_reports(value)
+    except MemoError:
+        return None
+    reference = f"{target.host}/{item.repository}:{item.tag}"
+    return tuple(replace(r, reference=reference) for r in reports)
+
+
+def _keep_reports(
+    db: AuditDb,
+    target: str,
+    settings: str,
+    kept: dict[tuple[str, str], str],
+    entries: list[tuple[str, str | None, m.ImageReport]],
+) -> None:
+    """Keep, for the next audit, the reports of every tag read in full whose images all
+    were audited without an error (one that failed is read again next time)."""
+    by_tag: dict[tuple[str, str], list[m.ImageReport]] = {}
+    for repository, tag, report in entries:
+        if tag is not None and (repository, tag) in kept:
+            by_tag.setdefault((repository, tag), []).append(report)
+    tags: list[tuple[str, str, str]] = []
+    values: dict[str, bytes] = {}
+    for (repository, tag), reports in by_tag.items():
+        if any(r.errors for r in reports):
+            continue
+        digest = kept[(repository, tag)]
+        if digest not in values:
+            try:
+                values[digest] = encode_reports([replace(r, reference="") for r in reports])
+            except MemoError:
+                continue
+        tags.append((repository, tag, digest))
+    db.remember(target, settings, tags, values)
+
+
+def _daemon_audit(
+    run: _Audit,
+    options: AuditOptions,
+    tag_filter: re.Pattern[str] | None,
+    entries: list[tuple[str, str | None, m.ImageReport]],
+    errors: list[m.Problem],
+    repos: set[str],
+) -> None:
+    """Every image of the engine, one ``docker save`` at a time (each is gone once its
+    images are assembled)."""
+    for resolved, close in _daemon_batches(options, tag_filter):
+        try:
+            tagged = [r for r in resolved if isinstance(r, Tagged)]
+            for r in resolved:
+                repos.add(r.repository)
+                if isinstance(r, Failed):
+                    name = r.repository + (f":{r.tag}" if r.tag else "")
+                    errors.append(m.Problem(f"{name}: {r.reason}"))
+            run._say("walk", len(entries) + len(tagged), None)
+            run.scan_missing([t.image for t in tagged])
+            for t in tagged:
+                entries.append((t.repository, t.tag, run.assemble(t.image)))
+                run._say("report", len(entries), None, t.image.reference)
+        finally:
+            close()
 
 
 # --- the audit -------------------------------------------------------------------------------
@@ -481,38 +657,37 @@ def audit(
             s = options.scan
             fp = detection_fingerprint(s.detectors, s.archives, s.max_file_size)
             recall = Recall(store, fp, warn=warn)
+    settings = _settings_key(options)
     with closing(db):
         audit_id = db.start(target.name, started)
+        # the tags whose reports an earlier audit kept, by the digest they named then
+        remembered = {} if target.daemon else db.remembered(target.name, settings)
+        memo_spec = None
+        if recall is not None and options.scan.cache is not None:
+            memo_spec = (options.scan.cache, recall.fingerprint)
         fan = fanout(
             ScanSettings(options.scan.detectors, options.scan.archives, options.scan.max_file_size),
             options.workers,
             options.dask,
+            memo_spec,
+            recall.memo() if recall is not None else None,
         )
         run = _Audit(options, db, recall, fan, progress)
         entries: list[tuple[str, str | None, m.ImageReport]] = []
         errors: list[m.Problem] = []
         repos: set[str] = set()
+        kept: dict[tuple[str, str], str] = {}
         try:
-            batches = (
-                _daemon_batches(options, tag_filter)
-                if target.daemon
-                else _registry_batches(target, options, tag_filter)
-            )
-            for resolved, close in batches:
-                try:
-                    tagged = [r for r in resolved if isinstance(r, Tagged)]
-                    for r in resolved:
-                        repos.add(r.repository)
-                        if isinstance(r, Failed):
-                            name = r.repository + (f":{r.tag}" if r.tag else "")
-                            errors.append(m.Problem(f"{name}: {r.reason}"))
-                    run._say("walk", len(entries) + len(tagged), None)
-                    run.scan_missing([t.image for t in tagged])
-                    for t in tagged:
-                        entries.append((t.repository, t.tag, run.assemble(t.image)))
-                        run._say("report", len(entries), None, t.image.reference)
-                finally:
-                    close()
+            if target.daemon:
+                _daemon_audit(run, options, tag_filter, entries, errors, repos)
+            else:
+                if not remembered:
+                    # nothing to go by: layers will be scanned while the walk goes on, by
+                    # workers forked now (they cannot be once the walk's threads run)
+                    fan.start()
+                kept = _registry_audit(
+                    run, target, options, tag_filter, remembered, settings, entries, errors, repos
+                )
         finally:
             fan.close()
             if recall is not None:
@@ -535,6 +710,8 @@ def audit(
             [(r, f.fingerprint) for r, _, rep in entries for f in rep.findings],
             now,
         )
+        if kept:
+            _keep_reports(db, target.name, settings, kept, entries)
         db.finish(audit_id, now)
     images = []
     for repository, tag, rep in entries:

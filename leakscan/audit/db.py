@@ -6,6 +6,10 @@ needs to go on after being stopped.
 * ``findings``: per repository and finding fingerprint, when it was first and last seen;
   a tag pushed with a known leak does not make it new, the same secret in another
   repository does.
+* ``tags`` and ``reports``: the digest each tag named at the last audit, and the image
+  reports (as shown: redacted) of each digest, so that a tag that names the same digest
+  next time is reported without reading its configs (``reports`` is keyed by the settings
+  they were made with, see ``core._settings_key``).
 * ``layers``: each layer's result (as the result store encodes it: no secret in clear),
   committed the moment it is done, so that an audit killed midway and started again scans
   only what is left.
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +41,14 @@ CREATE TABLE IF NOT EXISTS findings (
   target TEXT NOT NULL, repository TEXT NOT NULL, fingerprint TEXT NOT NULL,
   first_seen REAL NOT NULL, last_seen REAL NOT NULL, first_audit INTEGER NOT NULL,
   PRIMARY KEY (target, repository, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS tags (
+  target TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,
+  PRIMARY KEY (target, repository, tag)
+);
+CREATE TABLE IF NOT EXISTS reports (
+  settings TEXT NOT NULL, digest TEXT NOT NULL, value BLOB NOT NULL,
+  PRIMARY KEY (settings, digest)
 );
 CREATE TABLE IF NOT EXISTS layers (
   fingerprint TEXT NOT NULL, layer_id TEXT NOT NULL, value BLOB NOT NULL, scanned REAL NOT NULL,
@@ -181,6 +193,56 @@ class AuditDb:
                 self.conn.execute("ROLLBACK")
             raise
         return out
+
+    # -- tags unchanged since the last audit
+
+    def remembered(self, target: str, settings: str) -> dict[tuple[str, str], str]:
+        """(repository, tag) to the digest it named, for the tags of ``target`` whose
+        reports under ``settings`` are kept."""
+        rows = self.conn.execute(
+            "SELECT t.repository, t.tag, t.digest FROM tags t JOIN reports r "
+            "ON r.digest = t.digest AND r.settings = ? WHERE t.target = ?",
+            (settings, target),
+        )
+        return {(r, t): d for r, t, d in rows}
+
+    def reports(self, settings: str, digests: Sequence[str]) -> dict[str, bytes]:
+        """The kept reports of those ``digests`` the database holds."""
+        out: dict[str, bytes] = {}
+        for i in range(0, len(digests), 500):
+            chunk = list(digests[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT digest, value FROM reports WHERE settings = ? AND digest IN ({marks})",
+                [settings, *chunk],
+            )
+            out.update((d, bytes(v)) for d, v in rows)
+        return out
+
+    def remember(
+        self,
+        target: str,
+        settings: str,
+        tags: Iterable[tuple[str, str, str]],
+        reports: Mapping[str, bytes],
+    ) -> None:
+        """Note the digest each tag (repository, tag, digest) named and the reports of
+        those digests, in one transaction."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO reports VALUES (?, ?, ?)",
+                [(settings, d, v) for d, v in reports.items()],
+            )
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
+                [(target, r, t, d) for r, t, d in tags],
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def image_first_seen(self, target: str) -> dict[tuple[str, str, str], float]:
         """When each (repository, tag, platform) of ``target`` was first seen."""

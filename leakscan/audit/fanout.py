@@ -7,6 +7,7 @@ opener with the client (and its credentials) in it."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,7 +15,8 @@ from leakscan import model as m
 from leakscan.detectors import DetectorConfig, Detectors, build_detectors, default_detectors
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import LayerScan, scan_layer
-from leakscan.workers import LayerPool
+from leakscan.recall import StoreMemo
+from leakscan.workers import LayerPool, MemoSpec
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,29 @@ def _failed(blob: m.LayerBlob, why: str) -> LayerScan:
     return LayerScan(diff_id=blob.diff_id, errors=[problem])
 
 
-class Fanout(Protocol):
-    """Scans layers somewhere; results as they complete."""
+Results = Iterator[tuple[m.LayerBlob, LayerScan]]
 
-    def scan(self, blobs: Sequence[m.LayerBlob]) -> Iterator[tuple[m.LayerBlob, LayerScan]]:
-        """Scan every blob, yielding each result as soon as it is done."""
+
+class Fanout(Protocol):
+    """Scans layers somewhere. Layers are handed in as the walk finds them (``submit``)
+    and their results taken as they complete: those done by now (``ready``, which never
+    waits), or all that are left (``drain``)."""
+
+    def start(self) -> None:
+        """Get ready before the caller starts threads of its own (workers are forked from
+        a process of one thread only); nothing needs it."""
+        ...
+
+    def submit(self, blobs: Sequence[m.LayerBlob]) -> None:
+        """Start scanning ``blobs``."""
+        ...
+
+    def ready(self) -> Results:
+        """Results that are done (a fan-out of this process may scan here and now)."""
+        ...
+
+    def drain(self) -> Results:
+        """Every result still to come, each as soon as it is done."""
         ...
 
     def close(self) -> None:
@@ -48,25 +68,51 @@ class Fanout(Protocol):
         ...
 
 
+def scan_all(fan: Fanout, blobs: Sequence[m.LayerBlob]) -> Results:
+    """Scan every blob, yielding each result as soon as it is done."""
+    fan.submit(blobs)
+    yield from fan.drain()
+
+
 class InProcess:
-    """Layers scanned one after the other here (the engines built on first use)."""
+    """Layers scanned one after the other here (the engines built on first use), file
+    contents looked up in ``memo`` (the result store)."""
 
-    def __init__(self, settings: ScanSettings) -> None:
+    def __init__(self, settings: ScanSettings, memo: StoreMemo | None = None) -> None:
         self.settings = settings
+        self.memo = memo
         self._engines: Detectors | None = None
+        self._todo: list[m.LayerBlob] = []
 
-    def scan(self, blobs: Sequence[m.LayerBlob]) -> Iterator[tuple[m.LayerBlob, LayerScan]]:
+    def start(self) -> None:
+        return None
+
+    def submit(self, blobs: Sequence[m.LayerBlob]) -> None:
+        self._todo.extend(blobs)
+
+    def ready(self) -> Results:
+        # nothing scans in the background here: this is when the layers are scanned (the
+        # walk's threads go on fetching meanwhile)
+        return self.drain()
+
+    def drain(self) -> Results:
         s = self.settings
-        for blob in blobs:
+        while self._todo:
+            blob = self._todo.pop(0)
             if self._engines is None:
                 self._engines = build_engines(s.detectors)
             # the only process scanning: a helper thread keeps a second core busy
-            yield (
+            result = scan_layer(
                 blob,
-                scan_layer(
-                    blob, self._engines, s.limits, max_file_size=s.max_file_size, helper_thread=True
-                ),
+                self._engines,
+                s.limits,
+                max_file_size=s.max_file_size,
+                helper_thread=True,
+                memo=self.memo,
             )
+            if self.memo is not None:
+                self.memo.flush()
+            yield blob, result
 
     def close(self) -> None:
         return None
@@ -74,21 +120,40 @@ class InProcess:
 
 class LocalPool:
     """Layers shared out over N worker processes (workers.LayerPool); this process only
-    collects the results and writes them down."""
+    collects the results and writes them down. ``memo`` names the result store the
+    workers look file contents up in."""
 
-    def __init__(self, settings: ScanSettings, workers: int) -> None:
+    def __init__(self, settings: ScanSettings, workers: int, memo: MemoSpec | None = None) -> None:
         self.settings = settings
         self.workers = workers
+        self.memo = memo
         self._pool: LayerPool | None = None
+        self._futures: dict[Future[LayerScan], m.LayerBlob] = {}
 
-    def scan(self, blobs: Sequence[m.LayerBlob]) -> Iterator[tuple[m.LayerBlob, LayerScan]]:
-        if not blobs:
-            return
+    def start(self) -> None:
         if self._pool is None:
             s = self.settings
             # built here so that forked workers inherit them instead of loading their own
             self._pool = LayerPool(s.detectors, self.workers, build_engines(s.detectors))
-        yield from self._pool.scan(blobs, self.settings.limits, self.settings.max_file_size)
+            self._pool.start()
+
+    def submit(self, blobs: Sequence[m.LayerBlob]) -> None:
+        if not blobs:
+            return
+        self.start()
+        assert self._pool is not None
+        s = self.settings
+        self._futures.update(self._pool.submit(blobs, s.limits, s.max_file_size, self.memo))
+
+    def ready(self) -> Results:
+        done = {f: b for f, b in self._futures.items() if f.done()}
+        for future in done:
+            del self._futures[future]
+        yield from LayerPool.collect(done)
+
+    def drain(self) -> Results:
+        futures, self._futures = self._futures, {}
+        yield from LayerPool.collect(futures)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -126,42 +191,64 @@ class DaskFanout:
         self.client: Any = Client(  # type: ignore[no-untyped-call]
             address, set_as_default=False, timeout="30s"
         )
+        self._futures: dict[Any, m.LayerBlob] = {}
+        self._submitted = 0
 
-    def scan(self, blobs: Sequence[m.LayerBlob]) -> Iterator[tuple[m.LayerBlob, LayerScan]]:
-        if not blobs:
-            return
-        from distributed import as_completed
+    def start(self) -> None:
+        return None
 
-        ordered = sorted(blobs, key=lambda b: b.size or 0, reverse=True)
-        futures = {}
-        for n, blob in enumerate(ordered):
+    def submit(self, blobs: Sequence[m.LayerBlob]) -> None:
+        # largest first: the last layer to finish should be a small one
+        for blob in sorted(blobs, key=lambda b: b.size or 0, reverse=True):
+            n = self._submitted
+            self._submitted += 1
             # a key of our own: Dask would otherwise hash the blob (and its client) to name it
             key = f"leakscan-layer-{n}-{blob.diff_id or blob.digest}"
             future = self.client.submit(
                 scan_on_worker, blob, self.settings, key=key, pure=False, priority=-n
             )
-            futures[future] = blob
+            self._futures[future] = blob
+
+    def _result(self, future: Any) -> tuple[m.LayerBlob, LayerScan]:
+        blob = self._futures.pop(future)
+        try:
+            return blob, future.result()
+        except Exception as exc:  # noqa: BLE001 - a worker or the connection failed
+            # the type only: a message could quote image content
+            return blob, _failed(blob, f"Dask worker failed ({type(exc).__name__})")
+        finally:
+            future.release()
+
+    def ready(self) -> Results:
+        for future in [f for f in self._futures if f.done()]:
+            yield self._result(future)
+
+    def drain(self) -> Results:
+        if not self._futures:
+            return
+        from distributed import as_completed
+
         # the loop named: as_completed would otherwise look for a default client
-        done = as_completed(list(futures), loop=self.client.loop)  # type: ignore[no-untyped-call]
+        done = as_completed(list(self._futures), loop=self.client.loop)  # type: ignore[no-untyped-call]
         for future in done:
-            blob = futures[future]
-            try:
-                yield blob, future.result()
-            except Exception as exc:  # noqa: BLE001 - a worker or the connection failed
-                # the type only: a message could quote image content
-                yield blob, _failed(blob, f"Dask worker failed ({type(exc).__name__})")
-            finally:
-                future.release()
+            yield self._result(future)
 
     def close(self) -> None:
         self.client.close()
 
 
-def fanout(settings: ScanSettings, workers: int, dask: str | None) -> Fanout:
+def fanout(
+    settings: ScanSettings,
+    workers: int,
+    dask: str | None,
+    memo: MemoSpec | None = None,
+    local_memo: StoreMemo | None = None,
+) -> Fanout:
     """Where layers are scanned: Dask when an address is given, else ``workers`` local
-    processes (1: this process alone)."""
+    processes (1: this process alone). Local scans look file contents up in the result
+    store: ``memo`` names it for worker processes, ``local_memo`` is this process's."""
     if dask:
         return DaskFanout(settings, dask)
     if workers > 1:
-        return LocalPool(settings, workers)
-    return InProcess(settings)
+        return LocalPool(settings, workers, memo)
+    return InProcess(settings, local_memo)

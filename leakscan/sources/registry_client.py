@@ -11,6 +11,7 @@ does not verify is an error, not a fallback.
 from __future__ import annotations
 
 import base64
+import copy
 import http.client
 import ipaddress
 import os
@@ -453,18 +454,43 @@ class RegistryClient:
 
     # -- requests for this repository
 
+    def sibling(self, repository: str) -> RegistryClient:
+        """A client for another repository of the same registry that starts where this one
+        is: the scheme found, the connections kept open (one session between them, so
+        closing either closes both). Its authorization is its own (a token is scoped to a
+        repository): it answers its first challenge itself."""
+        other = copy.copy(self)
+        other.repository = repository
+        other.where = f"{self.domain}/{repository}"
+        other._authorization = None
+        # credentials may be kept per repository (auth.json entries of host/namespace)
+        other._creds = self.options.creds
+        other._looked_up = self.options.creds is not None
+        other._session = self.session
+        return other
+
     def get(
         self, path: str, headers: Mapping[str, str] | None = None, stream: bool = True
     ) -> requests.Response:
         """GET ``path`` of the repository's registry, authenticating when challenged.
         Returns any answer but 401/403, which raise."""
+        return self._request("GET", path, headers, stream)
+
+    def head(self, path: str, headers: Mapping[str, str] | None = None) -> requests.Response:
+        """HEAD ``path``, as :meth:`get` (a manifest's digest without its body, and without
+        counting as a pull where registries count pulls)."""
+        return self._request("HEAD", path, headers, False)
+
+    def _request(
+        self, method: str, path: str, headers: Mapping[str, str] | None, stream: bool
+    ) -> requests.Response:
         self.connect()
         assert self.base_url is not None
         for round_ in (0, 1):
             sent = dict(headers or {})
             if self._authorization:
                 sent["Authorization"] = self._authorization
-            resp = self._send("GET", self.base_url + path, headers=sent, stream=stream)
+            resp = self._send(method, self.base_url + path, headers=sent, stream=stream)
             if resp.status_code != 401 or round_ == 1:
                 break
             # no credentials yet, or a token that expired or has too narrow a scope

@@ -24,6 +24,7 @@ from leakscan.scan import ScanOptions
 from leakscan.sightings import secret_sha256
 from leakscan.sources.auth import Credentials, RegistryOptions
 from leakscan.store.codec import decode_layer, decode_record
+from leakscan.suppress import Suppressions
 
 
 def run(host: str, db: Path, **kw: Any) -> AuditReport:
@@ -252,3 +253,80 @@ def test_no_secret_in_clear_in_the_database_or_the_report(fill: Fill, tmp_path: 
             assert not [x for x in strings if token in x or named in x]
     finally:
         registry.stop()
+
+
+def report_view(report: AuditReport) -> dict[str, Any]:
+    """The JSON report without what differs from one audit to the next (times, stats)."""
+    data = audit_dict(report)
+    validate_report(data)
+    data.pop("stats")
+    data.pop("audit")
+    return data
+
+
+def test_unchanged_tags_cost_one_head_each(fresh: Filled, tmp_path: Path) -> None:
+    """A second audit of an unchanged registry asks each tag for its digest alone (HEAD),
+    fetches no config and no layer, and reports exactly what the first did; a tag moved to
+    another image is read in full, its new layer scanned."""
+    proxy = regkit.FaultProxy(fresh.registry)
+    try:
+        db = tmp_path / "a.db"
+        first = run(proxy.host, db)
+        assert any(m == "GET" and "/blobs/" in p for m, p, _, _ in proxy.log)
+        proxy.reset(regkit.Faults())
+        second = run(proxy.host, db)
+        assert report_view(second) == report_view(first)
+        assert second.stats.layers_scanned == 0
+        assert second.stats.layers_cached == first.stats.layers_unique
+        assert second.stats.layers_total == first.stats.layers_total
+        manifests = [(m, p) for m, p, _, _ in proxy.log if "/manifests/" in p]
+        assert sorted(manifests) == sorted(
+            ("HEAD", f"/v2/{name.split(':')[0]}/manifests/{name.split(':')[1]}")
+            for name in fresh.fill.tags
+        )
+        assert not [p for _, p, _, _ in proxy.log if "/blobs/" in p]
+        # one probe of the registry, not one per repository
+        assert [p for _, p, _, _ in proxy.log].count("/v2/") <= 1
+
+        token = fake_token("github")
+        layer = Layer(created_by="COPY moved /srv").file("srv/.env", f"GITHUB_TOKEN={token}\n")
+        image = Image(layers=[fresh.fill.bases["b0"], layer])
+        path = write_oci_layout(tmp_path / "moved", image, tag="t")
+        fresh.registry.push(f"oci:{path}:t", "tools:2")
+        proxy.reset(regkit.Faults())
+        third = run(proxy.host, db)
+        assert third.stats.layers_scanned == 1
+        moved = by_image(third)[("tools", "2", "linux/amd64")]
+        assert [f.secret_sha256 for f in moved.findings] == [secret_sha256(token)]
+        gets = {p for m, p, _, _ in proxy.log if m == "GET" and "/manifests/" in p}
+        assert gets == {"/v2/tools/manifests/2"}
+        # every other tag as before
+        before = {k: v for k, v in by_image(first).items() if k[:2] != ("tools", "2")}
+        after = {k: v for k, v in by_image(third).items() if k[:2] != ("tools", "2")}
+        assert after == before
+        proxy.reset(regkit.Faults())
+        fourth = run(proxy.host, db)
+        assert report_view(fourth) == report_view(third)
+        assert not [p for _, p, _, _ in proxy.log if "/blobs/" in p]
+    finally:
+        proxy.close()
+
+
+def test_a_kept_report_is_read_only_under_the_same_settings(fresh: Filled, tmp_path: Path) -> None:
+    """Reports kept under one set of suppressions are not another's: that audit reads
+    every tag in full and reports what it would with a fresh database."""
+    db = tmp_path / "a.db"
+    first = run(fresh.registry.host, db)
+    other = ScanOptions(cache=None, suppressions=Suppressions(paths=("/srv/*",)))
+    again = run(fresh.registry.host, db, scan=other)
+    alone = run(fresh.registry.host, tmp_path / "b.db", scan=other)
+
+    def view(report: AuditReport) -> dict[str, Any]:
+        data = report_view(report)
+        for image in data["images"]:
+            for finding in image["findings"]:
+                finding.pop("first_seen", None)  # the two databases saw them at other times
+        return data
+
+    assert view(again) == view(alone) != view(first)
+    assert len(again.findings) == len(first.findings) - 1
