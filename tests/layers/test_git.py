@@ -214,6 +214,15 @@ def test_a_delta_that_copies_outside_its_base_is_a_problem() -> None:
     assert any("outside its base" in p for p in problems)
 
 
+def test_a_delta_cut_off_inside_an_instruction_is_a_problem() -> None:
+    w = PackWriter()
+    at = w.whole("blob", b"base bytes\n")
+    w.ofs_delta(at, delta(11, 5, b"\x91\x00"))  # a copy whose size byte is missing
+    blobs, problems = _problems(_pack_files(w.pack()))
+    assert blobs == {b"base bytes\n"}
+    assert any("inside an instruction" in p for p in problems)
+
+
 def test_a_bomb_stops_at_its_declared_size() -> None:
     w = PackWriter()
     # declares 10 bytes, inflates to 64 MiB of zeros: read no further than 11

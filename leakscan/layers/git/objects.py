@@ -101,7 +101,10 @@ def inflate(spool: Spool, offset: int, size: int, budget: Budget) -> tuple[bytes
     parts: list[bytes] = []
     have = 0
     at = offset
-    chunk = 4096 if size < 4096 else min(WINDOW, size + 64)
+    # input read at once: about what deflate can make of ``size`` bytes at worst (zlib
+    # copies whatever input is left over after the stream, so a fixed large piece per
+    # small object cost a copy of that piece each time)
+    chunk = min(WINDOW, size + (size >> 8) + 64)
     while not d.eof:
         data = spool.read(at, chunk)
         if not data:
@@ -144,6 +147,17 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
+# for each copy instruction (0x80-0xff): the shifts of the offset bytes and of the size
+# bytes that follow it, in order (its low 7 bits say which of them are there)
+_COPY_ARGS = [
+    (
+        tuple(8 * i for i in range(4) if op & (1 << i)),
+        tuple(8 * i for i in range(3) if op & (0x10 << i)),
+    )
+    for op in range(256)
+]
+
+
 def apply_delta(base: bytes, delta: bytes, max_size: int) -> bytes:
     """``delta`` applied to ``base``: git's copy and insert instructions, every copy within
     the base and the result exactly the size the delta declares (at most ``max_size``)."""
@@ -156,47 +170,37 @@ def apply_delta(base: bytes, delta: bytes, max_size: int) -> bytes:
     out = bytearray()
     n = len(delta)
     nbase = len(base)
-    while pos < n:
-        op = delta[pos]
-        pos += 1
-        if op & 0x80:
-            off = size = 0
-            # which of the 4 offset and 3 size bytes follow is said by the op's low bits
-            if op & 0x01:
-                off = delta[pos]
-                pos += 1
-            if op & 0x02:
-                off |= delta[pos] << 8
-                pos += 1
-            if op & 0x04:
-                off |= delta[pos] << 16
-                pos += 1
-            if op & 0x08:
-                off |= delta[pos] << 24
-                pos += 1
-            if op & 0x10:
-                size = delta[pos]
-                pos += 1
-            if op & 0x20:
-                size |= delta[pos] << 8
-                pos += 1
-            if op & 0x40:
-                size |= delta[pos] << 16
-                pos += 1
-            if size == 0:
-                size = 0x10000
-            if off + size > nbase or pos > n:
-                raise GitFormatError("delta copies from outside its base")
-            out += base[off : off + size]
-        elif op:
-            if pos + op > n:
-                raise GitFormatError("delta insert past its end")
-            out += delta[pos : pos + op]
-            pos += op
-        else:
-            raise GitFormatError("delta instruction 0")
-        if len(out) > dst:
-            raise GitFormatError("delta result larger than declared")
+    view = memoryview(base)  # copies from the base are copied once, into ``out``
+    try:
+        while pos < n:
+            op = delta[pos]
+            pos += 1
+            if op & 0x80:
+                offs, sizes = _COPY_ARGS[op]
+                off = size = 0
+                for shift in offs:
+                    off |= delta[pos] << shift
+                    pos += 1
+                for shift in sizes:
+                    size |= delta[pos] << shift
+                    pos += 1
+                if size == 0:
+                    size = 0x10000
+                if off + size > nbase:
+                    raise GitFormatError("delta copies from outside its base")
+                out += view[off : off + size]
+            elif op:
+                if pos + op > n:
+                    raise GitFormatError("delta insert past its end")
+                out += delta[pos : pos + op]
+                pos += op
+            else:
+                raise GitFormatError("delta instruction 0")
+            if len(out) > dst:
+                raise GitFormatError("delta result larger than declared")
+    except IndexError:
+        # an instruction cut off by the end of the delta
+        raise GitFormatError("delta ends inside an instruction") from None
     if len(out) != dst:
         raise GitFormatError("delta result of another size than declared")
     return bytes(out)
