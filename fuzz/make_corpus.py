@@ -3,7 +3,8 @@
     fuzz/corpus/archive/   image tars: docker save (legacy, Docker 25, gzip blobs, skopeo),
                            OCI archives (multi-platform index with attestations, zstd)
     fuzz/corpus/layer/     layer blobs (none, gzip, zstd): whiteouts, links, devices, long and
-                           non-UTF-8 names, nested archives, credential files
+                           non-UTF-8 names, nested archives, credential files, git object
+                           stores (loose, packed with deltas, hostile packs)
     fuzz/corpus/manifest/  fuzz_manifest inputs: index | manifest | config | manifest.json |
                            layer | tag, with digest placeholders
 
@@ -167,6 +168,49 @@ def layer_seeds() -> dict[str, bytes]:
     )
     streamed.file("app/streamed-stored.zip", make_zip(members, zipfile.ZIP_STORED, streamed=True))
     out["zip-descriptors.tar"] = streamed.tar_bytes()
+    out.update(git_seeds())
+    return out
+
+
+def git_seeds() -> dict[str, bytes]:
+    """Layers holding git object stores (issue 14): loose objects, and a pack with whole
+    objects, OFS and REF deltas, a commit and trees naming the blobs; and a pack whose
+    deltas loop and reach outside their base, for mutations to start from."""
+    from gitrepos import PackWriter, copy_op, delta, insert_op, loose, oid
+
+    env = f"GITHUB_TOKEN={TOKENS['github']}\n".encode()
+    later = env + b"LOG_LEVEL=info\n"
+    tree = b"100644 .env\0" + oid("blob", env)
+    top = b"40000 config\0" + oid("tree", tree)
+    commit = (
+        b"tree " + oid("tree", top).hex().encode() + b"\n"
+        b"author Dev <dev@example.internal> 1700000000 +0100\n"
+        b"committer Dev <dev@example.internal> 1700000000 +0100\n\nAdd config\n"
+    )
+    loose_layer = Layer().file("app/.git/HEAD", "ref: refs/heads/main\n")
+    for kind, data in (("blob", env), ("tree", tree), ("tree", top), ("commit", commit)):
+        name, raw = loose(kind, data)
+        loose_layer.file(f"app/.git/objects/{name}", raw)
+    out = {"git-loose.tar": loose_layer.tar_bytes()}
+    w = PackWriter()
+    w.whole("commit", commit)
+    w.whole("tree", top)
+    w.whole("tree", tree)
+    at = w.whole("blob", env)
+    w.ofs_delta(
+        at, delta(len(env), len(later), copy_op(0, len(env)) + insert_op(later[len(env) :]))
+    )
+    w.ref_delta(oid("blob", later), delta(len(later), 4, copy_op(0, 4)))
+    packed = Layer().file("srv/repo.git/HEAD", "ref: refs/heads/main\n")
+    packed.file("srv/repo.git/objects/pack/pack-1.pack", w.pack())
+    out["git-pack.tar"] = packed.tar_bytes()
+    w = PackWriter()
+    first = w.whole("blob", b"base\n")
+    w.ref_delta(oid("blob", b"A"), delta(1, 1, insert_op(b"B")))
+    w.ref_delta(oid("blob", b"B"), delta(1, 1, insert_op(b"A")))
+    w.ofs_delta(first, delta(5, 64, copy_op(2, 64)))
+    hostile = Layer().file("x/.git/objects/pack/p.pack", w.pack())
+    out["git-hostile.tar"] = hostile.tar_bytes()
     return out
 
 
