@@ -13,6 +13,7 @@ from leakscan.detectors import (
     Confidence,
     DetectorConfig,
     Detectors,
+    Match,
     build_detectors,
     default_detectors,
 )
@@ -259,10 +260,19 @@ def _scan_image(
     attested = attestation_texts(image)
     texts.extend(attested.texts)
     errors.extend(attested.errors)
+    # the same string in many places (an attestation's build steps repeat their keys and
+    # commands hundreds of times) is scanned once
+    seen: dict[bytes, list[Match]] = {}
+
+    def scan_text(data: bytes) -> list[Match]:
+        if data not in seen:
+            seen[data] = engines.get().scan(data)
+        return seen[data]
+
     if recall is not None:
-        hits = recall.texts(texts, lambda data: engines.get().scan(data))
+        hits = recall.texts(texts, scan_text)
     else:
-        hits = [(text, match) for text in texts for match in engines.get().scan(text.text.encode())]
+        hits = [(text, match) for text in texts for match in scan_text(text.text.encode())]
     # an id and its secret in two strings (two ENV instructions, two Env variables) are one
     # credential as much as the two in one file
     hits.extend(pairs_apart(hits))
