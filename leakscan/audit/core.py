@@ -48,6 +48,7 @@ from leakscan.errors import InputError, LeakscanError
 from leakscan.findings import ImageScan, image_report
 from leakscan.layerscan import LayerScan
 from leakscan.metadata import config_texts, history_texts, image_texts, map_history
+from leakscan.provenance import attestation_texts
 from leakscan.recall import Recall
 from leakscan.redact import Redactor, redact_report
 from leakscan.scan import ScanOptions
@@ -384,6 +385,8 @@ class _Audit:
         texts = list(history_texts(history, image.config.get("history")))
         texts.extend(config_texts(image.config, image.annotations))
         texts.extend(image_texts(image))
+        attested = attestation_texts(image)
+        texts.extend(attested.texts)
         if self.recall is not None:
             hits = self.recall.texts(texts, self._scan_text)
         else:
@@ -391,7 +394,8 @@ class _Audit:
         errors = list(image.errors)
         if history.problem:
             errors.append(m.Problem(history.problem))
-        one = ImageScan(image, layers, history, hits, errors)
+        errors.extend(attested.errors)
+        one = ImageScan(image, layers, history, hits, errors, skipped=attested.skipped)
         s = self.options.scan
         report = image_report(one, s.min_confidence, s.suppressions, False)
         secrets = set(one.secrets())
