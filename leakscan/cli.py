@@ -971,6 +971,10 @@ def serve_command(
 ) -> None:
     """Serve a scanner adapter: `leakscan serve --harbor` lets Harbor scan every image it
     holds for leaked secrets (docs/harbor.md). Logs JSON lines on stderr; stops on SIGTERM."""
+    # a wrong duration is a usage error, as for the other commands
+    timeout, ttl, reuse, grace_s = (
+        float(parse_duration(x)) for x in (scan_timeout, result_ttl, reuse_for, grace)
+    )
 
     def work() -> int:
         # imported here: the adapter's modules are no part of a scan's start-up
@@ -997,9 +1001,9 @@ def serve_command(
         settings = Settings(
             workers=workers,
             queue_size=queue_size,
-            timeout=float(parse_duration(scan_timeout)),
-            result_ttl=float(parse_duration(result_ttl)),
-            reuse_for=float(parse_duration(reuse_for)),
+            timeout=timeout,
+            result_ttl=ttl,
+            reuse_for=reuse,
         )
         flags = Flags(min_confidence=min_confidence, cache=_cache_spec(cache, cache_dir, no_cache))
         server = ServerConfig(
@@ -1013,7 +1017,7 @@ def serve_command(
             options=_options(config, flags),
             ca_file=ca_file,
             tls_verify=tls_verify,
-            grace=float(parse_duration(grace)),
+            grace=grace_s,
             address_file=str(address_file) if address_file else None,
         )
         return serve(server)
