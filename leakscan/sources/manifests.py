@@ -250,7 +250,10 @@ class ManifestWalk:
                     None,
                     subject,
                     "referrer",
-                    problem=Problem(f"referrers of {subject}: {exc}"),
+                    # the image itself is read: a registry that will not list referrers
+                    # (a 403 on an endpoint it does not know) must not fail every scan
+                    problem=Problem(f"referrers of {subject} not listed, not scanned: {exc}"),
+                    skipped=True,
                 ),
             )
         out: list[Attestation] = []

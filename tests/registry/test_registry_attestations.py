@@ -162,3 +162,26 @@ def test_referrer_through_the_tag_schema(
     # the distribution registry 2.8 of the test machines answers 404 (no referrers API):
     # then the tag schema's index is what found it
     assert api in (200, 404)
+
+
+def test_referrers_listing_refused_is_a_skip(world: World, detectors: Detectors) -> None:
+    from regkit import FaultProxy, Faults
+
+    from leakscan.sources.auth import RegistryOptions
+
+    proxy = FaultProxy(world.plain)
+    try:
+        proxy.reset(Faults(fail={"/referrers/": 1000}))
+        report = scan_ref(
+            f"docker://{proxy.host}/multi/app:1",
+            detectors,
+            registry=RegistryOptions(retries=0),
+        )
+    finally:
+        proxy.close()
+    # the images and their attestation manifests are read; only the listing is missing
+    assert report.complete, report.errors
+    assert [len(i.findings) for i in report.images] == [0, 1]
+    for image in report.images:
+        assert [a.via for a in image.attestations if a.problem is None] == ["index"]
+        assert "not listed, not scanned" in " ".join(p.message for p in image.skipped)
