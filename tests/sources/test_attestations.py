@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from helpers import only_image, scan_ref
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from imagebuilder import (
     MT,
     BlobStore,
@@ -29,7 +31,15 @@ from provenancekit import ARGS_PATH, DOCKERFILE_PATH, V02, V1, predicate
 from leakscan import model as m
 from leakscan.detectors import Detectors
 from leakscan.findings import fingerprint, place
-from leakscan.sources.attestations import MAX_ATTESTATIONS, MAX_STATEMENT_BYTES
+from leakscan.model import SourceImage
+from leakscan.provenance import attestation_texts
+from leakscan.sources.attestations import (
+    DSSE,
+    IN_TOTO,
+    MAX_ATTESTATIONS,
+    MAX_STATEMENT_BYTES,
+    read_attestations,
+)
 
 LAYOUTS = ("oci-dir", "oci-archive", "docker25")
 
@@ -438,3 +448,82 @@ def test_missing_attestation_blob_is_skipped(tmp_path: Path, detectors: Detector
     report = scan_ref(f"oci:{layout}:latest", detectors)
     assert report.complete and not report.findings
     assert "is not in the image" in _messages(only_image(report).skipped)
+
+
+# --- SBOMs and any predicate ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ptype", "predicate_doc", "path"),
+    [
+        (
+            "https://spdx.dev/Document",
+            {
+                "spdxVersion": "SPDX-2.3",
+                "name": "sbom",
+                "packages": [
+                    {"name": "app", "versionInfo": "1.0", "comment": "TOKEN"},
+                    {"name": "left-pad", "versionInfo": "1.3.0"},
+                ],
+            },
+            "predicate.packages[0].comment",
+        ),
+        (
+            "https://cyclonedx.org/bom",
+            {
+                "bomFormat": "CycloneDX",
+                "specVersion": "1.5",
+                "components": [
+                    {"name": "app", "properties": [{"name": "build.token", "value": "TOKEN"}]}
+                ],
+            },
+            "predicate.components[0].properties[0].value",
+        ),
+    ],
+)
+def test_sbom_statements(
+    ptype: str, predicate_doc: dict[str, Any], path: str, tmp_path: Path, detectors: Detectors
+) -> None:
+    token = fake_token("github")
+    filled = json.loads(json.dumps(predicate_doc).replace("TOKEN", token))
+    image = Image(layers=[Layer().file("etc/x", "x\n")], provenance=filled, provenance_type=ptype)
+    report = scan_ref(_write("oci-dir", Index([image], attestations=True), tmp_path), detectors)
+    (finding,) = report.findings
+    loc = finding.location
+    assert isinstance(loc, m.AttestationLocation)
+    assert (loc.predicate_type, loc.path) == (ptype, path)
+    assert "attestation" in finding.remediation and "Rotate" in finding.remediation
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    manifest=_JSON,
+    statement=st.one_of(_JSON.map(lambda v: json.dumps(v).encode()), st.binary(max_size=64)),
+    media=st.sampled_from([None, IN_TOTO, DSSE, "application/json", "text/plain"]),
+)
+def test_any_manifest_and_statement_never_raise(
+    manifest: Any, statement: bytes, media: str | None
+) -> None:
+    """Whatever an attestation manifest and its statement hold, reading them gives
+    attestations (read, or with a problem) and their strings, and raises nothing."""
+    layer = {"digest": "sha256:" + "a" * 64, "size": len(statement)}
+    if media is not None:
+        layer["mediaType"] = media
+    docs = [manifest, {"layers": [layer, manifest]}, {"layers": [layer], "annotations": manifest}]
+    for doc in docs:
+        found = read_attestations(doc, "sha256:" + "b" * 64, None, "index", lambda _: statement)
+        image = SourceImage(
+            "r", "oci", None, None, "sha256:" + "c" * 64, {}, (), attestations=tuple(found)
+        )
+        out = attestation_texts(image)
+        assert all(isinstance(t.text, str) and t.text for t in out.texts)
+        assert len(out.errors) + len(out.skipped) >= sum(1 for a in found if a.problem)
