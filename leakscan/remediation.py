@@ -235,8 +235,8 @@ def _attestation(loc: m.AttestationLocation) -> str:
     take it back from the registry, so the attestation (or the tag) goes too."""
     what = loc.predicate_type or "an attestation"
     gone = (
-        "Delete the attestation and push again (or delete the tag, and push the image without "
-        "it: docker buildx build --provenance=false, or --provenance=mode=min)"
+        "Delete the attestation and push again (or delete the tag and push an image built "
+        "without the secret in its arguments, or with --provenance=false)"
     )
     arg = _BUILD_ARG.search(loc.path)
     if arg:
