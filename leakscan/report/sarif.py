@@ -43,19 +43,22 @@ _MAX_TEXT = 1024
 _HELP = (
     "A secret in a container image ships to everyone who can pull the image: in a layer's file "
     "(deleting or overwriting it in a later layer does not remove it from the layer that wrote "
-    "it), in the image history (build arguments and instructions), or in the image config "
-    "(ENV, LABEL, Cmd). Rotate the secret, then keep it out of the image: a build secret "
-    "mount (RUN --mount=type=secret,id=NAME ...) instead of ARG or a file, a build stage the "
-    "final image does not copy from, .dockerignore for credential files in the build context, "
-    "and run-time injection (an orchestrator secret, a mounted file) instead of ENV or LABEL. "
-    "Each result says what to do for its place."
+    "it), in the image history (build arguments and instructions), in the image config (ENV, "
+    "LABEL, Cmd), or in an attestation pushed with it (provenance records build arguments and the"
+    " Dockerfile). Rotate the secret, then keep it out of the image: a build secret mount (RUN "
+    "--mount=type=secret,id=NAME ...) instead of ARG or a file, a build stage the final image "
+    "does not copy from, .dockerignore for credential files in the build context, and run-time "
+    "injection (an orchestrator secret, a mounted file) instead of ENV or LABEL. Each result says"
+    " what to do for its place."
 )
 _HELP_MARKDOWN = (
     "A secret in a container image ships to everyone who can pull the image:\n\n"
     "* in a **layer's file**: deleting or overwriting it in a later layer does not remove it "
     "from the layer that wrote it;\n"
     "* in the **image history**: build arguments (`ARG`) and instructions are recorded;\n"
-    "* in the **image config**: `ENV`, `LABEL`, `Cmd`.\n\n"
+    "* in the **image config**: `ENV`, `LABEL`, `Cmd`;\n"
+    "* in an **attestation** pushed with it: provenance records build arguments and the "
+    "Dockerfile.\n\n"
     "**Rotate the secret**, then keep it out of the image:\n\n"
     "* a build secret mount, `RUN --mount=type=secret,id=NAME ...` "
     "(`docker build --secret id=NAME,...`), instead of `ARG` or a file;\n"
@@ -122,7 +125,7 @@ def _rule(f: m.Finding) -> dict[str, Any]:
         "fullDescription": {
             "text": _cut(
                 f"{description} ({f.rule_id}) in a container image: a file of a layer, the "
-                "history or the config."
+                "history, the config or an attestation."
             )
         },
         "help": {"text": _HELP, "markdown": _HELP_MARKDOWN},
