@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -30,7 +29,7 @@ MAX_STATEMENT_BYTES = MAX_JSON_BYTES
 
 Via = Literal["index", "referrer"]
 # reads a blob by digest, verified against it; None when the image does not hold it
-BlobReader = Callable[[str], "bytes | None"]
+BlobReader = Callable[[str], bytes | None]
 
 
 def is_statement_type(media_type: str | None) -> bool:
@@ -135,8 +134,8 @@ def _layer(
 ) -> Attestation:
     media = desc.get("mediaType")
     media_type = media if isinstance(media, str) else None
-    raw_notes = desc.get("annotations") if isinstance(desc.get("annotations"), dict) else {}
-    assert isinstance(raw_notes, dict)
+    given = desc.get("annotations")
+    raw_notes: dict[str, Any] = given if isinstance(given, dict) else {}
     notes = top_notes + _notes(f"layer {i}", raw_notes)
     layer_digest = desc.get("digest")
     predicate = raw_notes.get(PREDICATE_ANNOTATION)
@@ -243,8 +242,3 @@ def subject_of(doc: Any) -> str | None:
 def tag_schema(digest: str) -> str:
     """The referrers tag of the OCI distribution spec's fallback: ``sha256-<hex>``."""
     return digest.replace(":", "-", 1)
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON, for messages."""
-    return json.dumps(value, separators=(",", ":"))[:200]
