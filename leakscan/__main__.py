@@ -97,16 +97,26 @@ def main() -> None:
 
     The catalog takes ~0.3 s to load and releases the GIL while it does: started before
     the CLI's own imports, it is ready by the time the first layer is read. Not when a
-    result store is there already: an image it knows needs no catalog at all.
+    result store is there already: an image it knows needs no catalog at all, and is
+    answered by :mod:`leakscan.quick` without the CLI when it can be.
     """
     args = sys.argv[1:]
     if args and args[0] == "warm-up":
         sys.exit(_warm_up(args[1:]))
     _rules_beside(args)
-    if args and args[0] not in _NO_SCAN and not _store_known(args):
-        from leakscan.detectors.kingfisher import preload
+    if args and args[0] not in _NO_SCAN:
+        if _store_known(args):
+            # an image the store knows whole is answered before the CLI's imports, which
+            # cost a re-scan more than the re-scan itself
+            from leakscan.quick import answer
 
-        preload()
+            status = answer(args)
+            if status is not None:
+                sys.exit(status)
+        else:
+            from leakscan.detectors.kingfisher import preload
+
+            preload()
     from leakscan.cli import main as cli_main
 
     cli_main()

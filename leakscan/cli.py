@@ -12,7 +12,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +19,11 @@ from typing import Annotated
 import typer
 
 from leakscan import __version__
+from leakscan.command import Flags
+from leakscan.command import cache_spec as _cache_spec
+from leakscan.command import options_for as _options
+from leakscan.command import report_problems as _report_problems
+from leakscan.command import say as _say
 from leakscan.detectors import DetectorConfig
 from leakscan.errors import InputError, LeakscanError
 from leakscan.layers.archives import ArchiveLimits
@@ -28,7 +32,7 @@ from leakscan.preflight import refuse_early
 from leakscan.scan import Progress, ProgressCallback, ScanOptions, scan
 from leakscan.settings import load_config
 from leakscan.sources.auth import RegistryOptions, parse_creds
-from leakscan.suppress import Suppressions, baseline_json, load_baseline
+from leakscan.suppress import baseline_json
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE = 0, 1, 2
 
@@ -43,11 +47,6 @@ class Level(enum.StrEnum):
     high = "high"
     medium = "medium"
     low = "low"
-
-
-def _say(message: str) -> None:
-    """One line on stderr."""
-    print(f"leakscan: {' '.join(message.split())}", file=sys.stderr)
 
 
 def exit_status(report: ScanReport) -> int:
@@ -259,58 +258,6 @@ def _tls_verify_spelling(args: list[str]) -> list[str]:
 # --- end registry flags ---
 
 
-@dataclass(frozen=True)
-class Flags:
-    """The scanning flags as typed; a command without some of them leaves the default."""
-
-    platform: list[str] | None = None
-    min_confidence: Level | None = None
-    show_secrets: bool = False
-    baseline: Path | None = None
-    ignore_rule: list[str] | None = None
-    ignore_path: list[str] | None = None
-    detect_secrets_plugin: list[str] | None = None
-    max_archive_depth: int = ArchiveLimits.max_depth
-    max_expanded_bytes: int = ArchiveLimits.max_expanded_bytes
-    max_file_size: int | None = None
-    workers: int = 0
-    registry: RegistryOptions | None = None
-    cache: str | None = None  # the result store, resolved: None without one
-
-
-def _options(config_path: str | None, flags: Flags) -> ScanOptions:
-    """Flags and the config file, merged: flags add to the lists and win over single values."""
-    config = load_config(config_path)
-    fingerprints: frozenset[str] = frozenset()
-    baseline_file = str(flags.baseline) if flags.baseline is not None else config.baseline
-    if baseline_file is not None:
-        accepted = load_baseline(baseline_file)
-        fingerprints = accepted.fingerprints
-        if accepted.notice:
-            _say(accepted.notice)
-    level = flags.min_confidence.value if flags.min_confidence else config.min_confidence
-    plugins = config.detect_secrets_plugins + tuple(flags.detect_secrets_plugin or ())
-    return ScanOptions(
-        platforms=tuple(flags.platform or ()),
-        min_confidence=level or "medium",  # type: ignore[arg-type]
-        show_secrets=flags.show_secrets,
-        detectors=DetectorConfig(detect_secrets_plugins=plugins),
-        workers=flags.workers,
-        archives=ArchiveLimits(
-            max_depth=flags.max_archive_depth,
-            max_expanded_bytes=flags.max_expanded_bytes,
-        ),
-        max_file_size=flags.max_file_size,
-        suppressions=Suppressions(
-            fingerprints=fingerprints,
-            rules=config.ignore_rules + tuple(flags.ignore_rule or ()),
-            paths=config.ignore_paths + tuple(flags.ignore_path or ()),
-        ),
-        registry=flags.registry or RegistryOptions(),
-        cache=flags.cache,
-    )
-
-
 _SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(?:([KMGT])(?:I?B|I)?|B)?", re.IGNORECASE)
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 MAX_SIZE = (1 << 63) - 1  # sizes go on to C code (zlib, zstd, file offsets): int64 at most
@@ -381,11 +328,6 @@ def _write(text: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8", errors="backslashreplace")
     except OSError as exc:
         raise LeakscanError(f"cannot write {output}: {exc.strerror}") from None
-
-
-def _report_problems(report: ScanReport) -> None:
-    for problem in list(report.errors) + [p for i in report.images for p in i.errors]:
-        _say(f"error: {problem.message}")
 
 
 def scan_command(
@@ -553,18 +495,6 @@ def baseline_command(
         return EXIT_CLEAN if report.complete else EXIT_INCOMPLETE
 
     _guarded(debug, work)
-
-
-def _cache_spec(cache: str | None, cache_dir: Path | None, no_cache: bool) -> str | None:
-    """The result store a scan uses: --no-cache none, --cache SPEC, --cache-dir DIR, else
-    the default file (user cache folder or $LEAKSCAN_CACHE_DIR)."""
-    if no_cache:
-        return None
-    if cache:
-        return cache
-    from leakscan.store import FILE_NAME, default_location
-
-    return str(cache_dir / FILE_NAME) if cache_dir is not None else str(default_location())
 
 
 def _warning(message: str) -> None:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from leakscan import model as m
 from leakscan.detectors import (
@@ -32,7 +33,9 @@ from leakscan.store import open_store
 from leakscan.store.codec import CodecError
 from leakscan.store.keys import detection_fingerprint
 from leakscan.suppress import Suppressions
-from leakscan.workers import LayerPool
+
+if TYPE_CHECKING:  # imported when workers start: a scan from the store starts none
+    from leakscan.workers import LayerPool
 
 
 @dataclass(frozen=True)
@@ -70,19 +73,29 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+class NotStored(Exception):
+    """A scan asked to answer from the result store alone met something to scan."""
+
+
 class _Engines:
     """The engines and worker pool, built on first use: an image whose every layer and
     string the store answers never loads the rule catalog nor starts a worker."""
 
-    def __init__(self, options: ScanOptions, given: Detectors | None) -> None:
+    def __init__(
+        self, options: ScanOptions, given: Detectors | None, stored_only: bool = False
+    ) -> None:
         self.options = options
         self._engines = given
         self._given = given is not None
         self._pool: LayerPool | None = None
+        self.stored_only = stored_only
 
     def get(self) -> Detectors:
-        """The engines (raises ValueError when a detect-secrets plugin does not load)."""
+        """The engines (raises ValueError when a detect-secrets plugin does not load, and
+        NotStored in a scan from the store alone)."""
         if self._engines is None:
+            if self.stored_only:
+                raise NotStored
             config = self.options.detectors
             self._engines = (
                 default_detectors() if config == DetectorConfig() else build_detectors(config)
@@ -96,6 +109,8 @@ class _Engines:
         if self._pool is None:
             # this process scans too: N processes in all take N-1 workers
             workers = (self.options.workers or os.cpu_count() or 1) - 1
+            from leakscan.workers import LayerPool
+
             self._pool = LayerPool(self.options.detectors, workers, self.get())
         return self._pool
 
@@ -106,12 +121,27 @@ class _Engines:
             self._pool = None
 
 
+def scan_from_store(
+    image: str, options: ScanOptions, warn: Callable[[str], None] | None = None
+) -> m.ScanReport | None:
+    """The report :func:`scan` gives, when the result store answers every layer and string
+    of ``image``: no engine is loaded and no layer read. None as soon as something would
+    need scanning (the store's hit counts are then left as they were)."""
+    if options.cache is None or options.show_secrets or options.detectors.detect_secrets_plugins:
+        return None
+    try:
+        return scan(image, options, warn=warn, _stored_only=True)
+    except NotStored:
+        return None
+
+
 def scan(
     image: str,
     options: ScanOptions | None = None,
     progress: ProgressCallback | None = None,
     detectors: Detectors | None = None,
     warn: Callable[[str], None] | None = None,
+    _stored_only: bool = False,
 ) -> m.ScanReport:
     """Scan every image ``image`` names (one per platform) and report what leaked where.
 
@@ -124,7 +154,7 @@ def scan(
     options = options or ScanOptions()
     scanned: list[ImageScan] = []
     errors: list[m.Problem] = []
-    engines = _Engines(options, detectors)
+    engines = _Engines(options, detectors, _stored_only)
     if options.detectors.detect_secrets_plugins:
         try:  # a plugin file that does not load is refused before anything is read
             engines.get()
@@ -137,6 +167,10 @@ def scan(
                 scanned.append(_scan_image(found, engines, recall, options, progress))
     except LeakscanError as exc:
         errors.append(m.Problem(str(exc)))
+    except NotStored:
+        if recall is not None:
+            recall.store.forget_counts()  # the scan that follows counts its own
+        raise
     except BaseException:
         # Ctrl-C, a signal, a bug: the workers' layers are not wanted any more
         engines.close(abort=True)

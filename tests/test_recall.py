@@ -165,9 +165,12 @@ def test_fully_cached_image_loads_no_engine(
 
     monkeypatch.setattr(scan_module, "default_detectors", refuse)
     monkeypatch.setattr(scan_module, "build_detectors", refuse)
-    monkeypatch.setattr(scan_module, "LayerPool", refuse)
+    monkeypatch.setattr("leakscan.workers.LayerPool", refuse)  # imported when workers start
     warm = plain(scan(ref, opts))
     assert warm == cold and hidden not in json.dumps(warm)
+    # and the scan from the store alone gives the same report
+    stored = scan_module.scan_from_store(ref, opts)
+    assert stored is not None and plain(stored) == cold
 
 
 def test_damaged_entry_is_one_warning_and_scanned_again(tmp_path: Path) -> None:

@@ -97,6 +97,11 @@ class ResultStore:
         except StoreError as exc:
             self._failed(exc)
 
+    def forget_counts(self) -> None:
+        """Drop this process's hit counts since the last flush (lookups of a scan given
+        up, which is made again)."""
+        self.counts = Counts()
+
     def flush_counts(self) -> None:
         """Add this process's hit counts so far to the store's."""
         counts, self.counts = self.counts, Counts()

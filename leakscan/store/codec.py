@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from leakscan import model as m
@@ -258,6 +258,107 @@ def decode_layer(value: bytes, index: int) -> tuple[LayerScan, bytes]:
     return LayerScan(hits=hits, skipped=skipped, diff_id=diff_id), rest
 
 
+class _PackedEntries(dict[str, EntryRecord]):
+    """A stored layer's entries, looked up where they are packed: a warm re-scan asks the
+    records for a few paths (files with findings and their folders), and building a dict
+    of every entry of every layer was most of its time. ``get``, ``in`` and ``[]`` read
+    the packed form; anything else unpacks every entry first, into the dict this is."""
+
+    def __init__(self, paths: str, kinds: str, digests: bytes) -> None:
+        super().__init__()
+        # NUL-framed, so that a path is found whole: "\0/a\0" is not inside "\0/x/a\0"
+        self._paths: str | None = "\0" + paths + "\0" if kinds else None
+        self._kinds = kinds
+        self._digests = digests
+
+    def _find(self, path: str) -> EntryRecord | None:
+        packed = self._paths
+        if packed is None:
+            return super().get(path)
+        # the last entry of a path wins, as in a dict filled in order
+        at = packed.rfind("\0" + path + "\0") if "\0" not in path else -1
+        if at < 0:
+            return None
+        index = packed.count("\0", 0, at)
+        code = self._kinds[index]
+        kind = _CODE_KIND[code.lower()]
+        if code.islower():
+            return _SHARED_RECORDS[code]
+        # digests are in entry order, one per entry whose code is upper case
+        k = sum(self._kinds.count(c, 0, index) for c in _UPPER)
+        return EntryRecord(kind, self._digests[32 * k : 32 * k + 32])  # type: ignore[arg-type]
+
+    def _unpack(self) -> None:
+        packed, self._paths = self._paths, None
+        if packed is None:
+            return
+        held = iter([self._digests[d : d + 32] for d in range(0, len(self._digests), 32)])
+        records = [
+            _SHARED_RECORDS[c] if c.islower() else EntryRecord(_CODE_KIND[c.lower()], next(held))  # type: ignore[arg-type]
+            for c in self._kinds
+        ]
+        super().update(zip(packed[1:-1].split("\0"), records, strict=True))
+
+    def get(self, path: str, default: Any = None) -> Any:
+        found = self._find(path)
+        return default if found is None else found
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self._find(path) is not None
+
+    def __getitem__(self, path: str) -> EntryRecord:
+        found = self._find(path)
+        if found is None:
+            raise KeyError(path)
+        return found
+
+    def __setitem__(self, path: str, record: EntryRecord) -> None:
+        self._unpack()
+        super().__setitem__(path, record)
+
+    def __iter__(self) -> Iterator[str]:
+        self._unpack()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._unpack()
+        return super().__len__()
+
+    def __eq__(self, other: object) -> bool:
+        self._unpack()
+        return super().__eq__(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        self._unpack()
+        return super().__repr__()
+
+    def keys(self) -> Any:
+        self._unpack()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._unpack()
+        return super().values()
+
+    def items(self) -> Any:
+        self._unpack()
+        return super().items()
+
+    def copy(self) -> dict[str, EntryRecord]:
+        self._unpack()
+        return dict(super().items())
+
+    def __reduce__(self) -> Any:  # pickled (to a worker process) as the plain dict
+        self._unpack()
+        return (dict, (dict(super().items()),))
+
+
+_SHARED_RECORDS = {code: EntryRecord(kind) for code, kind in _CODE_KIND.items()}  # type: ignore[arg-type]
+_UPPER = tuple(code.upper() for code in _CODE_KIND)
+
+
 def decode_record(part: bytes) -> LayerRecord:
     """The record part of a stored layer."""
     try:
@@ -266,28 +367,17 @@ def decode_record(part: bytes) -> LayerRecord:
         at = _SIZES.size
         data = json.loads(body[at : at + n_head])
         at += n_head
-        paths = body[at : at + n_paths].decode(*_TEXT).split("\0") if n_paths else []
+        paths = body[at : at + n_paths].decode(*_TEXT)
         at += n_paths
         kinds = body[at : at + n_kinds].decode("ascii")
-        digests = memoryview(body)[at + n_kinds :]
-        if len(paths) != len(kinds):
+        digests = bytes(body[at + n_kinds :])
+        if (paths.count("\0") + 1 if n_paths else 0) != len(kinds):
             raise CodecError("stored layer record: paths and kinds disagree")
-        # one record per kind without content, one of its own per entry with a digest;
-        # built by comprehension: a warm re-scan of an image with findings reads every
-        # layer's record, and a loop over 28,000 entries was most of its time
-        shared = {code: EntryRecord(kind) for code, kind in _CODE_KIND.items()}  # type: ignore[arg-type]
         if not set(kinds) <= _CODES:
             raise CodecError("stored layer record: unknown entry kind")
-        with_digest = len(kinds) - sum(kinds.count(code) for code in shared)
-        if len(digests) != 32 * with_digest:
+        if len(digests) != 32 * sum(kinds.count(code.upper()) for code in _CODE_KIND):
             raise CodecError("stored layer record: digests missing or left over")
-        raw = bytes(digests)
-        held = iter([raw[d : d + 32] for d in range(0, len(raw), 32)])
-        records = [
-            shared[code] if code in shared else EntryRecord(_CODE_KIND[code.lower()], next(held))  # type: ignore[arg-type]
-            for code in kinds
-        ]
-        entries = dict(zip(paths, records, strict=True))
+        entries = _PackedEntries(paths, kinds, digests)
         return LayerRecord(
             entries=entries,
             whiteouts={_str(p) for p in data["whiteouts"]},

@@ -109,3 +109,24 @@ def test_file_results_small_and_large_round_trip() -> None:
         for cut in (5, 6, len(value) - 1):
             with pytest.raises(CodecError):
                 decode_file(value[:cut])
+
+
+def test_a_record_read_back_answers_lookups_as_the_dict_it_was() -> None:
+    entries = {
+        f"/d{n}/f{m}": EntryRecord("file", os.urandom(32)) if m % 3 else EntryRecord("dir")
+        for n in range(20)
+        for m in range(30)
+    }
+    entries["/dup"] = EntryRecord("file", os.urandom(32))
+    entries["/é/ünï"] = EntryRecord("hardlink", os.urandom(32))
+    entries["/d1/f1/x"] = EntryRecord("symlink")
+    scan = LayerScan(record=LayerRecord(entries=dict(entries)), diff_id="sha256:" + "b" * 64)
+    _, packed = decode_layer(encode_layer(scan), 0)
+    record = decode_record(packed)
+    for path, want in entries.items():  # looked up without unpacking
+        assert record.entries.get(path) == want and path in record.entries
+        assert record.entries[path] == want
+    for missing in ("/d1", "/d1/f", "d1/f1", "/d1/f1/", "/nothing", "", "/d1/f1\0/d1/f2"):
+        assert record.entries.get(missing) is None and missing not in record.entries
+    assert dict(record.entries.items()) == entries and len(record.entries) == len(entries)
+    assert list(record.entries) == list(entries)

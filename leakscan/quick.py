@@ -1,0 +1,152 @@
+"""A re-scan the result store answers whole, before the command-line framework loads.
+
+``leakscan IMAGE`` of an image scanned before is mostly start-up: the framework (typer,
+which imports pydantic) took longer than reading the image's manifest and its layers'
+results back. When the store file exists, :mod:`leakscan.__main__` first hands the
+arguments here. They are read for the scan command's common options only; anything else
+(an option this reader does not know, --show-secrets, registry credentials, a baseline, a
+plugin, a shared store, a terminal on stderr...) returns None, as does an image whose
+layers or strings the store does not all hold, and the full command runs as always.
+
+What is answered here is computed by the same code as the full command
+(:mod:`leakscan.command`, :func:`leakscan.scan.scan_from_store`, the policy, the renderers):
+only the argument reading is this module's own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# options taking a value: name -> (field, repeatable)
+_VALUED = {
+    "--format": ("formats", True),
+    "-f": ("formats", True),
+    "--output": ("output", False),
+    "-o": ("output", False),
+    "--platform": ("platform", True),
+    "--min-confidence": ("level", False),
+    "--fail-on": ("fail_on", True),
+    "--ignore-rule": ("ignore_rule", True),
+    "--ignore-path": ("ignore_path", True),
+    "--cache": ("cache", False),
+    "--cache-dir": ("cache_dir", False),
+    "--config": ("config", False),
+    "--workers": ("workers", False),
+    "-j": ("workers", False),
+}
+_LEVELS = ("high", "medium", "low")
+
+
+@dataclass
+class Args:
+    """The scan command's arguments this reader knows."""
+
+    image: str = ""
+    formats: list[str] = field(default_factory=list)
+    output: str | None = None
+    platform: list[str] = field(default_factory=list)
+    level: str | None = None
+    fail_on: list[str] = field(default_factory=list)
+    ignore_rule: list[str] = field(default_factory=list)
+    ignore_path: list[str] = field(default_factory=list)
+    cache: str | None = None
+    cache_dir: str | None = None
+    config: str | None = None
+    workers: str = "0"
+
+
+def parse(argv: list[str]) -> Args | None:
+    """The arguments, when every one of them is a known option or the one image; None
+    otherwise (the full command then reads them, and says what is wrong with them)."""
+    args = Args()
+    images: list[str] = []
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--debug":
+            continue
+        if not arg.startswith("-"):
+            images.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in _VALUED or (eq and not name.startswith("--")):
+            return None
+        if not eq:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        attr, many = _VALUED[name]
+        if many:
+            getattr(args, attr).append(value)
+        else:
+            setattr(args, attr, value)
+    # a subcommand's name is never taken for an image: an image named here holds a ':',
+    # '/' or '.' (a reference with a tag or digest, a transport, a path)
+    if len(images) != 1 or not any(c in images[0] for c in ":/."):
+        return None
+    if args.level is not None and args.level not in _LEVELS:
+        return None
+    if not args.workers.isascii() or not args.workers.isdigit():
+        return None
+    args.image = images[0]
+    return args
+
+
+def answer(argv: list[str]) -> int | None:
+    """The exit status of the scan ``argv`` asks for, its reports written, when the result
+    store answers it whole; None (nothing written, nothing said) when the full command
+    must run."""
+    args = parse(argv)
+    if args is None or sys.stderr.isatty():
+        return None  # a terminal gets the progress bar of the full command
+    try:
+        return _answer(args)
+    except Exception:  # noqa: BLE001 - whatever it is, the full command does it and says it
+        return None
+
+
+def _answer(args: Args) -> int | None:
+    from leakscan.command import Flags, cache_spec, options_for, report_problems, say
+    from leakscan.errors import LeakscanError
+    from leakscan.policy import judge, policy_for
+    from leakscan.preflight import refuse_early
+    from leakscan.report import parse_outputs, write_outputs
+    from leakscan.scan import scan_from_store
+    from leakscan.settings import load_config
+
+    outputs = parse_outputs(args.formats, Path(args.output) if args.output else None)
+    policy = policy_for(args.fail_on or None, args.config)
+    refuse_early(args.image)
+    spec = cache_spec(args.cache, Path(args.cache_dir) if args.cache_dir else None, False)
+    if spec is None or "://" in spec or not os.path.exists(spec):
+        return None
+    config = load_config(args.config)
+    if config.baseline is not None or config.detect_secrets_plugins:
+        return None
+    flags = Flags(
+        platform=args.platform or None,
+        min_confidence=args.level,
+        ignore_rule=args.ignore_rule or None,
+        ignore_path=args.ignore_path or None,
+        workers=int(args.workers),
+        cache=spec,
+    )
+    warnings: list[str] = []
+    report = scan_from_store(args.image, options_for(args.config, flags), warnings.append)
+    if report is None or warnings or not report.complete:
+        return None
+    gate = judge(report, policy)
+    # from here on the reports are being written: no second run, whatever happens
+    try:
+        write_outputs(report, outputs, gate)
+    except LeakscanError as exc:
+        say(f"error: {exc}")
+        return 2
+    except OSError as exc:
+        say(f"error: {exc.filename or ''}: {exc.strerror or exc}")
+        return 2
+    report_problems(report)
+    return gate.exit_status()
