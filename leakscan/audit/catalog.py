@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -214,6 +214,7 @@ def resolve_registry(
     threads: int = WALK_THREADS,
     remembered: Mapping[tuple[str, str], str] | None = None,
     root: RegistryClient | None = None,
+    only: Collection[tuple[str, str]] | None = None,
 ) -> Iterator[Resolved]:
     """Every platform image of every tag of ``repos``, in order; one repository or tag that
     fails is a :class:`Failed` and the walk goes on. Only manifests and configs are fetched
@@ -223,7 +224,8 @@ def resolve_registry(
     A tag that ``remembered`` (``(repository, tag)`` to digest) knows is first asked for
     its digest alone (HEAD): while it is the same, the tag is :class:`Unchanged` and its
     configs are not fetched. Every repository's client shares ``root``'s scheme and
-    connections (one probe of the registry, connections kept open between repositories)."""
+    connections (one probe of the registry, connections kept open between repositories).
+    ``only``: those (repository, tag) pairs alone."""
     assert target.host is not None
     if root is None:
         root = root_client(target)
@@ -278,7 +280,12 @@ def resolve_registry(
             if isinstance(names, Failed):
                 yield names
                 continue
-            pairs += [(repository, t) for t in names if tag_filter is None or tag_filter.search(t)]
+            pairs += [
+                (repository, t)
+                for t in names
+                if (tag_filter is None or tag_filter.search(t))
+                and (only is None or (repository, t) in only)
+            ]
         for found in pool.map(resolve, pairs):
             yield from found
 

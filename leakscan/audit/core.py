@@ -47,7 +47,14 @@ from leakscan.detectors import Detectors, Match
 from leakscan.errors import InputError, LeakscanError
 from leakscan.findings import ImageScan, image_report
 from leakscan.layerscan import LayerScan
-from leakscan.metadata import config_texts, history_texts, image_texts, map_history
+from leakscan.metadata import (
+    HistoryMap,
+    Text,
+    config_texts,
+    history_texts,
+    image_texts,
+    map_history,
+)
 from leakscan.provenance import attestation_texts
 from leakscan.recall import Recall
 from leakscan.redact import Redactor, redact_report
@@ -58,6 +65,8 @@ from leakscan.store.codec import CodecError, decode_layer, decode_record, encode
 from leakscan.store.keys import detection_fingerprint, layer_key
 
 _GLOB = re.compile(r"[*?\[]")
+# where the OCI distribution spec's tag schema keeps the referrers of sha256:HEX
+_REFERRERS_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 # decoded-from-the-database layer results kept at hand while images are assembled
 _HELD = 256
 
@@ -170,6 +179,16 @@ def _reindexed(scan: LayerScan, index: int) -> LayerScan:
     )
 
 
+def _texts_of(image: m.SourceImage) -> tuple[HistoryMap, list[Text]]:
+    """An image's history, and the strings of its history, config and manifests."""
+    history = map_history(image.config, len(image.layers))
+    texts = list(history_texts(history, image.config.get("history")))
+    texts.extend(config_texts(image.config, image.annotations))
+    texts.extend(image_texts(image))
+    texts.extend(attestation_texts(image).texts)
+    return history, texts
+
+
 class _Audit:
     """One audit's state: the database, the store, the table of layer results."""
 
@@ -201,6 +220,7 @@ class _Audit:
         self.bytes = 0
         self._engines: Detectors | None = None
         self._texts: dict[str, list[Match]] = {}
+        self._primed: dict[str, list[Match]] = {}  # matches of each string, by prime()
 
     def engines(self) -> Detectors:
         if self._engines is None:
@@ -264,6 +284,10 @@ class _Audit:
                     items = [(k, value) for k in self._store_keys(blob)]
                     self.recall.store.put_many(LAYER, items)
             self._say("scan", self.scanned, self.scanned + len(self.inflight), lid)
+
+    def settled(self, image: m.SourceImage) -> bool:
+        """Whether no layer of ``image`` is still being scanned."""
+        return not any(layer_id(blob) in self.inflight for blob in image.layers)
 
     def scan_missing(self, images: Sequence[m.SourceImage]) -> None:
         """Make sure every readable layer of ``images`` has a result: from the database,
@@ -363,6 +387,26 @@ class _Audit:
             found = self._texts[key] = self.engines().scan(data)
         return found
 
+    def prime(self, images: Sequence[m.SourceImage]) -> None:
+        """Look every history, config and manifest string of ``images`` up at once (each
+        distinct string once, one read and one write of the result store for them all),
+        for :meth:`assemble` to take from: strings repeat across the tags of a registry,
+        and a lookup per image costs a store transaction each."""
+        wanted: dict[str, Text] = {}
+        for image in images:
+            for text in _texts_of(image)[1]:
+                if text.text not in self._primed:
+                    wanted.setdefault(text.text, text)
+        if not wanted:
+            return
+        found: dict[str, list[Match]] = {text: [] for text in wanted}
+        if self.recall is not None:
+            for text, match in self.recall.texts(list(wanted.values()), self._scan_text):
+                found[text.text].append(match)
+        else:
+            found = {text: self._scan_text(text.encode()) for text in wanted}
+        self._primed.update(found)
+
     def assemble(self, image: m.SourceImage) -> m.ImageReport:
         """The report of ``image``, its layers taken from the audit's table."""
         layers: list[LayerScan] = []
@@ -381,19 +425,17 @@ class _Audit:
                     layers[i].errors.append(
                         m.Problem(f"layer {i}: stored record unreadable ({exc})", i)
                     )
-        history = map_history(image.config, len(image.layers))
-        texts = list(history_texts(history, image.config.get("history")))
-        texts.extend(config_texts(image.config, image.annotations))
-        texts.extend(image_texts(image))
-        attested = attestation_texts(image)
-        texts.extend(attested.texts)
-        if self.recall is not None:
+        history, texts = _texts_of(image)
+        if all(t.text in self._primed for t in texts):
+            hits = [(t, x) for t in texts for x in self._primed[t.text]]
+        elif self.recall is not None:
             hits = self.recall.texts(texts, self._scan_text)
         else:
             hits = [(t, x) for t in texts for x in self._scan_text(t.text.encode())]
         errors = list(image.errors)
         if history.problem:
             errors.append(m.Problem(history.problem))
+        attested = attestation_texts(image)
         errors.extend(attested.errors)
         one = ImageScan(image, layers, history, hits, errors, skipped=attested.skipped)
         s = self.options.scan
@@ -500,12 +542,17 @@ def _registry_audit(
     # in the walk's order: an image read now, or a tag unchanged since the last audit
     walked: list[Tagged | Unchanged] = []
     kept: dict[tuple[str, str], str] = {}
+    moved_referrers: set[tuple[str, str]] = set()
     try:
         names = _repository_names(target, options, root)
         for item in resolve_registry(
             target, names, tag_filter, options.page_size, remembered=remembered, root=root
         ):
             repos.add(item.repository)
+            if not isinstance(item, Unchanged) and item.tag and _REFERRERS_TAG.fullmatch(item.tag):
+                # the referrers of a digest, by the OCI tag schema, new or changed: what an
+                # earlier audit kept for that digest lacks them
+                moved_referrers.add((item.repository, "sha256:" + item.tag[len("sha256-") :]))
             if isinstance(item, Failed):
                 name = item.repository + (f":{item.tag}" if item.tag else "")
                 errors.append(m.Problem(f"{name}: {item.reason}"))
@@ -515,33 +562,72 @@ def _registry_audit(
                 run.submit_missing([item.image])
                 run.take(run.fan.ready())
             run._say("walk", len(walked), None)
-        run.take(run.fan.drain())
+        # while the last layers are scanned: the strings of every image, then each image
+        # as soon as its layers are in
+        fresh = [w.image for w in walked if isinstance(w, Tagged)]
+        run.prime(fresh)
+        reports: dict[int, m.ImageReport] = {}
+        waiting = [i for i, w in enumerate(walked) if isinstance(w, Tagged)]
+
+        def assemble_ready() -> None:
+            for i in [i for i in waiting if run.settled(fresh_of(i))]:
+                reports[i] = run.assemble(fresh_of(i))
+                waiting.remove(i)
+                run._say("report", len(reports), len(waiting) + len(reports))
+
+        def fresh_of(i: int) -> m.SourceImage:
+            item = walked[i]
+            assert isinstance(item, Tagged)
+            return item.image
+
+        assemble_ready()
+        for result in run.fan.drain():
+            run.take(iter([result]))
+            assemble_ready()
+        assemble_ready()
         unchanged = sorted({w.digest for w in walked if isinstance(w, Unchanged)})
         held = run.db.reports(settings, unchanged)
-        late: list[Unchanged] = []
-        for item in walked:
+        usable: dict[int, tuple[m.ImageReport, ...]] = {}
+        late: dict[tuple[str, str], list[m.ImageReport]] = {}
+        tops: dict[tuple[str, str], str | None] = {}
+        for i, item in enumerate(walked):
             if isinstance(item, Unchanged):
-                reports = _kept_reports(held.get(item.digest), item, target)
-                if reports is None:
-                    late.append(item)  # damaged: read in full below
-                    continue
-                run.remembered(reports)
-                entries.extend((item.repository, item.tag, r) for r in reports)
-            else:
-                report = run.assemble(item.image)
-                entries.append((item.repository, item.tag, report))
-                if item.tag is not None and item.top is not None:
-                    kept[(item.repository, item.tag)] = item.top
-            run._say("report", len(entries), None)
+                found = _kept_reports(held.get(item.digest), item, target)
+                digests = {item.digest} | {r.manifest_digest or "" for r in found or ()}
+                if found is None or any((item.repository, d) in moved_referrers for d in digests):
+                    late[(item.repository, item.tag)] = []  # damaged, or referrers came
+                else:
+                    usable[i] = found
         if late:
+            # read in full after all (their repositories listed again: rare)
+            names = sorted({r for r, _ in late})
             again = resolve_registry(
-                target, sorted({u.repository for u in late}), None, options.page_size, root=root
+                target, names, None, options.page_size, root=root, only=set(late)
             )
-            wanted = {(u.repository, u.tag) for u in late}
-            found = [t for t in again if isinstance(t, Tagged) and (t.repository, t.tag) in wanted]
-            run.scan_missing([t.image for t in found])
-            for t in found:
-                entries.append((t.repository, t.tag, run.assemble(t.image)))
+            images = []
+            for t in again:
+                if isinstance(t, Tagged) and t.tag is not None and (t.repository, t.tag) in late:
+                    images.append(t)
+                    tops[(t.repository, t.tag)] = t.top
+            run.scan_missing([t.image for t in images])
+            for t in images:
+                assert t.tag is not None
+                late[(t.repository, t.tag)].append(run.assemble(t.image))
+        for i, item in enumerate(walked):
+            if isinstance(item, Tagged):
+                entries.append((item.repository, item.tag, reports[i]))
+                top = item.top
+            elif i in usable:
+                run.remembered(usable[i])
+                entries.extend((item.repository, item.tag, r) for r in usable[i])
+                continue
+            else:
+                entries.extend(
+                    (item.repository, item.tag, r) for r in late[(item.repository, item.tag)]
+                )
+                top = tops.get((item.repository, item.tag))
+            if item.tag is not None and top is not None:
+                kept[(item.repository, item.tag)] = top
     finally:
         root.close()
     return kept

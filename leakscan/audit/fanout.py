@@ -175,6 +175,12 @@ def scan_on_worker(blob: m.LayerBlob, settings: ScanSettings) -> LayerScan:
     return scan_layer(blob, engines, settings.limits, max_file_size=settings.max_file_size)
 
 
+def warm_worker(settings: ScanSettings) -> None:
+    """Load leakscan and the engines on a Dask worker before its first layer comes."""
+    if settings.detectors not in _WORKER_ENGINES:
+        _WORKER_ENGINES[settings.detectors] = build_engines(settings.detectors)
+
+
 class DaskFanout:
     """Layers sent to an existing Dask cluster (``distributed``), largest first."""
 
@@ -193,9 +199,27 @@ class DaskFanout:
         )
         self._futures: dict[Any, m.LayerBlob] = {}
         self._submitted = 0
+        self._warming: list[Any] = []
 
     def start(self) -> None:
-        return None
+        """Have every worker load leakscan and its engines now, while the client walks
+        the registry (a worker that starts on its first layer spends its first second
+        importing)."""
+        if self._warming:
+            return
+        workers = list(self.client.scheduler_info().get("workers", {}))
+        self._warming = [
+            self.client.submit(
+                warm_worker,
+                self.settings,
+                key=f"leakscan-warm-{n}",
+                pure=False,
+                workers=[address],
+                allow_other_workers=False,
+                priority=1,
+            )
+            for n, address in enumerate(workers)
+        ]
 
     def submit(self, blobs: Sequence[m.LayerBlob]) -> None:
         # largest first: the last layer to finish should be a small one
@@ -234,6 +258,8 @@ class DaskFanout:
             yield self._result(future)
 
     def close(self) -> None:
+        for future in self._warming:
+            future.release()
         self.client.close()
 
 

@@ -299,7 +299,9 @@ def test_unchanged_tags_cost_one_head_each(fresh: Filled, tmp_path: Path) -> Non
         moved = by_image(third)[("tools", "2", "linux/amd64")]
         assert [f.secret_sha256 for f in moved.findings] == [secret_sha256(token)]
         gets = {p for m, p, _, _ in proxy.log if m == "GET" and "/manifests/" in p}
-        assert gets == {"/v2/tools/manifests/2"}
+        # the moved tag, and where the tag schema would keep referrers of its manifest
+        assert "/v2/tools/manifests/2" in gets
+        assert all(p.startswith("/v2/tools/manifests/") for p in gets)
         # every other tag as before
         before = {k: v for k, v in by_image(first).items() if k[:2] != ("tools", "2")}
         after = {k: v for k, v in by_image(third).items() if k[:2] != ("tools", "2")}
@@ -330,3 +332,27 @@ def test_a_kept_report_is_read_only_under_the_same_settings(fresh: Filled, tmp_p
 
     assert view(again) == view(alone) != view(first)
     assert len(again.findings) == len(first.findings) - 1
+
+
+def test_a_referrers_tag_makes_its_subject_read_again(fresh: Filled, tmp_path: Path) -> None:
+    """Where the OCI tag schema keeps the referrers of a digest (tag ``sha256-HEX``), a new
+    one means what the last audit kept for that digest is out of date: its tag is read in
+    full, and the audit after that is HEAD-only again."""
+    proxy = regkit.FaultProxy(fresh.registry)
+    try:
+        db = tmp_path / "a.db"
+        first = run(proxy.host, db)
+        subject = by_image(first)[("tools", "1", "linux/amd64")].manifest_digest
+        assert subject is not None
+        path, _ = fresh.fill.layouts["tools:3"]
+        fresh.registry.push(f"oci:{path}:t", f"tools:sha256-{subject.split(':', 1)[1]}")
+        proxy.reset(regkit.Faults())
+        run(proxy.host, db)
+        gets = {p for m, p, _, _ in proxy.log if m == "GET" and "/manifests/" in p}
+        assert "/v2/tools/manifests/1" in gets
+        assert "/v2/tools/manifests/2" not in gets  # an unchanged tag of the same repository
+        proxy.reset(regkit.Faults())
+        run(proxy.host, db)
+        assert not [p for m, p, _, _ in proxy.log if m == "GET" and p == "/v2/tools/manifests/1"]
+    finally:
+        proxy.close()
