@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             note("first scan after warm-up", timed(scan(), bare_env(warmed), bare))
             for name, folder, env in (
                 ("pip install", site, shipped_env),
-                ("no shipped", bare, bare_env),
+                ("no shipped catalog", bare, bare_env),
             ):
                 home = work / f"phases-{name}"
                 home.mkdir()

@@ -180,8 +180,11 @@ def test_parallel_processes_compile_once(tmp_path: Path) -> None:
     stored: it does not compile the catalog a second time."""
     folder = tmp_path / "rules"
     folder.mkdir(mode=0o700)
+    # no shipped catalog for the child: with one, a child that took no lock would copy it
+    # and load it too, and the test could not tell
     code = (
         "import sys; from leakscan.detectors import kingfisher as k; "
+        "k.SHIPPED = k.SHIPPED / 'none'; "
         "print('ready', flush=True); sys.stdin.readline(); "
         "print(k.catalog().cache_status, flush=True)"
     )
