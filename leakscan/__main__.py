@@ -92,6 +92,12 @@ def _warm_up(argv: list[str]) -> int:
     return 0
 
 
+def _preload() -> None:
+    from leakscan.detectors.kingfisher import preload
+
+    preload()
+
+
 def main() -> None:
     """Start loading the rule catalog, then run the CLI.
 
@@ -110,13 +116,13 @@ def main() -> None:
             # cost a re-scan more than the re-scan itself
             from leakscan.quick import answer
 
-            status = answer(args)
+            # something of the image is not in the store: the catalog loads (GIL released)
+            # while the CLI is imported, as for a cold scan
+            status = answer(args, on_miss=_preload)
             if status is not None:
                 sys.exit(status)
         else:
-            from leakscan.detectors.kingfisher import preload
-
-            preload()
+            _preload()
     from leakscan.cli import main as cli_main
 
     cli_main()

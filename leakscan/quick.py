@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,20 +96,21 @@ def parse(argv: list[str]) -> Args | None:
     return args
 
 
-def answer(argv: list[str]) -> int | None:
+def answer(argv: list[str], on_miss: Callable[[], None] | None = None) -> int | None:
     """The exit status of the scan ``argv`` asks for, its reports written, when the result
     store answers it whole; None (nothing written, nothing said) when the full command
-    must run."""
+    must run. ``on_miss`` is called when that is because the store lacks something of the
+    image (something will be scanned: the caller may start loading the rules)."""
     args = parse(argv)
     if args is None or sys.stderr.isatty():
         return None  # a terminal gets the progress bar of the full command
     try:
-        return _answer(args)
+        return _answer(args, on_miss or (lambda: None))
     except Exception:  # noqa: BLE001 - whatever it is, the full command does it and says it
         return None
 
 
-def _answer(args: Args) -> int | None:
+def _answer(args: Args, on_miss: Callable[[], None]) -> int | None:
     from leakscan.command import Flags, cache_spec, options_for, report_problems, say
     from leakscan.errors import LeakscanError
     from leakscan.policy import judge, policy_for
@@ -136,7 +138,10 @@ def _answer(args: Args) -> int | None:
     )
     warnings: list[str] = []
     report = scan_from_store(args.image, options_for(args.config, flags), warnings.append)
-    if report is None or warnings or not report.complete:
+    if report is None:
+        on_miss()
+        return None
+    if warnings or not report.complete:
         return None
     gate = judge(report, policy)
     # from here on the reports are being written: no second run, whatever happens

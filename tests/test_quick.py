@@ -144,7 +144,10 @@ def test_an_unknown_layer_is_scanned_by_the_cli_and_counted_once(tmp_path: Path)
     ref2 = write("oci-dir", second, tmp_path / "b")
     args = quick.parse([ref2, "-f", "json", "--cache-dir", str(folder)])
     assert args is not None
-    assert quick.answer([ref2, "-f", "json", "--cache-dir", str(folder)]) is None
+    missed: list[bool] = []
+    argv = [ref2, "-f", "json", "--cache-dir", str(folder)]
+    assert quick.answer(argv, on_miss=lambda: missed.append(True)) is None
+    assert missed == [True]  # the caller starts loading the rules: something will be scanned
     assert _counters(folder) == before  # the lookups of the attempt are not counted
     code, _, imports = _leakscan([ref2, "-f", "json", "--cache-dir", str(folder)], tmp_path)
     assert code == 1 and "typer" in imports
@@ -155,9 +158,14 @@ def test_refused_and_unreadable_inputs_are_left_to_the_cli(tmp_path: Path) -> No
     ref = write("oci-dir", leaky_image(), tmp_path)
     assert run_leakscan([ref, "-f", "json", "--cache-dir", str(folder)]).code == 1
     missing = f"oci:{tmp_path / 'nothing'}:1"
-    assert quick.answer([missing, "-f", "json", "--cache-dir", str(folder)]) is None
-    assert quick.answer([ref, "-f", "yaml", "--cache-dir", str(folder)]) is None
-    assert quick.answer([ref, "--fail-on", "sometimes", "--cache-dir", str(folder)]) is None
+    missed: list[bool] = []
+    for argv in (
+        [missing, "-f", "json", "--cache-dir", str(folder)],
+        [ref, "-f", "yaml", "--cache-dir", str(folder)],
+        [ref, "--fail-on", "sometimes", "--cache-dir", str(folder)],
+    ):
+        assert quick.answer(argv, on_miss=lambda: missed.append(True)) is None
+    assert not missed  # nothing to scan was found: no rules loaded for nothing
     # the same arguments through the whole command: its own one-line usage errors
     bad = run_leakscan([ref, "-f", "yaml", "--cache-dir", str(folder)])
     assert bad.code == 2 and "Traceback" not in bad.err
