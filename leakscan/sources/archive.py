@@ -194,8 +194,8 @@ def attested_by_config(
         if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
             continue
         got = layout.attached(check_digest(entry["digest"], "index.json"))
-        if got is None:
-            continue
+        if got is None or not isinstance(got[0], dict):
+            continue  # what is not an index or a manifest names no attestation
         if not is_attestation(entry):
             if kind_of(got[0], entry.get("mediaType")) == "index":
                 for config_digest, found in attested_by_config(layout, got[0], depth + 1).items():

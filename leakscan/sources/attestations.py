@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from leakscan.errors import SourceError
 from leakscan.model import Annotation, Attestation, Problem
+from leakscan.sources.base import check_digest
 from leakscan.sources.store import MAX_JSON_BYTES, parse_json
 
 IN_TOTO = "application/vnd.in-toto+json"
@@ -155,6 +156,10 @@ def _layer(
 
     if not isinstance(layer_digest, str):
         return problem(f"{here} has no digest")
+    try:
+        check_digest(layer_digest, here)
+    except SourceError as exc:
+        return problem(str(exc))
     if not is_statement_type(media_type):
         return problem(f"{here}: media type {media_type} is not a statement: not scanned", True)
     size = desc.get("size")

@@ -11,7 +11,7 @@ from typing import Any
 from leakscan.errors import InputError, SourceError
 from leakscan.model import SourceImage, SourceKind
 from leakscan.sources.attestations import MAX_STATEMENT_BYTES, subject_of
-from leakscan.sources.base import blob_path, digest_of, read_blob_json
+from leakscan.sources.base import blob_path, check_digest, digest_of, read_blob_json
 from leakscan.sources.manifests import (
     LayerDescriptor,
     ManifestWalk,
@@ -114,10 +114,10 @@ class OciLayoutSource:
         if self._referrers is None:
             self._referrers = {}
             for descriptor in self._top:
-                listed = descriptor.get("digest")
-                if not isinstance(listed, str) or not self.store.exists(blob_path(listed)):
-                    continue
                 try:
+                    listed = check_digest(descriptor.get("digest"), "index.json")
+                    if not self.store.exists(blob_path(listed)):
+                        continue
                     doc = self.manifest(listed)[0]
                 except SourceError:
                     continue  # the walk reports it when it reads the entry as an image

@@ -420,12 +420,25 @@ def test_unlabelled_layer_that_is_no_json_is_skipped(tmp_path: Path, detectors: 
     assert "not valid JSON" in _messages(image.skipped) and not image.errors
 
 
-@pytest.mark.parametrize("manifest", [[1, 2], "text", {"layers": [3, None]}, {"manifests": []}])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        [1, 2],
+        "text",
+        {"layers": [3, None]},
+        {"manifests": []},
+        # a digest that is no digest must never become a blob path or a URL
+        {"layers": [{"mediaType": "application/vnd.in-toto+json", "digest": "../../etc/passwd"}]},
+        {"layers": [{"mediaType": "application/vnd.in-toto+json", "digest": "sha256:../x"}]},
+    ],
+)
 def test_attestation_manifest_of_the_wrong_shape(
     tmp_path: Path, manifest: Any, detectors: Detectors
 ) -> None:
     image = _hostile(detectors, tmp_path, b"{}", manifest=manifest)
     assert image.errors or image.skipped
+    if "digest" in json.dumps(manifest):
+        assert "invalid digest" in _messages(image.errors)
 
 
 def test_attestations_bounded_in_count(tmp_path: Path, detectors: Detectors) -> None:
