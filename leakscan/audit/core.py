@@ -567,24 +567,33 @@ def _registry_audit(
         fresh = [w.image for w in walked if isinstance(w, Tagged)]
         run.prime(fresh)
         reports: dict[int, m.ImageReport] = {}
-        waiting = [i for i, w in enumerate(walked) if isinstance(w, Tagged)]
-
-        def assemble_ready() -> None:
-            for i in [i for i in waiting if run.settled(fresh_of(i))]:
-                reports[i] = run.assemble(fresh_of(i))
-                waiting.remove(i)
-                run._say("report", len(reports), len(waiting) + len(reports))
-
-        def fresh_of(i: int) -> m.SourceImage:
+        # the images still waiting for a layer, and for how many
+        waiting: dict[int, int] = {}
+        by_layer: dict[str, list[int]] = {}
+        for i, item in enumerate(walked):
+            if not isinstance(item, Tagged):
+                continue
+            lids = {layer_id(b) for b in item.image.layers} & run.inflight
+            if not lids:
+                reports[i] = run.assemble(item.image)
+                continue
+            waiting[i] = len(lids)
+            for lid in lids:
+                by_layer.setdefault(lid, []).append(i)
+        for blob, result in run.fan.drain():
+            run.take(iter([(blob, result)]))
+            for i in by_layer.pop(layer_id(blob), []):
+                waiting[i] -= 1
+                if waiting[i] == 0:
+                    del waiting[i]
+                    item = walked[i]
+                    assert isinstance(item, Tagged)
+                    reports[i] = run.assemble(item.image)
+                    run._say("report", len(reports), None)
+        for i in list(waiting):  # not expected: every layer handed out comes back
             item = walked[i]
             assert isinstance(item, Tagged)
-            return item.image
-
-        assemble_ready()
-        for result in run.fan.drain():
-            run.take(iter([result]))
-            assemble_ready()
-        assemble_ready()
+            reports[i] = run.assemble(item.image)
         unchanged = sorted({w.digest for w in walked if isinstance(w, Unchanged)})
         held = run.db.reports(settings, unchanged)
         usable: dict[int, tuple[m.ImageReport, ...]] = {}

@@ -6,6 +6,7 @@ opener with the client (and its credentials) in it."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -129,6 +130,10 @@ class LocalPool:
         self.memo = memo
         self._pool: LayerPool | None = None
         self._futures: dict[Future[LayerScan], m.LayerBlob] = {}
+        # futures as they complete (appended by the executor's thread): ready() takes
+        # them without looking at every future still out
+        self._done: deque[Future[LayerScan]] = deque()
+        self._held: list[m.LayerBlob] = []
 
     def start(self) -> None:
         if self._pool is None:
@@ -140,19 +145,36 @@ class LocalPool:
     def submit(self, blobs: Sequence[m.LayerBlob]) -> None:
         if not blobs:
             return
-        self.start()
+        if self._pool is None:
+            # not started before the caller's threads: held until drain(), when they are
+            # gone and the workers can be forked (spawned ones load leakscan for a second)
+            self._held.extend(blobs)
+            return
+        self._hand_out(blobs)
+
+    def _hand_out(self, blobs: Sequence[m.LayerBlob]) -> None:
         assert self._pool is not None
         s = self.settings
-        self._futures.update(self._pool.submit(blobs, s.limits, s.max_file_size, self.memo))
+        futures = self._pool.submit(blobs, s.limits, s.max_file_size, self.memo)
+        self._futures.update(futures)
+        for future in futures:
+            future.add_done_callback(self._done.append)
 
     def ready(self) -> Results:
-        done = {f: b for f, b in self._futures.items() if f.done()}
-        for future in done:
-            del self._futures[future]
+        done = {}
+        while self._done:
+            future = self._done.popleft()
+            if future in self._futures:
+                done[future] = self._futures.pop(future)
         yield from LayerPool.collect(done)
 
     def drain(self) -> Results:
+        if self._held:
+            held, self._held = self._held, []
+            self.start()
+            self._hand_out(held)
         futures, self._futures = self._futures, {}
+        self._done.clear()
         yield from LayerPool.collect(futures)
 
     def close(self) -> None:
@@ -200,6 +222,7 @@ class DaskFanout:
         self._futures: dict[Any, m.LayerBlob] = {}
         self._submitted = 0
         self._warming: list[Any] = []
+        self._done: deque[Any] = deque()  # futures as they complete (see LocalPool)
 
     def start(self) -> None:
         """Have every worker load leakscan and its engines now, while the client walks
@@ -232,6 +255,7 @@ class DaskFanout:
                 scan_on_worker, blob, self.settings, key=key, pure=False, priority=-n
             )
             self._futures[future] = blob
+            future.add_done_callback(self._done.append)
 
     def _result(self, future: Any) -> tuple[m.LayerBlob, LayerScan]:
         blob = self._futures.pop(future)
@@ -244,8 +268,10 @@ class DaskFanout:
             future.release()
 
     def ready(self) -> Results:
-        for future in [f for f in self._futures if f.done()]:
-            yield self._result(future)
+        while self._done:
+            future = self._done.popleft()
+            if future in self._futures:
+                yield self._result(future)
 
     def drain(self) -> Results:
         if not self._futures:

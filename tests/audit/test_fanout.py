@@ -12,10 +12,13 @@ import pytest
 from auditkit import Filled
 from test_core import findings_view, run
 
+from leakscan.audit.catalog import Tagged, parse_target, resolve_registry
+from leakscan.audit.core import layer_id
 from leakscan.audit.fanout import DaskFanout, InProcess, LocalPool, ScanSettings, fanout
 from leakscan.detectors import DetectorConfig
 from leakscan.errors import InputError
 from leakscan.layers.archives import ArchiveLimits
+from leakscan.sources.auth import RegistryOptions
 
 SETTINGS = ScanSettings(DetectorConfig(), ArchiveLimits(), None)
 
@@ -72,3 +75,26 @@ def test_fanout_choice() -> None:
     pool = fanout(SETTINGS, 3, None)
     assert isinstance(pool, LocalPool) and pool.workers == 3
     assert DaskFanout.__name__ == "DaskFanout"
+
+
+def test_local_pool_started_late_holds_layers_until_drained(filled: Filled) -> None:
+    """Layers handed to a pool that was not started before the walk are held until
+    drain() (when the walk's threads are gone and workers can be forked): no worker starts
+    meanwhile, and every layer comes back scanned."""
+    target = parse_target(filled.registry.host, RegistryOptions())
+    blobs = {}
+    for found in resolve_registry(target, ["web"], None):
+        assert isinstance(found, Tagged)
+        for blob in found.image.layers:
+            blobs.setdefault(layer_id(blob), blob)
+    pool = LocalPool(SETTINGS, 2)
+    try:
+        pool.submit(list(blobs.values()))
+        assert list(pool.ready()) == []
+        assert pool._pool is None
+        results = list(pool.drain())
+        assert pool._pool is not None
+        assert sorted(layer_id(b) for b, _ in results) == sorted(blobs)
+        assert all(not r.errors and r.diff_id == b.diff_id for b, r in results)
+    finally:
+        pool.close()
