@@ -10,7 +10,10 @@ secret, made of real third-party content fetched once and cached under the work 
 - a dozen popular PyPI packages (``pip install --target``);
 - a dozen popular npm packages (``npm install``, install scripts not run);
 - a busybox-static root filesystem (busybox and its applet symlinks), under ``/busybox``
-  as distroless debug images have it.
+  as distroless debug images have it;
+- git repositories made from the sources of a few installed Python packages (several
+  commits each, packed by ``git gc``), under ``/srv`` as ``COPY . /srv`` leaves them: their
+  histories are read like any layer file.
 
 Then scans it with ``python -m leakscan`` at the default confidence (medium and above) and
 at ``--min-confidence low``, and prints findings per GiB at each level, a breakdown by rule
@@ -27,6 +30,7 @@ little disk space. Sizes are GiB / MiB (powers of 2).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -209,6 +213,68 @@ def npm_packages(cache: Path) -> Source:
     return Source("npm", folder, f"{len(NPM_PACKAGES)} npm packages")
 
 
+# Python packages installed here whose sources become git repositories (issue 14): the
+# history a `COPY . /app` of a repository drags in must be as quiet as its working tree
+GIT_PACKAGES = ("requests", "jinja2", "click", "rich", "yaml", "urllib3")
+GIT_STAMP = "git v1 " + " ".join(GIT_PACKAGES)
+
+
+def git_repositories(cache: Path) -> Source:
+    """Each package of GIT_PACKAGES (its installed sources) made a git repository with a
+    history: its files committed in eight commits, then six commits each editing a file,
+    packed by ``git gc``; once."""
+    folder = cache / "git-repos"
+    log = cache / "git-repos.log"
+    if _marked(folder, GIT_STAMP):
+        return Source("git", folder, f"{len(GIT_PACKAGES)} git repositories (cached)")
+    if not shutil.which("git"):
+        return Source("git", None, "git is not installed")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Bench",
+        "GIT_AUTHOR_EMAIL": "bench@example.internal",
+        "GIT_COMMITTER_NAME": "Bench",
+        "GIT_COMMITTER_EMAIL": "bench@example.internal",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+    }
+    for name in GIT_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        places = list(spec.submodule_search_locations or []) if spec else []
+        if not places:
+            return Source("git", None, f"package {name} is not installed here")
+        repo = folder / name
+        shutil.copytree(places[0], repo, ignore=shutil.ignore_patterns("__pycache__"))
+        files = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
+        git = ["git", "-c", "init.defaultBranch=main"]
+
+        def run(*step: str, repo: Path = repo) -> bool:
+            with open(log, "ab") as out:
+                return (
+                    subprocess.run(step, cwd=repo, env=env, stdout=out, stderr=out).returncode == 0
+                )
+
+        ok = run(*git, "init", "-q")
+        for n in range(8):
+            part = files[n::8]
+            if part and ok:
+                ok = run(*git, "add", "--", *part) and run(
+                    *git, "commit", "-q", "-m", f"Add part {n}"
+                )
+        # each edit written just before its own commit
+        for n, rel in enumerate([f for f in files if f.endswith(".py")][:6]):
+            path = repo / rel
+            path.write_text(path.read_text() + f"\n# maintenance note {n}\n")
+            ok = ok and run(*git, "commit", "-q", "-a", "-m", f"Touch {rel}")
+        if not (ok and run(*git, "gc", "-q")):
+            return Source("git", None, f"git failed in {name} (log: {log})")
+    _mark(folder, GIT_STAMP)
+    return Source("git", folder, f"{len(GIT_PACKAGES)} git repositories")
+
+
 # --- the image ----------------------------------------------------------------------------------
 
 
@@ -227,7 +293,12 @@ def _layer(trees: list[Copy]) -> Callable[[Callable[[], int]], Iterator[Member]]
 
 
 def clean_image(
-    debian: Source, busybox: Source, pypi: Source, npm: Source, host_mb: int
+    debian: Source,
+    busybox: Source,
+    pypi: Source,
+    npm: Source,
+    host_mb: int,
+    repos: Source | None = None,
 ) -> tuple[ImageSpec, list[tuple[bool, str]]]:
     """The layers, and per piece of content whether it has a layer and what it holds (or
     why it is missing)."""
@@ -271,6 +342,7 @@ def clean_image(
         ),
         (npm, "/bin/sh -c cd /app && npm install " + " ".join(NPM_PACKAGES), "app"),
         (busybox, "/bin/sh -c #(nop) COPY dir:busybox-rootfs in /busybox ", "busybox"),
+        *([(repos, "COPY . /srv # buildkit", "srv")] if repos is not None else []),
     ):
         if source.path is None:
             lines.append((False, f"{source.name}: MISSING ({source.note})"))
@@ -287,6 +359,7 @@ def clean_image(
         "npm": list(NPM_PACKAGES) if npm.path else None,
         "busybox": busybox.path is not None,
         "stdlib": stdlib_dir(),
+        "git": GIT_STAMP if repos is not None and repos.path is not None else None,
     }
     spec = ImageSpec(IMAGE_NAME, "leakscan-bench/clean:latest", layers, [], False, params)
     return spec, lines
@@ -444,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     busybox = busybox_rootfs(cache)
     pypi = pypi_packages(cache)
     npm = npm_packages(cache)
-    spec, lines = clean_image(debian, busybox, pypi, npm, args.host_mb)
+    repos = git_repositories(cache)
+    spec, lines = clean_image(debian, busybox, pypi, npm, args.host_mb, repos)
     plan: ImagePlan | None = None if args.regen else memory.reusable(root, IMAGE_NAME, spec.params)
     if plan is None:
         print("  generating the image ...", flush=True)

@@ -30,8 +30,8 @@ OID_SIZE = 20
 WINDOW = 1 << 20
 # resolved objects kept as delta bases (git writes a base before the deltas on it, so the
 # recent ones are what the next deltas need)
-CACHE_BYTES = 48 << 20
-CACHE_ONE = 8 << 20
+CACHE_BYTES = 24 << 20
+CACHE_ONE = 4 << 20
 
 
 class GitFormatError(Exception):
