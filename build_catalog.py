@@ -7,8 +7,8 @@ build time. ``build_py`` here compiles the catalog once, while the wheel is buil
 nothing else): kingfisher's cache entry as it wrote it, and ``catalog.json`` saying which
 kingfisher release made it. leakscan copies it into its rules folder on first use
 (leakscan/detectors/kingfisher.py); kingfisher compiles again where the entry does not suit
-the machine (Vectorscan builds for the compiling CPU's features), so a foreign or damaged
-entry costs the old compile, nothing else.
+the machine (another architecture or Vectorscan build; the x86_64 entry is the same bytes
+whatever the CPU model), so a foreign or damaged entry costs the old compile, nothing else.
 
 No kingfisher in the build environment (``--no-build-isolation`` before it is installed), a
 failed compile, or ``LEAKSCAN_SHIP_CATALOG=0``: the package is built without it, as before.

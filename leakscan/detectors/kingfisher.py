@@ -179,7 +179,7 @@ def _install_shipped(ship: Shipped, folder: Path) -> bool:
     """Copy the shipped entry into ``folder`` unless an entry of its name is there already;
     whether it was copied. A copy of our own, not a link to the package: kingfisher reads
     only entries the running user owns and no one else can write (a package installed by
-    root, used by another user), and replaces the entry when it does not suit the CPU."""
+    root, used by another user), and replaces the entry when it does not suit the machine."""
     target = folder / ship.file
     if target.exists():
         return False
@@ -216,8 +216,9 @@ def _load(folder: Path) -> Rules:
         return rules
     with _compile_lock(folder):
         copied = ship is not None and _install_shipped(ship, folder)
-        # a copied entry kingfisher cannot use (another CPU's features, another
-        # architecture, damaged) is compiled again here and replaced: slower, not wrong
+        # a copied entry kingfisher cannot use (another architecture or Vectorscan build,
+        # damaged) is compiled again here and replaced: slower, not wrong. The CPU model
+        # does not matter: the entry is the same bytes on any x86_64 (bench/README.md)
         rules = Rules(confidence=_CONFIDENCE, cache_dir=folder)
         _ORIGIN = _origin(rules, copied)
         if _ORIGIN != "uncached" and _read_stamp(stamp) is None:
