@@ -91,9 +91,12 @@ def test_every_hiding_place_is_found(tmp_path: Path, detectors: Detectors) -> No
         assert sha in found.get(path, set()), f"{path}: not found ({sorted(found.get(path, []))})"
     # inside JSON the key is JSON-escaped ("\\n"): found as such, by a private-key rule
     assert any("private-key" in f.rule_id for f in file_findings(image, "/app/gcp-sa.json"))
-    # the AWS key id next to its secret is reported too
+    # the AWS key id next to its secret is reported too: as the pair they make, high, with
+    # kingfisher's AWS rule among those that found it
     assert any(
-        f.rule_id.startswith("betterleaks.aws")
+        f.rule_id == "leakscan.aws-credential-pair"
+        and f.confidence == "high"
+        and any(d.split(":", 1)[1].startswith("betterleaks.aws") for d in f.detectors)
         for f in file_findings(image, "/root/.aws/credentials")
     )
 
