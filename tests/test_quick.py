@@ -93,8 +93,12 @@ def test_a_known_image_is_answered_without_the_cli(extra: list[str], tmp_path: P
     common = [ref, *extra, "--cache-dir", str(folder)]
     cold_code, _, cold_imports = _leakscan([*common, "-o", str(tmp_path / "cold.json")], tmp_path)
     assert "typer" in cold_imports  # an empty store: the CLI scans
+    assert "kingfisher_sdk._native" in cold_imports  # and loads the engine
     code, said, imports = _leakscan([*common, "-o", str(tmp_path / "warm.json")], tmp_path)
     assert "typer" not in imports and "pydantic" not in imports
+    # the report names the catalog from its stamp: the engine's native module is not loaded
+    assert not [m for m in imports if m.startswith("kingfisher_sdk")]
+    assert "leakscan.detectors.kingfisher" not in imports
     assert code == cold_code and said == ""
     assert _plain(tmp_path / "warm.json") == _plain(tmp_path / "cold.json")
     warm = json.loads((tmp_path / "warm.json").read_text())

@@ -5,7 +5,6 @@ The only module that imports ``kingfisher_sdk``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -23,6 +22,13 @@ import kingfisher_sdk
 from kingfisher_sdk import Rules, ScanInput, Scanner
 
 from leakscan.detectors import Confidence, Match, RuleInfo, Subject
+from leakscan.detectors.catalog import (
+    CONFIDENCE,
+    CatalogInfo,
+    read_info,
+    rules_dir,
+    stamp_name,
+)
 
 _CONFIDENCES = ("high", "medium", "low")
 
@@ -34,11 +40,9 @@ _ORIGIN: Origin | None = None
 _SCOPES_LOCK = threading.Lock()  # apart: catalog() need not wait for the scopes
 _SCOPES: PathScopes | None = None
 
-# leakscan loads every rule (it filters by confidence itself); kingfisher keys its compiled
-# form by release and rule set, and "low" and "medium" share one entry (same 488 rules)
-_CONFIDENCE: Final = "low"
-# kingfisher's own setting for where its compiled catalogs live; leakscan honours it too
-ENV_RULES_DIR = "KF_RULE_CACHE_DIR"
+# the catalog's identity and where it is kept live apart: a report names the catalog
+# without importing the engine (catalog.py)
+_CONFIDENCE: Final = CONFIDENCE
 
 # The compiled catalog a built package ships (build_catalog.py writes it when the wheel is
 # built, or in the source tree for an editable install): kingfisher's cache entry as it
@@ -50,38 +54,6 @@ MANIFEST = "catalog.json"
 # shipped form; compiled here (nothing shipped, or the shipped form did not suit this
 # machine); compiled and not kept (no usable folder)
 Origin = Literal["loaded", "shipped", "compiled", "uncached"]
-
-
-@dataclass(frozen=True)
-class CatalogInfo:
-    """Which rule catalog: the kingfisher release, how many rules, a digest of their ids."""
-
-    engine: str
-    version: str
-    rules: int
-    digest: str
-
-    def __str__(self) -> str:
-        return f"{self.engine} {self.version}, {self.rules} rules, {self.digest}"
-
-    @classmethod
-    def of(cls, rules: Rules) -> CatalogInfo:
-        """The catalog ``rules`` loaded (reads the rules' ids, not their definitions)."""
-        ids = sorted(str(meta["id"]) for meta in rules.metadata())
-        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
-        return cls("kingfisher", kingfisher_sdk.__version__, len(rules), f"sha256:{digest}")
-
-
-def rules_dir() -> Path:
-    """Where the compiled catalog is kept: ``$KF_RULE_CACHE_DIR`` when set, else ``rules/``
-    beside the result store (``$LEAKSCAN_CACHE_DIR``, else the user's cache folder), so
-    that the one folder a CI job caches holds both."""
-    folder = os.environ.get(ENV_RULES_DIR)
-    if folder:
-        return Path(folder)
-    from leakscan.store import default_location
-
-    return default_location().parent / "rules"
 
 
 def catalog() -> Rules:
@@ -133,7 +105,7 @@ def warm_up() -> CatalogInfo:
 
 
 def _stamp_name() -> str:
-    return f"kingfisher-{kingfisher_sdk.__version__}-{_CONFIDENCE}.json"
+    return stamp_name(kingfisher_sdk.__version__)
 
 
 @dataclass(frozen=True)
@@ -257,13 +229,7 @@ def _compile_lock(folder: Path) -> Iterator[None]:
 
 
 def _read_stamp(path: Path) -> CatalogInfo | None:
-    try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
-        return CatalogInfo(
-            str(data["engine"]), str(data["version"]), int(data["rules"]), str(data["digest"])
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return read_info(path)
 
 
 def _write_stamp(path: Path, info: CatalogInfo, origin: Origin | None = None) -> None:
