@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import copy
 import dataclasses
 import gzip
 import hashlib
@@ -863,7 +864,8 @@ def layer_tar(data: bytes) -> tuple[str, bytes] | None:
             return None
         with tarfile.open(fileobj=io.BytesIO(inner)) as tar:
             tar.getmembers()
-    except (OSError, EOFError, zlib.error, tarfile.TarError, zstandard.ZstdError):
+    # tarfile raises ValueError on some damaged pax sparse records (int() of their text)
+    except (OSError, EOFError, ValueError, zlib.error, tarfile.TarError, zstandard.ZstdError):
         return None
     return kind, inner
 
@@ -877,6 +879,23 @@ def _members(tar_bytes: bytes) -> list[tuple[tarfile.TarInfo, bytes]]:
     return out
 
 
+def _tobuf_pax(info: tarfile.TarInfo) -> bytes:
+    """A PAX header for ``info``; tarfile reads some damaged headers (a NaN mtime from a
+    pax record, a size of "x") into values it cannot write back: those are zeroed."""
+    try:
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    except (ValueError, RecursionError):
+        pass
+    clean = copy.copy(info)
+    clean.pax_headers = {}
+    for attr in ("mtime", "uid", "gid", "mode", "size", "devmajor", "devminor"):
+        try:
+            setattr(clean, attr, int(getattr(clean, attr)))
+        except (ValueError, TypeError, OverflowError):
+            setattr(clean, attr, 0)
+    return clean.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
 def write_tar(members: list[tuple[tarfile.TarInfo, bytes]], fmt: int) -> bytes:
     """Headers as the TarInfo says (sizes may lie), then the data, padded to 512."""
     out = bytearray()
@@ -886,7 +905,7 @@ def write_tar(members: list[tuple[tarfile.TarInfo, bytes]], fmt: int) -> bytes:
         try:
             header = info.tobuf(tarfile.PAX_FORMAT if wide else fmt, "utf-8", "surrogateescape")
         except (ValueError, RecursionError):
-            header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            header = _tobuf_pax(info)
         out += header + data + bytes(-len(data) % 512)
     return bytes(out + bytes(1024))
 
