@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from leakscan import model as m
 from leakscan.detectors import Detectors, Subject
@@ -18,9 +18,13 @@ from leakscan.detectors.stream import PendingScan, ScanRunner, start_scan
 from leakscan.errors import LeakscanError
 from leakscan.layers.archives import ArchiveLimits, Skipped, expand
 from leakscan.layers.compression import ExpansionGuard, HashingReader, decompressed
-from leakscan.layers.git import GitBlob, GitCollector, GitLimits
 from leakscan.layers.walker import LayerRecord, walk
 from leakscan.sightings import Seen, merged
+
+if TYPE_CHECKING:
+    # the git readers load with the first scan of a layer: a re-scan the store answers
+    # whole reads no layer
+    from leakscan.layers.git import GitBlob, GitLimits
 
 # a layer stream may expand this much per compressed byte once past RATIO_FLOOR bytes
 MAX_LAYER_RATIO = 1000
@@ -164,6 +168,8 @@ def scan_layer(
     pending: deque[tuple[PendingScan | _Known, str, str, bytes, _Tally | None]] = deque()
     # the git place of a pending scan of a git blob, by the scan
     places: dict[int, m.GitPlace] = {}
+    from leakscan.layers.git import GitCollector, GitLimits
+
     gits = GitCollector(git_limits or GitLimits())
 
     def settle(keep: int) -> None:

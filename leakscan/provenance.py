@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from leakscan.dockerfile import parse_dockerfile
 from leakscan.metadata import MAX_STRINGS, Text, split_created_by
 from leakscan.model import Attestation, AttestationLocation, Problem, SourceImage
 
@@ -121,6 +120,9 @@ class _Walk:
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 yield Text(self.at(where, number), line)
+        # imported here: only an attestation with a Dockerfile needs its parser
+        from leakscan.dockerfile import parse_dockerfile
+
         for inst in parse_dockerfile(text):
             for piece in split_created_by(f"{inst.keyword} {inst.body}"):
                 yield Text(self.at(where, inst.line), piece)
