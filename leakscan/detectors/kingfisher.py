@@ -22,13 +22,9 @@ import kingfisher_sdk
 from kingfisher_sdk import Rules, ScanInput, Scanner
 
 from leakscan.detectors import Confidence, Match, RuleInfo, Subject
-from leakscan.detectors.catalog import (
-    CONFIDENCE,
-    CatalogInfo,
-    read_info,
-    rules_dir,
-    stamp_name,
-)
+from leakscan.detectors.catalog import CONFIDENCE, read_info, stamp_name
+from leakscan.detectors.catalog import CatalogInfo as CatalogInfo  # this adapter's API still
+from leakscan.detectors.catalog import rules_dir as rules_dir
 
 _CONFIDENCES = ("high", "medium", "low")
 
