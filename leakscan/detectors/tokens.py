@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from leakscan.detectors import Confidence, Match, RuleInfo, Subject
 from leakscan.detectors.context import is_vendored
@@ -44,12 +45,18 @@ class Format:
     rule_id: str
     description: str
     triggers: tuple[str, ...]
-    regex: re.Pattern[str]
+    pattern: str
     confidence: Confidence = "high"
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        """``pattern`` compiled on first use: a re-scan the result store answers whole
+        imports this module but runs no format."""
+        return re.compile(self.pattern)
 
 
 def _fmt(rule: str, description: str, triggers: tuple[str, ...], pattern: str) -> Format:
-    return Format(f"{NAME}.{rule}", description, triggers, re.compile(pattern))
+    return Format(f"{NAME}.{rule}", description, triggers, pattern)
 
 
 _B = r"(?<![A-Za-z0-9])"  # no letter or digit before
