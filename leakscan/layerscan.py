@@ -289,6 +289,7 @@ def scan_layer(
                         places[id(scan)] = place
                         pending.append((scan, holder, at, digest, None))
                     settle(MAX_PENDING_FILES)
+                    del one  # (its bytes not held by this name while the next is read)
                 out.skipped.extend(m.Problem(why, i, repo.git_dir) for why in repo.problems)
             path = None
             settle(0)

@@ -152,6 +152,7 @@ class GitCollector:
                     where = store.where.get(bytes.fromhex(blob.object_id), (0, 0))[0]
                     holder = holders[where] if where >= 0 else names[-1 - where]
                     yield blob, holder, one.digests.get(holder, b"")
+                    del blob  # (not held while the next one is read)
             except OverBudget as exc:
                 late.append(f"{git_dir}: {exc}: the rest of its objects not read")
             except GitFormatError as exc:

@@ -178,6 +178,8 @@ def read_repository(store: ObjectStore) -> tuple[Iterator[GitBlob], list[str]]:
                 yield GitBlob(oid.hex(), got[1], None, None)
             else:
                 yield GitBlob(oid.hex(), got[1], known[0], known[1])
+            # not held while the next blob is resolved (a large one would be held twice)
+            del got
 
     return blobs(), problems
 

@@ -30,8 +30,12 @@ OID_SIZE = 20
 WINDOW = 1 << 20
 # resolved objects kept as delta bases (git writes a base before the deltas on it, so the
 # recent ones are what the next deltas need)
-CACHE_BYTES = 24 << 20
-CACHE_ONE = 4 << 20
+CACHE_BYTES = 4 << 20
+CACHE_ONE = 1 << 20
+# a delta copy at least this long is kept as a view of its base until the result is joined
+LONG_COPY = 1 << 12
+# the most one call of zlib inflates at once
+OUT_PIECE = 4 << 20
 
 
 class GitFormatError(Exception):
@@ -97,31 +101,60 @@ class Spool:
 def inflate(spool: Spool, offset: int, size: int, budget: Budget) -> tuple[bytes, int]:
     """The zlib stream at ``offset`` of ``spool`` inflated, which must make exactly ``size``
     bytes, and the offset after the stream."""
+    data, end = _inflate(spool, offset, size, budget)
+    return (data if isinstance(data, bytes) else bytes(data)), end
+
+
+def inflate_delta(
+    spool: Spool, offset: int, size: int, budget: Budget
+) -> tuple[bytearray | bytes, int]:
+    """As :func:`inflate`, for a delta's instructions (read only by :func:`apply_delta`):
+    a large one is not copied once more into bytes."""
+    return _inflate(spool, offset, size, budget)
+
+
+def _inflate(spool: Spool, offset: int, size: int, budget: Budget) -> tuple[bytearray | bytes, int]:
+    """The zlib stream at ``offset``: bytes when it came in one piece (most objects), else
+    the pieces gathered in one bytearray as they come (never a list of pieces joined at
+    the end, which held a large object twice)."""
     d = zlib.decompressobj()
-    parts: list[bytes] = []
+    first = b""
+    out: bytearray | None = None
     have = 0
     at = offset
     # input read at once: about what deflate can make of ``size`` bytes at worst (zlib
     # copies whatever input is left over after the stream, so a fixed large piece per
     # small object cost a copy of that piece each time)
     chunk = min(WINDOW, size + (size >> 8) + 64)
+
+    def keep(piece: bytes) -> None:
+        nonlocal first, out, have
+        if out is not None:
+            out += piece
+        elif have == 0:
+            first = piece
+        else:
+            out = bytearray(first)
+            out += piece
+            first = b""
+        have += len(piece)
+        budget.charge(len(piece))
+
     while not d.eof:
         data = spool.read(at, chunk)
         if not data:
             raise GitFormatError(f"truncated object at offset {offset}")
         at += len(data)
         try:
-            # never more than one byte past what the header declared: a bomb stops there
-            out = d.decompress(data, size + 1 - have)
-            while d.unconsumed_tail and have + len(out) <= size and not d.eof:
-                parts.append(out)
-                have += len(out)
-                out = d.decompress(d.unconsumed_tail, size + 1 - have)
+            # never more than one byte past what the header declared (a bomb stops
+            # there), and at most OUT_PIECE at a time (what a piece costs beside the rest)
+            piece = d.decompress(data, min(OUT_PIECE, size + 1 - have))
+            while d.unconsumed_tail and have + len(piece) <= size and not d.eof:
+                keep(piece)
+                piece = d.decompress(d.unconsumed_tail, min(OUT_PIECE, size + 1 - have))
         except zlib.error as exc:
             raise GitFormatError(f"corrupt object at offset {offset}: {exc}") from None
-        parts.append(out)
-        have += len(out)
-        budget.charge(len(out))
+        keep(piece)
         if have > size:
             raise GitFormatError(f"object at offset {offset} is larger than declared")
         if d.unconsumed_tail and not d.eof:
@@ -130,10 +163,10 @@ def inflate(spool: Spool, offset: int, size: int, budget: Budget) -> tuple[bytes
     if have != size:
         raise GitFormatError(f"object at offset {offset} is smaller than declared")
     end = at - len(d.unused_data)
-    return b"".join(parts), end
+    return (first if out is None else out), end
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def _varint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
     """A delta header's size (little-endian base-128) at ``pos``, and the position after."""
     value = shift = 0
     while True:
@@ -158,7 +191,7 @@ _COPY_ARGS = [
 ]
 
 
-def apply_delta(base: bytes, delta: bytes, max_size: int) -> bytes:
+def apply_delta(base: bytes, delta: bytes | bytearray, max_size: int) -> bytes:
     """``delta`` applied to ``base``: git's copy and insert instructions, every copy within
     the base and the result exactly the size the delta declares (at most ``max_size``)."""
     src, pos = _varint(delta, 0)
@@ -167,10 +200,17 @@ def apply_delta(base: bytes, delta: bytes, max_size: int) -> bytes:
         raise GitFormatError("delta base of another size than the delta expects")
     if dst > max_size:
         raise GitFormatError(f"a delta result of {dst} bytes (more than the limit)")
-    out = bytearray()
+    # the result is joined once at the end from views of the base (long copies, which
+    # cost no memory) and runs of what lies between them: allocated once at its size,
+    # never grown nor copied whole again (a 24 MiB blob built in one bytearray cost a
+    # second 24 MiB when it was made bytes); short pieces go in runs, not one object each
+    pieces: list[bytearray | memoryview] = []
+    run = bytearray()
+    have = 0
     n = len(delta)
     nbase = len(base)
-    view = memoryview(base)  # copies from the base are copied once, into ``out``
+    view = memoryview(base)
+    dview = memoryview(delta)
     try:
         while pos < n:
             op = delta[pos]
@@ -188,22 +228,33 @@ def apply_delta(base: bytes, delta: bytes, max_size: int) -> bytes:
                     size = 0x10000
                 if off + size > nbase:
                     raise GitFormatError("delta copies from outside its base")
-                out += view[off : off + size]
+                if size >= LONG_COPY:
+                    if run:
+                        pieces.append(run)  # (joined as it is: never copied twice)
+                        run = bytearray()
+                    pieces.append(view[off : off + size])
+                else:
+                    run += view[off : off + size]
+                have += size
             elif op:
                 if pos + op > n:
                     raise GitFormatError("delta insert past its end")
-                out += delta[pos : pos + op]
+                run += dview[pos : pos + op]
+                have += op
                 pos += op
             else:
                 raise GitFormatError("delta instruction 0")
-            if len(out) > dst:
+            if have > dst:
                 raise GitFormatError("delta result larger than declared")
     except IndexError:
         # an instruction cut off by the end of the delta
         raise GitFormatError("delta ends inside an instruction") from None
-    if len(out) != dst:
+    if have != dst:
         raise GitFormatError("delta result of another size than declared")
-    return bytes(out)
+    if not pieces:
+        return bytes(run)
+    pieces.append(run)
+    return b"".join(pieces)
 
 
 def object_id(kind: int, data: bytes) -> bytes:
@@ -381,7 +432,8 @@ class ObjectStore:
             self.budget.count()
             try:
                 entry = entry_at(spool, at, self.budget.max_object_size)
-                data, end = inflate(spool, entry.data_at, entry.size, self.budget)
+                read = inflate if entry.kind < OFS_DELTA else inflate_delta
+                data, end = read(spool, entry.data_at, entry.size, self.budget)
                 kind = entry.kind
                 if kind == OFS_DELTA and entry.base not in offsets:
                     raise GitFormatError(f"delta at offset {at} has no object as its base")
@@ -406,7 +458,8 @@ class ObjectStore:
                     data = apply_delta(base, data, self.budget.max_object_size)
                     self.budget.charge(len(data))
                 else:
-                    depth = 0
+                    # (whole objects come as bytes: only a delta's instructions do not)
+                    data, depth = bytes(data), 0
                 oid = object_id(kind, data)
                 offsets.add(at)
                 self.where.setdefault(oid, (number, at))
@@ -504,7 +557,9 @@ class ObjectStore:
         if depth + len(chain) > self.budget.max_depth:
             raise GitFormatError(f"delta chain deeper than {self.budget.max_depth} at offset {at}")
         for step_key, entry in reversed(chain):
-            delta, _ = inflate(self.packs[step_key[0]], entry.data_at, entry.size, self.budget)
+            delta, _ = inflate_delta(
+                self.packs[step_key[0]], entry.data_at, entry.size, self.budget
+            )
             data = apply_delta(data, delta, self.budget.max_object_size)
             self.budget.charge(len(data))
             depth += 1
