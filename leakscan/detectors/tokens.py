@@ -178,6 +178,21 @@ def _entropy(value: str) -> float:
     return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
 
 
+def _random_segment(value: str) -> bool:
+    """Whether a value that starts with "/" holds runs no path has: between its slashes,
+    pieces with upper and lower case letters and digits, one of 16 characters or more or 20
+    characters in all. A secret access key is 40 characters of base64's alphabet, "/"
+    included, and may start with one."""
+    mixed = [
+        len(part)
+        for part in value.split("/")
+        if any(c.isupper() for c in part)
+        and any(c.islower() for c in part)
+        and any(c.isdigit() for c in part)
+    ]
+    return bool(mixed) and (max(mixed) >= 16 or sum(mixed) >= 20)
+
+
 def looks_random(value: str) -> bool:
     """Whether ``value`` could be a generated secret: not a placeholder, a reference, a
     path, a URL, code, an identifier or a word; at least 8 characters, with a digit or, from
@@ -185,7 +200,9 @@ def looks_random(value: str) -> bool:
     bits a character from 12 characters on; a short random string repeats a character)."""
     if len(value) < 8 or is_placeholder(value):
         return False
-    if value.startswith(("/", "./", "~/", "#{", "classpath:", "file:")) or _REFERENCE.match(value):
+    if value.startswith("/") and not _random_segment(value):
+        return False
+    if value.startswith(("./", "~/", "#{", "classpath:", "file:")) or _REFERENCE.match(value):
         return False
     if "://" in value or _IDENTIFIER.fullmatch(value) or _REGEX.search(value):
         return False

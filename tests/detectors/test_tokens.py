@@ -157,6 +157,12 @@ def test_names_a_secret(name: str, secret: bool) -> None:
         ("apiKey91", False), ("MySecretToken2024", False), ("@db.password@", False),
         ("apiKey.data=const", False), ("a||b&&c=d", False), ("$(cat /x)", False),
         ("x9#(-_=+)k2!@Zq8vN3kLp2Xw7", True), ("$9kQ2#zLm8vN4", True),
+        # a secret access key may start with "/" (base64's alphabet); a path has no such runs
+        ("/RLz7fvCe/+aGQI8NdgaceNf4kT8CsC9A8dEX4Ye", True),
+        ("/owm/Cl4NyM/RJUjhBP9B3e4/4rIqhgSYHexycLv", True),
+        ("/usr/lib/python3.11/site-packages", False), ("/home/App/Config2024", False),
+        ("/opt/MyApp2/Config3/Data4/v1.2.3/bin", False),
+        ("/var/lib/docker/overlay2/3f2a9c3f2a9c3f2a9c3f2a9c3f2a9c3f2a9c", False),
         # regular expressions (IPV4_PAT = "(?:[0-9]{1,3}...")
         ("(?:[0-9]{1,3}", False), ("[A-Fa-f0-9]{32}", False), ("^sk_.*$", False),
     ],
