@@ -149,7 +149,7 @@ class GitCollector:
             items, late = read_repository(store)
             try:
                 for blob in items:
-                    where = store.where.get(bytes.fromhex(blob.object_id), (0, 0))[0]
+                    where = (store.locate(bytes.fromhex(blob.object_id)) or (0, 0))[0]
                     holder = holders[where] if where >= 0 else names[-1 - where]
                     yield blob, holder, one.digests.get(holder, b"")
                     del blob  # (not held while the next one is read)

@@ -126,7 +126,7 @@ def attribute(store: ObjectStore, commits: list[Commit]) -> dict[bytes, tuple[Co
             if tree in trees_seen or depth > MAX_TREE_DEPTH:
                 continue
             trees_seen.add(tree)
-            got = store.get(tree) if store.kinds.get(tree) == TREE else None
+            got = store.get(tree) if store.kind_of(tree) == TREE else None
             if got is None:
                 continue  # not in this store: a shallow or partial history
             try:
