@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from leakscan import __version__
-from leakscan.command import Flags
+from leakscan.command import Flags, failure
 from leakscan.command import cache_spec as _cache_spec
 from leakscan.command import options_for as _options
 from leakscan.command import report_problems as _report_problems
@@ -301,11 +301,8 @@ def _guarded(debug: bool, work: Callable[[], int]) -> None:
     """Run ``work`` and exit with its status; every failure is one line on stderr."""
     try:
         status = work()
-    except LeakscanError as exc:
-        _say(f"error: {exc}")
-        status = EXIT_INCOMPLETE
-    except OSError as exc:
-        _say(f"error: {exc.filename or ''}: {exc.strerror or exc}")
+    except (LeakscanError, OSError) as exc:
+        _say(failure(exc))
         status = EXIT_INCOMPLETE
     except KeyboardInterrupt:
         _say("interrupted")

@@ -24,6 +24,14 @@ def say(message: str) -> None:
     print(f"leakscan: {' '.join(message.split())}", file=sys.stderr)
 
 
+def failure(exc: Exception) -> str:
+    """The line said for a failure the commands expect: ours (a LeakscanError) as it is
+    worded, an OSError by its file and reason (never Python's repr of it)."""
+    if isinstance(exc, OSError):
+        return f"error: {exc.filename or ''}: {exc.strerror or exc}"
+    return f"error: {exc}"
+
+
 @dataclass(frozen=True)
 class Flags:
     """The scanning flags as typed; a command without some of them leaves the default."""

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leakscan.terms import CONFIDENCE_RANK
+
 # options taking a value: name -> (field, repeatable)
 _VALUED = {
     "--format": ("formats", True),
@@ -38,7 +40,6 @@ _VALUED = {
     "--workers": ("workers", False),
     "-j": ("workers", False),
 }
-_LEVELS = ("high", "medium", "low")
 
 
 @dataclass
@@ -88,7 +89,7 @@ def parse(argv: list[str]) -> Args | None:
     # '/' or '.' (a reference with a tag or digest, a transport, a path)
     if len(images) != 1 or not any(c in images[0] for c in ":/."):
         return None
-    if args.level is not None and args.level not in _LEVELS:
+    if args.level is not None and args.level not in CONFIDENCE_RANK:
         return None
     if not args.workers.isascii() or not args.workers.isdigit():
         return None
@@ -111,7 +112,7 @@ def answer(argv: list[str], on_miss: Callable[[], None] | None = None) -> int | 
 
 
 def _answer(args: Args, on_miss: Callable[[], None]) -> int | None:
-    from leakscan.command import Flags, cache_spec, options_for, report_problems, say
+    from leakscan.command import Flags, cache_spec, failure, options_for, report_problems, say
     from leakscan.errors import LeakscanError
     from leakscan.policy import judge, policy_for
     from leakscan.preflight import refuse_early
@@ -147,11 +148,8 @@ def _answer(args: Args, on_miss: Callable[[], None]) -> int | None:
     # from here on the reports are being written: no second run, whatever happens
     try:
         write_outputs(report, outputs, gate)
-    except LeakscanError as exc:
-        say(f"error: {exc}")
-        return 2
-    except OSError as exc:
-        say(f"error: {exc.filename or ''}: {exc.strerror or exc}")
+    except (LeakscanError, OSError) as exc:
+        say(failure(exc))
         return 2
     report_problems(report)
     return gate.exit_status()
