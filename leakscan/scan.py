@@ -23,8 +23,15 @@ from leakscan.errors import LeakscanError
 from leakscan.findings import ImageScan, image_report
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import LayerScan, scan_layer
-from leakscan.metadata import config_texts, history_texts, image_texts, map_history
-from leakscan.provenance import attestation_texts
+from leakscan.metadata import (
+    HistoryMap,
+    Text,
+    config_texts,
+    history_texts,
+    image_texts,
+    map_history,
+)
+from leakscan.provenance import AttestationTexts, attestation_texts
 from leakscan.recall import Recall
 from leakscan.redact import Redactor, redact_report
 from leakscan.sources import open_source
@@ -287,12 +294,7 @@ def _scan_image(
                     layers[i] = by_index[i]
                     if recall is not None:
                         recall.warn_once(str(exc))
-    history = map_history(image.config, len(image.layers))
-    texts = list(history_texts(history, image.config.get("history")))
-    texts.extend(config_texts(image.config, image.annotations))
-    texts.extend(image_texts(image))
-    attested = attestation_texts(image)
-    texts.extend(attested.texts)
+    history, texts, attested = image_strings(image)
     errors.extend(attested.errors)
     # the same string in many places (an attestation's build steps repeat their keys and
     # commands hundreds of times) is scanned once
@@ -314,6 +316,18 @@ def _scan_image(
         errors.append(m.Problem(history.problem))
     from_store = frozenset(i for i, r in recalled.items() if layers[i] is r.scan)
     return ImageScan(image, layers, history, hits, errors, from_store, attested.skipped)
+
+
+def image_strings(image: m.SourceImage) -> tuple[HistoryMap, list[Text], AttestationTexts]:
+    """An image's history, every string of its history, config, manifests and attestations
+    (each judged alone), and what its attestations said of themselves (errors, skips)."""
+    history = map_history(image.config, len(image.layers))
+    texts = list(history_texts(history, image.config.get("history")))
+    texts.extend(config_texts(image.config, image.annotations))
+    texts.extend(image_texts(image))
+    attested = attestation_texts(image)
+    texts.extend(attested.texts)
+    return history, texts, attested
 
 
 # a share this much larger than an even one keeps its process busy long after the others

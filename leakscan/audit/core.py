@@ -47,18 +47,10 @@ from leakscan.detectors import Detectors, Match
 from leakscan.errors import InputError, LeakscanError
 from leakscan.findings import ImageScan, image_report
 from leakscan.layerscan import LayerScan
-from leakscan.metadata import (
-    HistoryMap,
-    Text,
-    config_texts,
-    history_texts,
-    image_texts,
-    map_history,
-)
-from leakscan.provenance import attestation_texts
+from leakscan.metadata import Text
 from leakscan.recall import Recall
 from leakscan.redact import Redactor, redact_report
-from leakscan.scan import ScanOptions
+from leakscan.scan import ScanOptions, image_strings
 from leakscan.sources.registry_client import RegistryClient
 from leakscan.store import LAYER, open_store
 from leakscan.store.codec import CodecError, decode_layer, decode_record, encode_layer
@@ -177,16 +169,6 @@ def _reindexed(scan: LayerScan, index: int) -> LayerScan:
         skipped=[problem(p) for p in scan.skipped],
         diff_id=scan.diff_id,
     )
-
-
-def _texts_of(image: m.SourceImage) -> tuple[HistoryMap, list[Text]]:
-    """An image's history, and the strings of its history, config and manifests."""
-    history = map_history(image.config, len(image.layers))
-    texts = list(history_texts(history, image.config.get("history")))
-    texts.extend(config_texts(image.config, image.annotations))
-    texts.extend(image_texts(image))
-    texts.extend(attestation_texts(image).texts)
-    return history, texts
 
 
 class _Audit:
@@ -394,7 +376,7 @@ class _Audit:
         and a lookup per image costs a store transaction each."""
         wanted: dict[str, Text] = {}
         for image in images:
-            for text in _texts_of(image)[1]:
+            for text in image_strings(image)[1]:
                 if text.text not in self._primed:
                     wanted.setdefault(text.text, text)
         if not wanted:
@@ -425,7 +407,7 @@ class _Audit:
                     layers[i].errors.append(
                         m.Problem(f"layer {i}: stored record unreadable ({exc})", i)
                     )
-        history, texts = _texts_of(image)
+        history, texts, attested = image_strings(image)
         if all(t.text in self._primed for t in texts):
             hits = [(t, x) for t in texts for x in self._primed[t.text]]
         elif self.recall is not None:
@@ -435,7 +417,6 @@ class _Audit:
         errors = list(image.errors)
         if history.problem:
             errors.append(m.Problem(history.problem))
-        attested = attestation_texts(image)
         errors.extend(attested.errors)
         one = ImageScan(image, layers, history, hits, errors, skipped=attested.skipped)
         s = self.options.scan
