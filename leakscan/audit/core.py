@@ -44,6 +44,7 @@ from leakscan.audit.db import AuditDb, default_path
 from leakscan.audit.fanout import Fanout, ScanSettings, build_engines, fanout
 from leakscan.audit.memo import MemoError, decode_reports, encode_reports, schema_digest
 from leakscan.detectors import Detectors, Match
+from leakscan.detectors.tokens import pairs_apart
 from leakscan.errors import InputError, LeakscanError
 from leakscan.findings import ImageScan, image_report
 from leakscan.layerscan import LayerScan
@@ -414,6 +415,8 @@ class _Audit:
             hits = self.recall.texts(texts, self._scan_text)
         else:
             hits = [(t, x) for t in texts for x in self._scan_text(t.text.encode())]
+        # an id and its secret in two strings are one credential, as in a scan
+        hits.extend(pairs_apart(hits))
         errors = list(image.errors)
         if history.problem:
             errors.append(m.Problem(history.problem))
