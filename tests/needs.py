@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -38,3 +39,24 @@ def tool(name: str) -> str:
     if found is None:
         missing(f"{name} is not installed")
     return found
+
+
+def podman_private(folder: Path) -> dict[str, str]:
+    """Environment for a podman of its own under ``folder``: a ``containers.conf`` with file
+    locks, temporary folder and event log inside it.
+
+    Without it every podman on the machine shares ``/dev/shm/libpod_lock`` (a lock held by a
+    killed podman stays held: the next container given that lock hangs for good) and
+    ``/run/libpod`` (exit files, event log), whatever ``--root`` it is given: a test's
+    ``podman run`` hung that way after another run had been killed. File locks are
+    released when their holder dies."""
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = folder / "containers.conf"
+    conf.write_text(
+        "[engine]\n"
+        'lock_type = "file"\n'
+        f'tmp_dir = "{folder / "tmp"}"\n'
+        'events_logger = "file"\n'
+        f'events_logfile_path = "{folder / "events.log"}"\n'
+    )
+    return {"CONTAINERS_CONF": str(conf)}

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import pytest
 from imagebuilder import fake_token
-from needs import missing, tool
+from needs import missing, podman_private, tool
 from schema import validate_report
 
 from leakscan.detectors import DetectorConfig
@@ -327,6 +327,7 @@ def podman(leaky: Built) -> Iterator[Podman]:
     )
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
     env["CONTAINERS_STORAGE_CONF"] = str(conf)
+    env.update(podman_private(work / "engine"))
     cmd = [
         podman,
         "--root",

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from needs import missing, tool, tool_path
+from needs import missing, podman_private, tool, tool_path
 from packaging.requirements import Requirement  # pytest's own dependency
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,6 +124,7 @@ def _env(store: Path) -> dict[str, str]:
         f'[storage]\ndriver = "vfs"\ngraphroot = "{store / "g"}"\nrunroot = "{store / "r"}"\n'
     )
     env.update(PATH=tool_path(), CONTAINERS_STORAGE_CONF=str(conf), TMPDIR=str(store))
+    env.update(podman_private(store / "engine"))
     return env
 
 
