@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import posixpath
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -93,9 +94,11 @@ class ContentMemo(Protocol):
 
 @dataclass(frozen=True)
 class _Known:
-    """A file's result from the memo, waiting in line with the scans still running."""
+    """A file's (or a git blob's) result from the memo, waiting in line with the scans
+    still running; its skips are already in the layer's list, as a scan's would be."""
 
     result: FileResult
+    git: m.GitPlace | None = None
 
     def done(self) -> bool:
         return True
@@ -103,9 +106,11 @@ class _Known:
 
 @dataclass
 class _Tally:
-    """The scans of one memoized file, gathered until the last has settled."""
+    """The scans of one memoized file, gathered until the last has settled. ``base`` is
+    the place its hits are shown at (the layer file, or a git blob's place), which the
+    suffix of each of its places follows."""
 
-    path: str
+    base: str
     key: str
     waiting: int
     groups: list[tuple[str, tuple[Seen, ...]]] = field(default_factory=list)
@@ -120,6 +125,18 @@ class _Waiting:
     key: str
     data: bytes
     digest: bytes
+
+
+@dataclass(frozen=True)
+class _GitWaiting:
+    """A blob (or commit message) of a git directory, not yet looked up in the memo."""
+
+    blob: GitBlob
+    git_dir: str
+    holder: str  # the object-store file that holds it (its fate is the blob's)
+    digest: bytes  # that file's digest
+    key: str
+    place: m.GitPlace
 
 
 @dataclass
@@ -158,7 +175,10 @@ def scan_layer(
 
     Git object stores in the layer (loose objects, packs) are not scanned as files: they
     are gathered during the walk and read after it (:mod:`leakscan.layers.git`), every
-    blob and commit message scanned, within ``git_limits``.
+    blob and commit message scanned, within ``git_limits``. With ``memo`` they are looked
+    up as files are (by their bytes and the path the engines are told, :func:`git_subject`):
+    a blob with the bytes of the working-tree file at its path, scanned in the walk, or
+    one of an image scanned before, is not handed to the engines again.
     """
     out = LayerScan(diff_id=blob.diff_id)
     i = blob.index
@@ -179,15 +199,17 @@ def scan_layer(
         while len(pending) > keep or (pending and pending[0][0].done()):
             scan, layer_path, shown, digest, tally = pending.popleft()
             if isinstance(scan, _Known):
-                # a file's result from the memo, in its turn: hits keep the walk's order
-                _recalled(out, i, layer_path, digest, scan.result)
+                # a result from the memo, in its turn: hits keep the walk's order (``shown``
+                # is the place its suffixes follow)
+                for suffix, group in scan.result.groups:
+                    out.hits.append(FileHit(i, layer_path, shown + suffix, digest, group, scan.git))
                 continue
             groups = merged(scan.result())
             git = places.pop(id(scan), None)
             for group in groups:
                 out.hits.append(FileHit(i, layer_path, shown, digest, group, git))
             if tally is not None:
-                suffix = shown[len(layer_path) :]
+                suffix = shown[len(tally.base) :]
                 tally.groups.extend((suffix, group) for group in groups)
                 tally.waiting -= 1
                 if tally.waiting == 0 and memo is not None:
@@ -236,11 +258,58 @@ def scan_layer(
         for w in batch:
             result = known.get(w.key)
             if result is not None:
-                pending.append((_Known(result), w.path, "", w.digest, None))
+                # its skips now, where a scan's would be listed; its hits in their turn
+                out.skipped.extend(
+                    m.Problem(why, layer_index=i, path=w.path + suffix)
+                    for suffix, why in result.skipped
+                )
+                pending.append((_Known(result), w.path, w.path, w.digest, None))
                 settle(MAX_PENDING_FILES)
                 continue
             tally = _Tally(w.path, w.key, 0)
             start(w.path, io.BytesIO(w.data), len(w.data), partial(bytes, w.digest), tally)
+
+    def start_git(w: _GitWaiting, tally: _Tally | None) -> None:
+        """Hand a git blob (and the members of archives in it) to the engines."""
+        shown = git_shown(w.git_dir, w.blob)
+        scans = 0
+        for scan, at in _git_scans(w.git_dir, w.blob, engines, limits, runner):
+            if isinstance(scan, str):
+                out.skipped.append(m.Problem(scan, layer_index=i, path=at))
+                if tally is not None:
+                    tally.skipped.append((at[len(shown) :], scan))
+                continue
+            places[id(scan)] = w.place
+            pending.append((scan, w.holder, at, w.digest, tally))
+            scans += 1
+        if tally is not None:
+            tally.waiting = scans
+            if not scans and memo is not None:
+                memo.keep(tally.key, FileResult((), tuple(tally.skipped)))
+        settle(MAX_PENDING_FILES)
+
+    # git blobs waiting for the memo, and their bytes
+    git_waiting: list[_GitWaiting] = []
+    git_held = 0
+
+    def look_up_git() -> None:
+        """Settle the git blobs waiting for the memo, as :func:`look_up` the files."""
+        nonlocal git_waiting, git_held
+        batch, git_waiting, git_held = git_waiting, [], 0
+        if not batch or memo is None:
+            return
+        known = memo.recall_many(list(dict.fromkeys(w.key for w in batch)))
+        for w in batch:
+            result = known.get(w.key)
+            if result is None:
+                start_git(w, _Tally(git_shown(w.git_dir, w.blob), w.key, 0))
+                continue
+            shown = git_shown(w.git_dir, w.blob)
+            out.skipped.extend(
+                m.Problem(why, layer_index=i, path=shown + suffix) for suffix, why in result.skipped
+            )
+            pending.append((_Known(result, w.place), w.holder, shown, w.digest, None))
+            settle(MAX_PENDING_FILES)
 
     try:
         with blob.opener() as fh, ScanRunner(1 if helper_thread else 0, SCAN_DEPTH) as runner:
@@ -282,28 +351,47 @@ def scan_layer(
                     moved(raw.count)
             look_up()
             path = None
+            if memo is not None:
+                # every file's result kept before the history is read: a blob with the
+                # bytes of the working-tree file at its path is answered by that file
+                # (the walk is over: nothing is left to read beside these scans)
+                settle(0)
             for repo in gits.repositories():
                 path = repo.git_dir
                 for one, holder, digest in repo.blobs:
-                    for scan, at, place in _git_scans(repo.git_dir, one, engines, limits, runner):
-                        if isinstance(scan, str):
-                            out.skipped.append(m.Problem(scan, layer_index=i, path=at))
-                            continue
-                        places[id(scan)] = place
-                        pending.append((scan, holder, at, digest, None))
-                    settle(MAX_PENDING_FILES)
+                    sha = hashlib.sha256(one.data).digest()
+                    w = _GitWaiting(
+                        one,
+                        repo.git_dir,
+                        holder,
+                        digest,
+                        memo_key(sha, git_subject(repo.git_dir, one)) if memo is not None else "",
+                        git_place(repo.git_dir, one, sha.hex()),
+                    )
                     del one  # (its bytes not held by this name while the next is read)
+                    if memo is not None and MEMO_MIN <= len(w.blob.data) <= MEMO_MAX:
+                        git_waiting.append(w)
+                        git_held += len(w.blob.data)
+                        if len(git_waiting) >= LOOKUP_FILES or git_held >= LOOKUP_BYTES:
+                            look_up_git()
+                    else:
+                        look_up_git()  # the blobs before this one first
+                        start_git(w, None)
+                    del w
+                look_up_git()
                 out.skipped.extend(m.Problem(why, i, repo.git_dir) for why in repo.problems)
             path = None
             settle(0)
             raw.drain()
     except LeakscanError as exc:
         gits.close()
+        git_waiting.clear()  # a git directory is read after the walk: none was cut off
         _finish(look_up, settle)  # what was read before the layer broke off is still reported
         out.errors.append(m.Problem(f"layer {i}: {exc}", layer_index=i, path=path))
         return out
     except OSError as exc:
         gits.close()
+        git_waiting.clear()
         _finish(look_up, settle)
         out.errors.append(m.Problem(f"layer {i}: read failed: {exc}", layer_index=i, path=path))
         return out
@@ -346,14 +434,6 @@ def memo_key(digest: bytes, path: str) -> str:
     return f"{digest.hex()}:{flavour}"
 
 
-def _recalled(out: LayerScan, index: int, path: str, digest: bytes, known: FileResult) -> None:
-    """Add a file's result from the memo to the layer's, as if scanned now."""
-    for suffix, group in known.groups:
-        out.hits.append(FileHit(index, path, path + suffix, digest, group))
-    for suffix, reason in known.skipped:
-        out.skipped.append(m.Problem(reason, layer_index=index, path=path + suffix))
-
-
 def git_shown(git_dir: str, blob: GitBlob) -> str:
     """How a report writes a blob's place: ``GITDIR!SHORTID:PATH`` (the commit that brought
     it and its path there), ``GITDIR!SHORTID`` for a commit message, ``GITDIR!OBJECTID``
@@ -367,43 +447,54 @@ def git_shown(git_dir: str, blob: GitBlob) -> str:
 
 
 def git_subject(git_dir: str, blob: GitBlob) -> str:
-    """The path the engines are told a blob has: its path in the repository below the git
-    directory, as an archive member is written (``GITDIR!/PATH``), so that a ``.env`` in
-    the history is read as a ``.env``."""
+    """The path the engines are told a blob has, so that a ``.env`` in the history is read
+    as a ``.env``: for a ``.git`` directory, the path it has in the working tree beside it
+    (``/app/.git`` and ``config/.env``: ``/app/config/.env``), which is what it is, and
+    which lets the memo answer a blob with the bytes of that working-tree file (the engines
+    were told the same path and the same bytes); otherwise (a bare repository, a
+    submodule's ``modules/NAME``) its path in the repository below the git directory, as
+    an archive member is written (``GITDIR!/PATH``)."""
     if blob.part == "message":
         return f"{git_dir}!/COMMIT_EDITMSG"
     if blob.repo_path is None:
         return f"{git_dir}!/{blob.object_id}"
+    if git_dir.endswith("/.git"):
+        return posixpath.join(posixpath.dirname(git_dir), blob.repo_path)
     return f"{git_dir}!/{blob.repo_path}"
 
 
 SHORT_ID = 7
 
 
-def _git_scans(
-    git_dir: str, blob: GitBlob, engines: Detectors, limits: ArchiveLimits, runner: ScanRunner
-) -> Iterator[tuple[PendingScan | str, str, m.GitPlace]]:
-    """Scans of one blob of a git directory (archives in it opened, as in a layer file),
-    and what of it was skipped (a reason in place of the scan)."""
+def git_place(git_dir: str, blob: GitBlob, sha256_hex: str) -> m.GitPlace:
+    """Where a developer finds ``blob`` (whose bytes have that sha256) in its history."""
     commit = blob.commit
-    place = m.GitPlace(
+    return m.GitPlace(
         git_dir=git_dir,
         object_id=blob.object_id,
         part="message" if blob.part == "message" else "blob",
-        blob_sha256=blob.sha256 if blob.part == "blob" else None,
+        blob_sha256=sha256_hex if blob.part == "blob" else None,
         commit=commit.oid if commit else None,
         author_date=commit.author_date if commit else None,
         subject=commit.subject if commit else None,
         repo_path=blob.repo_path,
     )
+
+
+def _git_scans(
+    git_dir: str, blob: GitBlob, engines: Detectors, limits: ArchiveLimits, runner: ScanRunner
+) -> Iterator[tuple[PendingScan | str, str]]:
+    """Scans of one blob of a git directory (archives in it opened, as in a layer file),
+    each with where it is shown, and what of it was skipped (a reason in place of the
+    scan)."""
     shown = git_shown(git_dir, blob)
     subject = git_subject(git_dir, blob)
     for item in expand(subject, io.BytesIO(blob.data), limits, size=len(blob.data)):
+        # an archive member of the blob keeps its suffix after the blob's place
+        at = shown + item.path[len(subject) :]
         if isinstance(item, Skipped):
-            yield item.reason, shown + item.path[len(subject) :], place
+            yield item.reason, at
             continue
         scanner = engines.scanner(Subject(item.path, item.size))
         if scanner is not None:
-            # an archive member of the blob keeps its suffix after the blob's place
-            at = shown + item.path[len(subject) :]
-            yield start_scan(scanner, item.stream, runner), at, place
+            yield start_scan(scanner, item.stream, runner), at

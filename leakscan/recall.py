@@ -148,32 +148,35 @@ MEMO_BATCH = 4096
 
 class StoreMemo:
     """File contents seen before, as the layer scan asks for them (a ContentMemo): looked
-    up and written in batches."""
+    up and written in batches. What waits to be written answers too: the git blobs of a
+    layer are looked up right after its files, before the layer's results are written."""
 
     def __init__(self, store: ResultStore, fingerprint: str) -> None:
         self.store = store
         self.fingerprint = fingerprint
-        self._pending: list[tuple[str, bytes]] = []
+        self._pending: dict[str, bytes] = {}
 
     def recall_many(self, keys: list[str]) -> dict[str, FileResult]:
         """See :class:`leakscan.layerscan.ContentMemo`."""
         stored = {content_key(self.fingerprint, key): key for key in keys}
+        values = {where: v for where in stored if (v := self._pending.get(where)) is not None}
+        values.update(self.store.get_many(CONTENT, [w for w in stored if w not in values]))
         out: dict[str, FileResult] = {}
-        for where, value in self.store.get_many(CONTENT, list(stored)).items():
+        for where, value in values.items():
             with contextlib.suppress(CodecError):  # a damaged one is scanned and stored anew
                 out[stored[where]] = decode_file(value)
         return out
 
     def keep(self, key: str, result: FileResult) -> None:
         """See :class:`leakscan.layerscan.ContentMemo`."""
-        self._pending.append((content_key(self.fingerprint, key), encode_file(result)))
+        self._pending[content_key(self.fingerprint, key)] = encode_file(result)
         if len(self._pending) >= MEMO_BATCH:
             self.flush()
 
     def flush(self) -> None:
         """Write what is waiting."""
-        pending, self._pending = self._pending, []
-        self.store.put_many(CONTENT, pending)
+        pending, self._pending = self._pending, {}
+        self.store.put_many(CONTENT, pending.items())
 
 
 def _sha(text: str) -> str:
