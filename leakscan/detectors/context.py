@@ -11,6 +11,7 @@ upstream project ships a live one, and one found there is a leak all the same.
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from leakscan.detectors import Confidence
@@ -40,6 +41,47 @@ _SAMPLE = re.compile(
     """,
     re.IGNORECASE | re.VERBOSE,
 )
+
+
+# where a Python docstring shows how code is used: a heading of its own ("Example usage:",
+# "Examples", "Usage::") or a doctest line
+_EXAMPLE_HEADING = re.compile(
+    r"^[ \t]*(?:examples?|example[ \t]+usage|usage)[ \t]*:{0,2}[ \t]*$", re.IGNORECASE | re.M
+)
+_DOCTEST = re.compile(r"^[ \t]*(?:>>>|\.\.\.)[ \t].*$", re.M)
+_TRIPLE = re.compile(r'"""|\'\'\'')
+
+
+def documented_examples(text: str) -> list[tuple[int, int]]:
+    """Where Python source ``text`` shows usage examples in its docstrings (sorted spans of
+    characters): in a triple-quoted string, doctest lines and what follows a line that
+    heads an example. A value there is written for the reader, as in an examples folder
+    (see in_context). One pass over the text, however many values are judged."""
+    spans: list[tuple[int, int]] = []
+    opened, start = None, 0
+    for quote in _TRIPLE.finditer(text):
+        if opened is None:
+            opened, start = quote.group(), quote.end()
+        elif quote.group() == opened:
+            _examples_in(text, start, quote.start(), spans)
+            opened = None
+    if opened is not None:
+        _examples_in(text, start, len(text), spans)
+    return spans
+
+
+def _examples_in(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+    heading = _EXAMPLE_HEADING.search(text, start, end)
+    below = heading.start() if heading is not None else end
+    spans.extend(line.span() for line in _DOCTEST.finditer(text, start, below))
+    if heading is not None:
+        spans.append((heading.start(), end))
+
+
+def in_spans(spans: list[tuple[int, int]], at: int) -> bool:
+    """Whether character ``at`` is in one of ``spans`` (sorted, not overlapping)."""
+    k = bisect.bisect_right(spans, at, key=lambda span: span[0]) - 1
+    return k >= 0 and spans[k][0] <= at < spans[k][1]
 
 
 def is_vendored(path: str) -> bool:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from leakscan.detectors import Confidence, Match, RuleInfo, Subject
-from leakscan.detectors.context import is_vendored
+from leakscan.detectors.context import documented_examples, in_spans, is_vendored
 from leakscan.detectors.placeholders import is_placeholder
 from leakscan.metadata import Text
 
@@ -451,8 +451,17 @@ class TokenRulesDetector:
         text = data.decode("utf-8", "replace")
         ascii_ = len(text) == len(data)
         out: list[Match] = []
+        python = subject.path is not None and subject.path.lower().endswith(".py")
+        examples: list[tuple[int, int]] | None = None
         for found in find(text, subject.path is None or not is_source(subject.path)):
             start = found.at if ascii_ else len(text[: found.at].encode("utf-8"))
+            confidence = found.confidence
+            if python and found.rule_id == NAMED:
+                examples = documented_examples(text) if examples is None else examples
+            if examples and found.rule_id == NAMED and in_spans(examples, found.at):
+                # judged by the text, not the path: a repository's own code (its history
+                # in a layer) is no vendored tree, but its docstrings' examples are examples
+                confidence = "low"
             out.append(
                 Match(
                     rule_id=found.rule_id,
@@ -461,7 +470,7 @@ class TokenRulesDetector:
                     start=start,
                     end=start + len(found.secret.encode("utf-8")),
                     line=text.count("\n", 0, found.at) + 1,
-                    confidence=found.confidence,
+                    confidence=confidence,
                     detector=NAME,
                 )
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from leakscan.detectors.context import in_context, is_vendored
+from leakscan.detectors.context import documented_examples, in_context, in_spans, is_vendored
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,17 @@ def test_strings_and_low_unchanged() -> None:
 )
 def test_is_vendored(path: str, vendored: bool) -> None:
     assert is_vendored(path) is vendored
+
+
+def test_documented_examples_of_python_docstrings() -> None:
+    text = (
+        'def f():\n    """Call it.\n\n    >>> f(token="a")\n    Returns nothing.\n\n'
+        '    Examples::\n\n        f(token="b")\n    """\n    token = "c"\n'
+        "x = '''no example here: token=\"d\"'''\n"
+        '"""\nUsage:\n  f(token="e")\n'  # a docstring left open at the end of the file
+    )
+    spans = documented_examples(text)
+    inside = {v for v in "abcde" if in_spans(spans, text.index(f'"{v}"'))}
+    assert inside == {"a", "b", "e"}
+    assert not in_spans(spans, text.index("Returns"))
+    assert documented_examples("token = 'x'\n") == [] and not in_spans([], 0)

@@ -296,6 +296,59 @@ def test_named_secrets_are_low_in_vendored_and_sample_files() -> None:
     assert in_context(AWS_PAIR, "high", "/app/docs/setup.md") == "high"
 
 
+# a module docstring that shows how the code is called, a made-up password in the call
+_DOCUMENTED = '''"""Helpers for the build farm's web hooks.
+
+Example usage:
+
+import farmhooks
+
+hook = farmhooks.Hook()
+hook.add_password(realm='Build Farm',
+                  uri='https://ci.example.internal/hooks',
+                  user='ops',
+                  passwd='kupfer$gold')
+"""
+
+def serve():
+    return 0
+'''
+
+
+def test_a_named_value_in_a_docstring_example_is_low() -> None:
+    """A usage example of a docstring is written for the reader, as in an examples folder:
+    low, wherever the file is (a repository's own history is not vendored by its path)."""
+    assert scan("/srv/app/.git!/farmhooks/client.py", _DOCUMENTED) == [
+        (NAMED, "kupfer$gold", "low")
+    ]
+    doctest = '''def connect(url):
+    """Open a session.
+
+    >>> connect("https://ci.example.internal").login(password="kupfer$gold")
+    """
+'''
+    assert scan("/srv/app/farmhooks/session.py", doctest) == [(NAMED, "kupfer$gold", "low")]
+
+
+def test_the_same_value_outside_an_example_stays_medium() -> None:
+    # the call itself, in code: a literal a developer committed
+    code = _DOCUMENTED.replace("Example usage:", "").replace('"""', "#", 1)
+    code = code.replace('"""\n', "\n")
+    assert '"""' not in code
+    assert scan("/srv/app/farmhooks/client.py", code) == [(NAMED, "kupfer$gold", "medium")]
+    # a docstring that only mentions it, with no example heading or prompt
+    plain = _DOCUMENTED.replace("Example usage:", "Defaults of the farm:")
+    assert scan("/srv/app/farmhooks/client.py", plain) == [(NAMED, "kupfer$gold", "medium")]
+    # after the docstring is closed: code again
+    after = _DOCUMENTED + "\nDEFAULT = dict(passwd='kupfer$gold')\n"
+    assert scan("/srv/app/farmhooks/client.py", after) == [
+        (NAMED, "kupfer$gold", "low"),
+        (NAMED, "kupfer$gold", "medium"),
+    ]
+    # not Python: the docstring rule is Python's
+    assert scan("/srv/app/farmhooks/client.rb", _DOCUMENTED)[0][2] == "medium"
+
+
 def test_every_rule_is_listed() -> None:
     listed = {r.rule_id for r in default_detectors().rules() if r.detector == "leakscan"}
     assert {r.rule_id for r in ENGINE.rules()} <= listed
