@@ -203,14 +203,23 @@ class ExpansionGuard(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._inner.read(len(b))
-        n = len(data)
-        b[:n] = data
-        self.count += n
+    def read(self, size: int | None = -1, /) -> bytes:
+        """The inner stream's next bytes as it returns them: every byte of a layer passes
+        here, and io.RawIOBase's read would copy each piece twice more (into a buffer of
+        its own, then out of it), 0.1 s of CPU on a 214 MiB layer."""
+        if size is None or size < 0:
+            return self.readall()  # piece by piece, each one checked
+        data = self._inner.read(size)
+        self.count += len(data)
         if self.count > self._floor and self.count > self._ratio * max(self._compressed.count, 1):
             raise LayerError(
                 f"decompresses more than {self._ratio}:1 (a decompression bomb?); "
                 f"stopped after {self.count >> 20} MiB"
             )
+        return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        n = len(data)
+        b[:n] = data
         return n

@@ -13,7 +13,7 @@ from helpers import write
 from imagebuilder import Image, Layer, fake_token
 
 from leakscan.errors import LayerError
-from leakscan.layers.compression import HashingReader, decompressed, sniff
+from leakscan.layers.compression import ExpansionGuard, HashingReader, decompressed, sniff
 from leakscan.scan import scan
 
 # every test runs with each deflate engine (tests/layers/conftest.py)
@@ -111,3 +111,33 @@ def test_truncated_gzip_layer_still_reports_the_files_before_the_damage(tmp_path
     (image,) = report.images
     assert any("truncated" in e.message for e in image.errors)
     assert [f.location.path for f in image.findings] == ["/app/.env"]
+
+
+@pytest.mark.parametrize("how", ["read", "read_all", "readinto"])
+def test_expansion_guard_passes_bytes_and_stops_a_bomb_however_read(how: str) -> None:
+    """The guard hands on the inner stream's bytes unchanged, and stops a stream that
+    expands past its ratio whichever way it is read (read(n) no longer goes through
+    readinto, and read() of everything must not read the bomb whole first)."""
+
+    def through(blob: bytes, ratio: int, floor: int) -> bytes:
+        raw = HashingReader(io.BytesIO(blob))
+        _, stream = decompressed(raw)  # type: ignore[arg-type]
+        guard = ExpansionGuard(stream, raw, ratio, floor)
+        if how == "read_all":
+            return guard.read()
+        out = bytearray()
+        while True:
+            if how == "read":
+                piece = guard.read(1 << 16)
+            else:
+                buf = bytearray(1 << 16)
+                piece = bytes(buf[: guard.readinto(buf)])
+            if not piece:
+                return bytes(out)
+            out += piece
+
+    packed = zstandard.ZstdCompressor().compress(DATA)
+    assert through(packed, 1000, 1 << 20) == DATA
+    bomb = zstandard.ZstdCompressor(level=3).compress(bytes(64 << 20))
+    with pytest.raises(LayerError, match="decompression bomb"):
+        through(bomb, 1000, 1 << 20)
