@@ -9,14 +9,14 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from leakscan.detectors import DetectorConfig
-from leakscan.layers.archives import ArchiveLimits
-from leakscan.model import ScanReport
-from leakscan.scan import ScanOptions
-from leakscan.settings import load_config
-from leakscan.sources.auth import RegistryOptions
-from leakscan.suppress import Suppressions, load_baseline
+from leakscan.settings import FileConfig, load_config
+
+if TYPE_CHECKING:  # imported where used: a re-scan the store answers whole needs none of them
+    from leakscan.model import ScanReport
+    from leakscan.scan import ScanOptions
+    from leakscan.sources.auth import RegistryOptions
 
 
 def say(message: str) -> None:
@@ -43,16 +43,34 @@ class Flags:
     ignore_rule: list[str] | None = None
     ignore_path: list[str] | None = None
     detect_secrets_plugin: list[str] | None = None
-    max_archive_depth: int = ArchiveLimits.max_depth
-    max_expanded_bytes: int = ArchiveLimits.max_expanded_bytes
+    # None: ArchiveLimits' own default
+    max_archive_depth: int | None = None
+    max_expanded_bytes: int | None = None
     max_file_size: int | None = None
     workers: int = 0
     registry: RegistryOptions | None = None
     cache: str | None = None  # the result store, resolved: None without one
 
 
+def merged(config: FileConfig, flags: Flags) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """The threshold, ignored rules and ignored paths of flags and config file together:
+    flags add to the lists and win over single values."""
+    level = str(flags.min_confidence) if flags.min_confidence else config.min_confidence
+    return (
+        level or "medium",
+        config.ignore_rules + tuple(flags.ignore_rule or ()),
+        config.ignore_paths + tuple(flags.ignore_path or ()),
+    )
+
+
 def options_for(config_path: str | None, flags: Flags) -> ScanOptions:
     """Flags and the config file, merged: flags add to the lists and win over single values."""
+    from leakscan.detectors import DetectorConfig
+    from leakscan.layers.archives import ArchiveLimits
+    from leakscan.scan import ScanOptions
+    from leakscan.sources.auth import RegistryOptions
+    from leakscan.suppress import Suppressions, load_baseline
+
     config = load_config(config_path)
     fingerprints: frozenset[str] = frozenset()
     baseline_file = str(flags.baseline) if flags.baseline is not None else config.baseline
@@ -61,23 +79,28 @@ def options_for(config_path: str | None, flags: Flags) -> ScanOptions:
         fingerprints = accepted.fingerprints
         if accepted.notice:
             say(accepted.notice)
-    level = str(flags.min_confidence) if flags.min_confidence else config.min_confidence
+    level, rules, paths = merged(config, flags)
     plugins = config.detect_secrets_plugins + tuple(flags.detect_secrets_plugin or ())
+    limits = {
+        name: value
+        for name, value in (
+            ("max_depth", flags.max_archive_depth),
+            ("max_expanded_bytes", flags.max_expanded_bytes),
+        )
+        if value is not None
+    }
     return ScanOptions(
         platforms=tuple(flags.platform or ()),
-        min_confidence=level or "medium",  # type: ignore[arg-type]
+        min_confidence=level,  # type: ignore[arg-type]
         show_secrets=flags.show_secrets,
         detectors=DetectorConfig(detect_secrets_plugins=plugins),
         workers=flags.workers,
-        archives=ArchiveLimits(
-            max_depth=flags.max_archive_depth,
-            max_expanded_bytes=flags.max_expanded_bytes,
-        ),
+        archives=ArchiveLimits(**limits),
         max_file_size=flags.max_file_size,
         suppressions=Suppressions(
             fingerprints=fingerprints,
-            rules=config.ignore_rules + tuple(flags.ignore_rule or ()),
-            paths=config.ignore_paths + tuple(flags.ignore_path or ()),
+            rules=rules,
+            paths=paths,
         ),
         registry=flags.registry or RegistryOptions(),
         cache=flags.cache,

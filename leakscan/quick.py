@@ -8,9 +8,12 @@ arguments here. They are read for the scan command's common options only; anythi
 plugin, a shared store, a terminal on stderr...) returns None, as does an image whose
 layers or strings the store does not all hold, and the full command runs as always.
 
-What is answered here is computed by the same code as the full command
-(:mod:`leakscan.command`, :func:`leakscan.scan.scan_from_store`, the policy, the renderers):
-only the argument reading is this module's own.
+What is answered here is computed by the same code as the full command: first the whole
+report an earlier scan of the same images with the same settings kept
+(:mod:`leakscan.store.reports`: the source is read as a scan reads it, no layer is, and
+neither the scanning nor the findings modules are imported), else
+:func:`leakscan.scan.scan_from_store` builds it from the layers' and strings' entries;
+then the policy and the renderers. Only the argument reading is this module's own.
 """
 
 from __future__ import annotations
@@ -18,10 +21,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leakscan.terms import CONFIDENCE_RANK
+
+if TYPE_CHECKING:
+    from leakscan.command import Flags
+    from leakscan.model import ScanReport
+    from leakscan.settings import FileConfig
 
 # options taking a value: name -> (field, repeatable)
 _VALUED = {
@@ -112,12 +122,11 @@ def answer(argv: list[str], on_miss: Callable[[], None] | None = None) -> int | 
 
 
 def _answer(args: Args, on_miss: Callable[[], None]) -> int | None:
-    from leakscan.command import Flags, cache_spec, failure, options_for, report_problems, say
+    from leakscan.command import Flags, cache_spec, failure, report_problems, say
     from leakscan.errors import LeakscanError
     from leakscan.policy import judge, policy_for
     from leakscan.preflight import refuse_early
     from leakscan.report import parse_outputs, write_outputs
-    from leakscan.scan import scan_from_store
     from leakscan.settings import load_config
 
     outputs = parse_outputs(args.formats, Path(args.output) if args.output else None)
@@ -137,13 +146,20 @@ def _answer(args: Args, on_miss: Callable[[], None]) -> int | None:
         workers=int(args.workers),
         cache=spec,
     )
-    warnings: list[str] = []
-    report = scan_from_store(args.image, options_for(args.config, flags), warnings.append)
+    report = _whole(args.image, config, flags, spec)
     if report is None:
-        on_miss()
-        return None
-    if warnings or not report.complete:
-        return None
+        # no whole report kept: built from the layers' and strings' entries, when the
+        # store holds them all (the scan then keeps the whole report for next time)
+        from leakscan.command import options_for
+        from leakscan.scan import scan_from_store
+
+        warnings: list[str] = []
+        report = scan_from_store(args.image, options_for(args.config, flags), warnings.append)
+        if report is None:
+            on_miss()
+            return None
+        if warnings or not report.complete:
+            return None
     gate = judge(report, policy)
     # from here on the reports are being written: no second run, whatever happens
     try:
@@ -153,3 +169,31 @@ def _answer(args: Args, on_miss: Callable[[], None]) -> int | None:
         return 2
     report_problems(report)
     return gate.exit_status()
+
+
+def _whole(image: str, config: FileConfig, flags: Flags, spec: str) -> ScanReport | None:
+    """The whole report an earlier scan of the same images with the same settings kept
+    (:mod:`leakscan.store.reports`); None when there is none. The source is read as a scan
+    reads it (manifests, config, digests checked); no layer is. Only for the settings this
+    reader passes on, whose detection fingerprint needs neither the engines' settings
+    class nor the archive readers imported (:data:`leakscan.store.keys.DEFAULT_LIMITS`)."""
+    from leakscan.command import merged
+    from leakscan.sources import open_source
+    from leakscan.store import open_store
+    from leakscan.store.keys import DEFAULT_DETECTORS, DEFAULT_LIMITS, fingerprint_of
+    from leakscan.store.reports import Settings, recall_report, report_key
+
+    level, rules, paths = merged(config, flags)
+    settings = Settings(level, (), rules, paths, tuple(flags.platform or ()))
+    with closing(open_source(image)) as source:
+        images = list(source.images(settings.platforms))
+    if not images:
+        return None
+    fingerprint = fingerprint_of(DEFAULT_DETECTORS, DEFAULT_LIMITS, None)
+    warnings: list[str] = []
+    with open_store(spec, warnings.append) as store:
+        report = recall_report(store, report_key(fingerprint, image, images, settings))
+        if report is None or warnings:
+            store.forget_counts()  # the scan that follows counts its own lookups
+            return None
+    return report

@@ -39,6 +39,7 @@ from leakscan.sources.auth import RegistryOptions
 from leakscan.store import open_store
 from leakscan.store.codec import CodecError
 from leakscan.store.keys import detection_fingerprint
+from leakscan.store.reports import IMAGE, Settings, keep_report, report_key
 from leakscan.suppress import Suppressions
 
 if TYPE_CHECKING:  # imported when workers start: a scan from the store starts none
@@ -196,6 +197,8 @@ def scan(
     report = _report(image, scanned, errors, options, engines)
     if recall is not None:
         report = replace(report, cache=_cache_info(recall))
+        if detectors is None:  # engines given by the caller are not in the fingerprint
+            _keep_report(image, scanned, report, options, recall)
     return report
 
 
@@ -212,6 +215,51 @@ def _recall(options: ScanOptions, warn: Callable[[str], None] | None) -> Recall 
 def _cache_info(recall: Recall) -> m.CacheInfo:
     s = recall.stats
     return m.CacheInfo(s.layers_cached, s.layers_scanned, s.texts_cached, s.texts_scanned)
+
+
+def report_settings(options: ScanOptions) -> Settings:
+    """What a report depends on besides its images and the detection fingerprint."""
+    return Settings(
+        options.min_confidence,
+        tuple(sorted(options.suppressions.fingerprints)),
+        options.suppressions.rules,
+        options.suppressions.paths,
+        options.platforms,
+    )
+
+
+def _keep_report(
+    reference: str,
+    scanned: list[ImageScan],
+    report: m.ScanReport,
+    options: ScanOptions,
+    recall: Recall,
+) -> None:
+    """Keep the whole report for the next re-scan of the same images (leakscan.quick reads
+    it): only when every layer was read whole, its digests checked, or came from the
+    store, and nothing went wrong."""
+    if options.show_secrets or not scanned or not report.complete or recall.store.failed:
+        return
+    if options.cache is None or "://" in options.cache:
+        return  # a shared store is never read before the CLI loads: nothing would use it
+    for one in scanned:
+        for blob, layer in zip(one.image.layers, one.layers, strict=True):
+            if (
+                layer.errors
+                or blob.unavailable
+                or not blob.diff_id
+                or layer.diff_id != blob.diff_id
+            ):
+                return
+    s = recall.stats
+    key = report_key(
+        recall.fingerprint, reference, [one.image for one in scanned], report_settings(options)
+    )
+    with open_store(options.cache) as store:
+        store.counts.add(IMAGE, 0, 1)  # this scan was not answered whole
+        keep_report(
+            store, key, report, s.layers_cached + s.layers_scanned, s.texts_cached + s.texts_scanned
+        )
 
 
 def _scan_image(

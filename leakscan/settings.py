@@ -5,7 +5,6 @@ its lists and win over its single values (see :func:`leakscan.cli._options`)."""
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +76,8 @@ def load_config(explicit: str | None = None, start: str | None = None) -> FileCo
     for path in candidates:
         if not path.is_file():
             continue
+        import tomllib  # only when there is a file to read: most scans have none
+
         try:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

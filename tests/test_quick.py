@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from clirun import REPO, run_leakscan
-from helpers import write
+from helpers import LAYOUTS, write
 from imagebuilder import Image, Layer, fake_token
 from schema import validate_report
 from test_recall import leaky_image
@@ -99,10 +99,85 @@ def test_a_known_image_is_answered_without_the_cli(extra: list[str], tmp_path: P
     # the report names the catalog from its stamp: the engine's native module is not loaded
     assert not [m for m in imports if m.startswith("kingfisher_sdk")]
     assert "leakscan.detectors.kingfisher" not in imports
+    # the whole report comes from the store: nothing that scans, builds findings from layer
+    # records or reads registries' settings is imported (the cold run imports each)
+    for name in _NOT_WARM:
+        assert name in cold_imports, name
+        assert name not in imports, name
     assert code == cold_code and said == ""
     assert _plain(tmp_path / "warm.json") == _plain(tmp_path / "cold.json")
     warm = json.loads((tmp_path / "warm.json").read_text())
     assert warm["cache"]["layers_scanned"] == 0 and warm["cache"]["texts_scanned"] == 0
+
+
+# what a re-scan answered by a whole stored report does not import
+_NOT_WARM = (
+    "leakscan.scan",
+    "leakscan.findings",
+    "leakscan.layerscan",
+    "leakscan.recall",
+    "leakscan.detectors",
+    "leakscan.layers",
+    "leakscan.sources.auth",
+    "leakscan.redact",
+    "importlib.metadata",
+)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_whole_report_kept_equals_the_cold_one_in_every_layout(
+    layout: str, tmp_path: Path
+) -> None:
+    """A scan with the store keeps its whole report; the re-scan reads it back (an image
+    entry's hit counted) and writes the same report as a scan without the store."""
+    ref = write(layout, leaky_image(), tmp_path)
+    folder = tmp_path / "store"
+    cold = run_leakscan([ref, "-f", "json", "-o", str(tmp_path / "cold.json"), "--no-cache"])
+    first = run_leakscan([ref, "-f", "json", "--cache-dir", str(folder)])
+    assert first.code == cold.code == 1
+    argv = [ref, "-f", "json", "-o", str(tmp_path / "warm.json"), "--cache-dir", str(folder)]
+    assert quick.answer(argv) == 1
+    assert ("image", 1, 1) in _counters(folder)  # kept by the first, read by the second
+    assert _plain(tmp_path / "warm.json") == _plain(tmp_path / "cold.json")
+    warm = json.loads((tmp_path / "warm.json").read_text())
+    assert warm["cache"]["layers_cached"] == 3 and warm["cache"]["texts_cached"] > 0
+    assert warm["cache"]["layers_scanned"] == warm["cache"]["texts_scanned"] == 0
+
+
+def test_other_settings_are_not_answered_by_a_report_kept_for_others(tmp_path: Path) -> None:
+    """A threshold, an ignored path or a platform other than the kept report's: built from
+    the layers' entries as before, equal to a scan without the store, and kept in turn."""
+    ref = write("docker25", leaky_image(), tmp_path)
+    folder = tmp_path / "store"
+    assert run_leakscan([ref, "-f", "json", "--cache-dir", str(folder)]).code == 1
+    extra = ["--min-confidence", "low", "--ignore-path", "/etc/*", "--platform", "linux/amd64"]
+    cold = run_leakscan([ref, *extra, "-f", "json", "-o", str(tmp_path / "c.json"), "--no-cache"])
+    for n in (1, 2):
+        argv = [ref, *extra, "-f", "json", "-o", str(tmp_path / f"w{n}.json")]
+        assert quick.answer([*argv, "--cache-dir", str(folder)]) == cold.code
+        assert _plain(tmp_path / f"w{n}.json") == _plain(tmp_path / "c.json")
+    # the first of those two was built from layer entries, the second read the whole report
+    assert ("image", 1, 2) in _counters(folder)
+
+
+def test_a_damaged_or_missing_whole_report_is_built_again(tmp_path: Path) -> None:
+    ref = write("oci-dir", leaky_image(), tmp_path)
+    folder = tmp_path / "store"
+    cold = run_leakscan([ref, "-f", "json", "-o", str(tmp_path / "cold.json"), "--no-cache"])
+    assert run_leakscan([ref, "-f", "json", "--cache-dir", str(folder)]).code == cold.code
+    with sqlite3.connect(folder / "results.sqlite3") as db:
+        db.execute("UPDATE entries SET value = ? WHERE kind = 'image'", (b'{"report": 1}',))
+    argv = [ref, "-f", "json", "-o", str(tmp_path / "w1.json"), "--cache-dir", str(folder)]
+    assert quick.answer(argv) == cold.code
+    assert _plain(tmp_path / "w1.json") == _plain(tmp_path / "cold.json")
+    with sqlite3.connect(folder / "results.sqlite3") as db:
+        # the layered answer wrote a good one over it
+        (value,) = db.execute("SELECT value FROM entries WHERE kind = 'image'").fetchone()
+        assert json.loads(value)["layers"] == 3
+        db.execute("DELETE FROM entries WHERE kind = 'image'")
+    argv = [ref, "-f", "json", "-o", str(tmp_path / "w2.json"), "--cache-dir", str(folder)]
+    assert quick.answer(argv) == cold.code
+    assert _plain(tmp_path / "w2.json") == _plain(tmp_path / "cold.json")
 
 
 def test_every_format_matches_the_cli(tmp_path: Path) -> None:

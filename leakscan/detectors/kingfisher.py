@@ -21,10 +21,10 @@ from typing import Any, Final, Literal, cast
 import kingfisher_sdk
 from kingfisher_sdk import Rules, ScanInput, Scanner
 
+from leakscan.catalog import CONFIDENCE, read_info, stamp_name
+from leakscan.catalog import CatalogInfo as CatalogInfo  # this adapter's API still
+from leakscan.catalog import rules_dir as rules_dir
 from leakscan.detectors import Confidence, Match, RuleInfo, Subject
-from leakscan.detectors.catalog import CONFIDENCE, read_info, stamp_name
-from leakscan.detectors.catalog import CatalogInfo as CatalogInfo  # this adapter's API still
-from leakscan.detectors.catalog import rules_dir as rules_dir
 
 _CONFIDENCES = ("high", "medium", "low")
 

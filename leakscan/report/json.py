@@ -135,7 +135,7 @@ def _tool() -> dict[str, Any]:
     store answered whole) the one last compiled; nothing is compiled for it."""
     # not the engine's module: a store-served scan has not loaded it (its native module
     # alone is ~15-20 ms); the loaded catalog's identity when a scan did load it
-    from leakscan.detectors.catalog import stored_info
+    from leakscan.catalog import stored_info
 
     tool: dict[str, Any] = {"name": "leakscan", "version": __version__}
     info = stored_info()

@@ -8,11 +8,13 @@ import os
 import posixpath
 import tarfile
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from leakscan.errors import InputError
-from leakscan.sources.auth import RegistryOptions
 from leakscan.sources.base import Source
+
+if TYPE_CHECKING:  # the registry's settings: no file or archive source needs them imported
+    from leakscan.sources.auth import RegistryOptions
 
 Transport = Literal["docker-archive", "oci", "oci-archive", "docker", "docker-daemon", "name"]
 

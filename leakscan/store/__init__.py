@@ -59,6 +59,8 @@ class ResultStore:
         self._backend = backend
         self._warn = warn
         self.counts = Counts()
+        # a failure made it answer nothing (closing it does not)
+        self.failed = False
 
     @property
     def enabled(self) -> bool:
@@ -66,6 +68,7 @@ class ResultStore:
         return self._backend is not None
 
     def _failed(self, exc: StoreError) -> None:
+        self.failed = True
         backend, self._backend = self._backend, None
         if backend is not None:
             backend.close()

@@ -7,14 +7,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+from collections.abc import Mapping
 from functools import cache
-from importlib import metadata
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import leakscan
-from leakscan.detectors import DetectorConfig
-from leakscan.layers.archives import ArchiveLimits
+from leakscan.distinfo import installed_version
+
+if TYPE_CHECKING:  # a re-scan the store answers whole imports neither (see fingerprint_of)
+    from leakscan.detectors import DetectorConfig
+    from leakscan.layers.archives import ArchiveLimits
 
 # bump when what the store keeps changes shape
 STORE_FORMAT = 1
@@ -25,24 +28,30 @@ _ENGINES = ("kingfisher-secret-scanner", "detect-secrets")
 def _code_digest() -> str:
     """A digest of leakscan's own code: during development the version string stays put
     while rules and readers change, and a stale result must not outlive them."""
-    root = Path(leakscan.__file__).parent
+    # os.walk rather than Path.rglob: a re-scan answered from the store pays for this walk
+    root = os.path.dirname(os.path.abspath(leakscan.__file__))
+    names = [
+        os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
+        for folder, _dirs, files in os.walk(root)
+        for name in files
+        if name.endswith(".py")
+    ]
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0")
-        h.update(path.read_bytes())
+    for name in sorted(names):
+        h.update(name.encode() + b"\0")
+        with open(os.path.join(root, name), "rb") as fh:
+            h.update(fh.read())
     return h.hexdigest()
 
 
 def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "missing"
+    return installed_version(package) or "missing"
 
 
 def _file_digest(path: str) -> str:
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
     except OSError as exc:  # the scan reports it; here it only must not match a good file
         return f"unreadable:{exc.errno}"
 
@@ -51,14 +60,41 @@ def detection_fingerprint(
     detectors: DetectorConfig, limits: ArchiveLimits, max_file_size: int | None
 ) -> str:
     """Everything that changes what a layer scan yields, as one digest."""
+    return fingerprint_of(dataclasses.asdict(detectors), dataclasses.asdict(limits), max_file_size)
+
+
+# dataclasses.asdict of DetectorConfig() and ArchiveLimits(): the settings of every re-scan
+# leakscan.quick answers, which imports neither class (the archive readers behind
+# ArchiveLimits cost that path more than the lookup). tests/store/test_keys.py checks that
+# they equal the classes' defaults; should they drift, such a re-scan finds nothing stored
+# under them and is answered the long way, never wrongly
+DEFAULT_DETECTORS: Mapping[str, Any] = {
+    "detect_secrets": True,
+    "detect_secrets_plugins": (),
+    "detect_secrets_max_file_size": 1 << 20,
+}
+DEFAULT_LIMITS: Mapping[str, Any] = {
+    "max_depth": 3,
+    "max_expanded_bytes": 2 << 30,
+    "max_ratio": 200,
+    "max_members": 100_000,
+    "max_member_size": None,
+    "max_decoder_memory": 16 << 20,
+}
+
+
+def fingerprint_of(
+    detectors: Mapping[str, Any], limits: Mapping[str, Any], max_file_size: int | None
+) -> str:
+    """:func:`detection_fingerprint` of the settings as plain data (``asdict`` of both)."""
     parts: dict[str, Any] = {
         "format": STORE_FORMAT,
         "leakscan": [leakscan.__version__, _code_digest()],
         "engines": {name: _version(name) for name in _ENGINES},
-        "detectors": dataclasses.asdict(detectors),
+        "detectors": dict(detectors),
         # plugin files by content: the same path may hold another plugin tomorrow
-        "plugins": [_file_digest(p) for p in detectors.detect_secrets_plugins],
-        "limits": dataclasses.asdict(limits),
+        "plugins": [_file_digest(p) for p in detectors["detect_secrets_plugins"]],
+        "limits": dict(limits),
         "max_file_size": max_file_size,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -54,3 +54,37 @@ def test_keys_name_the_bytes() -> None:
     assert layer_key(f, "sha256:aa") != layer_key(f, "sha256:bb")
     assert layer_key(f, "sha256:aa") != layer_key(fp(max_file_size=1), "sha256:aa")
     assert content_key(f, "aa").endswith(":aa")
+
+
+def test_the_quick_readers_defaults_are_the_classes() -> None:
+    """leakscan.quick names the default settings without importing their classes: should
+    a default change and these not, a re-scan would find no whole report under them."""
+    import dataclasses
+
+    assert dict(keys.DEFAULT_DETECTORS) == dataclasses.asdict(DetectorConfig())
+    assert dict(keys.DEFAULT_LIMITS) == dataclasses.asdict(ArchiveLimits())
+    assert keys.fingerprint_of(keys.DEFAULT_DETECTORS, keys.DEFAULT_LIMITS, None) == fp()
+    assert keys.fingerprint_of(keys.DEFAULT_DETECTORS, keys.DEFAULT_LIMITS, 1) != fp()
+
+
+def test_code_digest_covers_every_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change to any .py file below the package, nested or not, changes the digest."""
+    import leakscan
+
+    pkg = tmp_path / "leakscan"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "deep.py").write_text("x = 1\n")
+    monkeypatch.setattr(leakscan, "__file__", str(pkg / "__init__.py"))
+    keys._code_digest.cache_clear()
+    try:
+        before = keys._code_digest()
+        (pkg / "sub" / "deep.py").write_text("x = 2\n")
+        keys._code_digest.cache_clear()
+        assert keys._code_digest() != before
+        (pkg / "sub" / "deep.py").write_text("x = 1\n")
+        (pkg / "notes.txt").write_text("not code\n")
+        keys._code_digest.cache_clear()
+        assert keys._code_digest() == before
+    finally:
+        keys._code_digest.cache_clear()
