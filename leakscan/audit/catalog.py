@@ -4,66 +4,28 @@ holds. Each tag resolves to its images, one per platform, through the registry s
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from leakscan.errors import InputError, LeakscanError, SourceError
+from leakscan.audit.target import DAEMON as DAEMON
+from leakscan.audit.target import MAX_PAGES, PAGE
+from leakscan.audit.target import Target as Target
+from leakscan.audit.target import parse_target as parse_target
+from leakscan.audit.target import read_repos_file as read_repos_file
+from leakscan.audit.target import select_repositories as select_repositories
+from leakscan.errors import LeakscanError, SourceError
 from leakscan.model import SourceImage
-from leakscan.sources.auth import RegistryOptions
 from leakscan.sources.reference import ImageReference, parse_reference
 from leakscan.sources.registry import ACCEPT as MANIFEST_ACCEPT
 from leakscan.sources.registry import RegistrySource
 from leakscan.sources.registry_client import RegistryClient
 
-DAEMON = "docker-daemon:"
-# entries asked for per page of _catalog and tags/list (the registry may answer fewer)
-PAGE = 1000
-# pages followed at most: a registry whose Link loops must not keep an audit going for ever
-MAX_PAGES = 100_000
 # manifests and configs fetched at a time while walking
 WALK_THREADS = 8
-_HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?")
-
-
-@dataclass(frozen=True)
-class Target:
-    """What to audit: a registry host (and how to reach it), or the docker engine."""
-
-    host: str | None  # None: the docker engine
-    options: RegistryOptions
-
-    @property
-    def daemon(self) -> bool:
-        """Whether the target is the local docker engine."""
-        return self.host is None
-
-    @property
-    def name(self) -> str:
-        """The target as reports name it."""
-        return self.host or DAEMON
-
-
-def parse_target(text: str, options: RegistryOptions) -> Target:
-    """``host[:port]``, ``https://host[:port]``, ``http://host[:port]`` or ``docker-daemon:``."""
-    if text in (DAEMON, "docker-daemon"):
-        return Target(None, options)
-    host = text
-    if "://" in text:
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or parts.path.strip("/") or parts.query:
-            raise InputError(f"{text}: a registry is host[:port], https://HOST or http://HOST")
-        host = parts.netloc
-        if parts.scheme == "http":
-            options = replace(options, plain_http=True)
-    host = host.rstrip("/")
-    if not host or not _HOST.fullmatch(host):
-        raise InputError(f"{text}: not a registry host (host[:port]) nor docker-daemon:")
-    return Target(host, options)
 
 
 def _client(target: Target, repository: str) -> RegistryClient:
@@ -139,23 +101,6 @@ def tags(client: RegistryClient, page: int = PAGE) -> Iterator[str]:
     """Every tag of the client's repository."""
     path = f"/v2/{client.repository}/tags/list?n={page}"
     yield from _paged(client, path, "tags", f"tags/list of {client.repository}")
-
-
-def select_repositories(listed: Sequence[str], globs: Sequence[str]) -> list[str]:
-    """The repositories ``globs`` select (all without globs)."""
-    if not globs:
-        return sorted(listed)
-    return sorted(r for r in listed if any(fnmatch.fnmatchcase(r, g) for g in globs))
-
-
-def read_repos_file(path: str) -> list[str]:
-    """Repository names, one a line; ``#`` starts a comment."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except OSError as exc:
-        raise InputError(f"--repos-from {path}: {exc.strerror}") from None
-    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from leakscan.audit.core import AuditCallback, AuditProgress, AuditReport
+from leakscan.audit.result import AuditCallback, AuditProgress, AuditReport
 
 WIDTH = 30
 # a terminal is redrawn at most this often

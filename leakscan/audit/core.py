@@ -15,8 +15,6 @@ an audit killed before, or by an earlier one.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
 from collections import OrderedDict
@@ -34,15 +32,23 @@ from leakscan.audit.catalog import (
     Unchanged,
     engine_images,
     parse_target,
-    read_repos_file,
     repositories,
     resolve_registry,
     root_client,
-    select_repositories,
 )
 from leakscan.audit.db import AuditDb, default_path
 from leakscan.audit.fanout import Fanout, ScanSettings, build_engines, fanout
-from leakscan.audit.memo import MemoError, decode_reports, encode_reports, schema_digest
+from leakscan.audit.memo import MemoError, decode_reports, encode_reports, settings_key
+from leakscan.audit.result import (
+    AuditCallback,
+    AuditProgress,
+    AuditReport,
+    AuditStats,
+    audited,
+    kept_layer_ids,
+    record,
+)
+from leakscan.audit.target import repository_names
 from leakscan.detectors import Detectors, Match
 from leakscan.detectors.tokens import pairs_apart
 from leakscan.errors import InputError, LeakscanError
@@ -57,7 +63,6 @@ from leakscan.store import LAYER, open_store
 from leakscan.store.codec import CodecError, decode_layer, decode_record, encode_layer
 from leakscan.store.keys import detection_fingerprint, layer_key
 
-_GLOB = re.compile(r"[*?\[]")
 # where the OCI distribution spec's tag schema keeps the referrers of sha256:HEX
 _REFERRERS_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 # decoded-from-the-database layer results kept at hand while images are assembled
@@ -81,68 +86,6 @@ class AuditOptions:
     since: float | None = None
     # entries per page of _catalog and tags/list
     page_size: int = 1000
-
-
-@dataclass(frozen=True)
-class AuditedImage:
-    """One repository/tag/platform image, its report, and when its findings were first
-    seen (by fingerprint)."""
-
-    repository: str
-    tag: str | None
-    report: m.ImageReport
-    first_seen: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class AuditStats:
-    """What the audit covered and what it cost."""
-
-    repositories: int
-    images: int
-    layers_total: int
-    layers_unique: int
-    layers_scanned: int
-    layers_cached: int
-    bytes_scanned: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class AuditReport:
-    """Every image audited; ``errors`` are repositories, tags or images that could not be."""
-
-    registry: str
-    images: tuple[AuditedImage, ...]
-    errors: tuple[m.Problem, ...]
-    stats: AuditStats
-    audit_id: int
-    started: float
-    new_only: bool = False
-    since: float | None = None
-
-    @property
-    def complete(self) -> bool:
-        """True when everything could be audited."""
-        return not self.errors and all(not i.report.errors for i in self.images)
-
-    @property
-    def findings(self) -> tuple[m.Finding, ...]:
-        """Every finding reported."""
-        return tuple(f for i in self.images for f in i.report.findings)
-
-
-@dataclass(frozen=True)
-class AuditProgress:
-    """Where an audit is: ``phase`` is walk, scan or report."""
-
-    phase: str
-    done: int
-    total: int | None
-    what: str = ""
-
-
-AuditCallback = Callable[[AuditProgress], None]
 
 
 def layer_id(blob: m.LayerBlob) -> str:
@@ -282,13 +225,10 @@ class _Audit:
 
     def remembered(self, reports: Sequence[m.ImageReport]) -> None:
         """Count the layers of reports kept from an earlier audit (none is scanned)."""
-        for report in reports:
-            self.layers_total += len(report.layers)
-            for layer in report.layers:
-                lid = layer.diff_id if layer.diff_id.startswith("sha256:") else layer.digest
-                lid = lid or f"unknown:{layer.index}"
-                self.unique.add(lid)
-                self.reused.add(lid)
+        lids = kept_layer_ids(reports)
+        self.layers_total += len(lids)
+        self.unique.update(lids)
+        self.reused.update(lids)
 
     @property
     def cached(self) -> int:
@@ -443,16 +383,11 @@ def _repository_names(
     target: Target, options: AuditOptions, root: RegistryClient | None = None
 ) -> list[str]:
     """The repositories to audit: named ones as they are, globs against the catalog."""
-    named = list(read_repos_file(options.repos_from)) if options.repos_from else []
-    globs = [r for r in options.repos if _GLOB.search(r)]
-    named += [r for r in options.repos if not _GLOB.search(r)]
-    if named and not globs:
-        return sorted(set(named))
-    listed = list(repositories(target, options.page_size, root))
-    chosen = select_repositories(listed, globs) if (globs or named) else sorted(listed)
-    if named and globs:
-        chosen = sorted(set(chosen) | set(named))
-    return chosen
+    return repository_names(
+        options.repos,
+        options.repos_from,
+        lambda: repositories(target, options.page_size, root),
+    )
 
 
 def _daemon_batches(
@@ -497,15 +432,13 @@ def _settings_key(options: AuditOptions) -> str:
     suppressions) and the shape of the report."""
     s = options.scan
     sup = s.suppressions
-    parts = [
+    return settings_key(
         detection_fingerprint(s.detectors, s.archives, s.max_file_size),
         s.min_confidence,
-        sorted(sup.fingerprints),
-        list(sup.rules),
-        list(sup.paths),
-        schema_digest(),
-    ]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+        sup.fingerprints,
+        sup.rules,
+        sup.paths,
+    )
 
 
 def _registry_audit(
@@ -776,43 +709,11 @@ def audit(
             if recall is not None:
                 recall.store.close()
         now = time.time()
-        rows = [
-            (
-                r,
-                t if t is not None else f"@{rep.config_digest}",
-                rep.platform or "",
-                rep.manifest_digest,
-                rep.config_digest,
-            )
-            for r, t, rep in entries
-        ]
-        sightings = db.record(
-            target.name,
-            audit_id,
-            rows,
-            [(r, f.fingerprint) for r, _, rep in entries for f in rep.findings],
-            now,
-        )
+        sightings = record(db, target.name, audit_id, entries, now)
         if kept:
             _keep_reports(db, target.name, settings, kept, entries)
         db.finish(audit_id, now)
-    images = []
-    for repository, tag, rep in entries:
-        firsts = {f.fingerprint: sightings[(repository, f.fingerprint)] for f in rep.findings}
-        shown = tuple(
-            f
-            for f in rep.findings
-            if (not options.new_only or firsts[f.fingerprint].first_audit == audit_id)
-            and (options.since is None or firsts[f.fingerprint].first_seen >= options.since)
-        )
-        images.append(
-            AuditedImage(
-                repository,
-                tag,
-                replace(rep, findings=shown),
-                tuple(sorted((fp, s.first_seen) for fp, s in firsts.items())),
-            )
-        )
+    images = audited(entries, sightings, audit_id, options.new_only, options.since)
     stats = AuditStats(
         repositories=len(repos),
         images=len(images),
@@ -825,7 +726,7 @@ def audit(
     )
     return AuditReport(
         target.name,
-        tuple(images),
+        images,
         tuple(errors),
         stats,
         audit_id,

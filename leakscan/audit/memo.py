@@ -56,6 +56,21 @@ def schema_digest() -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
+def settings_key(
+    detection: str,
+    min_confidence: str,
+    fingerprints: typing.Collection[str],
+    rules: typing.Sequence[str],
+    paths: typing.Sequence[str],
+) -> str:
+    """Everything a kept image report depends on besides the image: what detects (the
+    ``detection`` fingerprint: leakscan, engines, limits), what is reported (confidence,
+    suppressions) and the shape of the report. Reports are kept and read under it."""
+    parts = [detection, min_confidence, sorted(fingerprints), list(rules), list(paths)]
+    parts.append(schema_digest())
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
 def _plain(value: Any) -> Any:
     """A JSON-native value (fields typed Any), checked."""
     if value is None or isinstance(value, (str, bool, int, float)):

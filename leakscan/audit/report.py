@@ -10,7 +10,7 @@ from typing import Any
 
 from leakscan import __version__, provenance
 from leakscan import model as m
-from leakscan.audit.core import AuditReport
+from leakscan.audit.result import AuditReport
 from leakscan.report.json import SCHEMA_VERSION, finding_dict, image_dict
 
 

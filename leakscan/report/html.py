@@ -13,7 +13,7 @@ from leakscan import __version__, provenance
 from leakscan import model as m
 
 if TYPE_CHECKING:
-    from leakscan.audit.core import AuditReport
+    from leakscan.audit.result import AuditReport
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}

@@ -1,0 +1,547 @@
+"""The re-audit of an unchanged registry, before the command-line framework and the audit's
+scanners load.
+
+An audit of a registry nothing was pushed to since the last one reads no config and scans
+no layer: it lists the repositories and tags, asks each tag for its digest (HEAD), and
+reports what the audit database kept for those digests. That is a few milliseconds of work
+per tag; the interpreter importing the CLI (typer, pydantic), the registry client
+(requests) and the scanners cost more than all of it. :mod:`leakscan.__main__` hands
+``leakscan audit`` arguments here first.
+
+Anything this path does not handle sends the full audit on its way, with nothing written
+and nothing said: an option it does not know or that needs the full machinery (credentials,
+TLS settings, --dask, --since, a plugin, a baseline, a shared store), a terminal on stderr (it
+gets the progress bar), a registry that asks for authentication, a status other than 200, a
+tag that is new or names another digest, a kept report that does not read back. Only once
+every tag is known unchanged does it write to the audit database, through the same steps
+as the full audit (:mod:`leakscan.audit.result`), and render with the same renderers: the
+report is the full path's, to the byte (bar the audit's id, start and duration).
+
+HTTP is :mod:`http.client` with kept-alive connections, one per thread: the listings and
+HEADs are small and many, and each one through ``requests`` costs several times the CPU.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import os
+import re
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from leakscan import __version__
+from leakscan import model as m
+from leakscan.audit.db import AuditDb
+from leakscan.audit.memo import MemoError, decode_reports, settings_key
+from leakscan.audit.result import AuditReport, AuditStats, Entry, audited, kept_layer_ids, record
+from leakscan.audit.target import MAX_PAGES, PAGE, Target, parse_target, repository_names
+from leakscan.sources.auth import RegistryOptions
+from leakscan.terms import CONFIDENCE_RANK
+
+# what the registry source accepts for a manifest (leakscan.sources.registry.ACCEPT: the
+# digest a HEAD names depends on it; a test holds the two equal)
+ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+# as the registry client names itself
+USER_AGENT = f"leakscan/{__version__}"
+# HEADs and listings in flight at once: a remote registry is mostly round trips
+THREADS = 4
+# a listing page larger than this is not one this path reads
+MAX_PAGE_BYTES = 16 << 20
+# names this path puts in a URL as they are (the registry spec's characters)
+_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPO = re.compile(rf"{_PART}(?:/{_PART})*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_NEXT = re.compile(r'\s*<([^>]*)>\s*;\s*rel="?next"?\s*')
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
+
+
+class Fallback(Exception):
+    """Something this path does not handle: the full audit runs instead."""
+
+
+# --- the arguments ----------------------------------------------------------------------------
+
+# options taking a value: name -> (field, repeatable)
+_VALUED = {
+    "--repo": ("repo", True),
+    "--repos-from": ("repos_from", False),
+    "--tag": ("tag", False),
+    "--db": ("db", False),
+    "--workers": ("workers", False),
+    "-j": ("workers", False),
+    "--format": ("format", False),
+    "-f": ("format", False),
+    "--output": ("output", False),
+    "-o": ("output", False),
+    "--min-confidence": ("level", False),
+    "--cache": ("cache", False),
+    "--cache-dir": ("cache_dir", False),
+    "--config": ("config", False),
+}
+_SWITCHES = {"--new-only": "new_only", "--no-cache": "no_cache", "--plain-http": "plain_http"}
+
+
+@dataclass
+class Args:
+    """The audit command's arguments this path knows."""
+
+    target: str = ""
+    repo: list[str] = field(default_factory=list)
+    repos_from: str | None = None
+    tag: str | None = None
+    db: str | None = None
+    workers: str = "1"
+    format: str = "table"
+    output: str | None = None
+    level: str | None = None
+    cache: str | None = None
+    cache_dir: str | None = None
+    config: str | None = None
+    new_only: bool = False
+    no_cache: bool = False
+    plain_http: bool = False
+
+
+def parse(argv: Sequence[str]) -> Args | None:
+    """The arguments after ``audit``, when each is an option this path knows or the one
+    target; None otherwise (the full command reads them, and says what is wrong)."""
+    args = Args()
+    targets: list[str] = []
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--debug":
+            continue
+        if arg in _SWITCHES:
+            setattr(args, _SWITCHES[arg], True)
+            continue
+        if not arg.startswith("-"):
+            targets.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in _VALUED or (eq and not name.startswith("--")):
+            return None
+        if not eq:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        attr, many = _VALUED[name]
+        if many:
+            getattr(args, attr).append(value)
+        else:
+            setattr(args, attr, value)
+    if len(targets) != 1 or args.format not in ("table", "json", "html"):
+        return None
+    if args.level is not None and args.level not in CONFIDENCE_RANK:
+        return None
+    if not (args.workers.isascii() and args.workers.isdigit() and int(args.workers) >= 1):
+        return None
+    args.target = targets[0]
+    return args
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, ``127.0.0.0/8`` or ``[::1]``, with or without a port (as the
+    registry client decides whether plain HTTP may be tried unasked)."""
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One response, read whole."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+class Wire:
+    """Requests to one registry over kept-alive connections, one per thread. Anything but
+    a clean exchange is :class:`Fallback`."""
+
+    def __init__(self, host: str, tls: ssl.SSLContext | None, timeout: float) -> None:
+        self.host = host
+        self.tls = tls
+        self.timeout = timeout
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.tls is not None:
+                conn = http.client.HTTPSConnection(
+                    self.host, timeout=self.timeout, context=self.tls
+                )
+            else:
+                conn = http.client.HTTPConnection(self.host, timeout=self.timeout)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def request(self, method: str, path: str, accept: str | None = None) -> Answer:
+        """``method`` ``path``; once more on a fresh connection when a kept-alive one was
+        closed by the other side (both are idempotent reads)."""
+        headers = {"User-Agent": USER_AGENT}
+        if accept is not None:
+            headers["Accept"] = accept
+        for attempt in (0, 1):
+            conn = self._connection()
+            try:
+                conn.request(method, path, headers=headers)
+                resp = conn.getresponse()
+                body = resp.read(MAX_PAGE_BYTES + 1)
+                if not resp.isclosed() and len(body) > MAX_PAGE_BYTES:
+                    raise Fallback("a response larger than a listing page")
+                if resp.will_close:
+                    conn.close()
+                return Answer(resp.status, resp.headers, body)
+            except ssl.SSLError:
+                conn.close()
+                raise Fallback("TLS") from None
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                if attempt:
+                    raise Fallback("the connection failed") from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+
+
+def _verifying_context(target: Target) -> ssl.SSLContext:
+    """TLS as the registry client verifies it (requests' default CA bundle, a bundle a
+    variable names, the host's certs.d CAs); Fallback for what this path does not do
+    (client certificates, --ca-file, no verification)."""
+    assert target.host is not None
+    options = target.options
+    if options.client_cert(target.host) is not None:
+        raise Fallback("a TLS client certificate")
+    verify = options.verify(target.host)
+    if verify is False:
+        raise Fallback("no TLS verification")
+    if verify is True:
+        import certifi
+
+        verify = certifi.where()
+    return ssl.create_default_context(cafile=verify)
+
+
+def _speaks_tls(host: str, timeout: float) -> bool:
+    """Whether ``host`` answers a TLS handshake at all (no certificate checked: only which
+    scheme to use is asked here, with no CA bundle loaded for a plain-HTTP registry)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection(host, timeout=timeout, context=ctx)
+    try:
+        conn.connect()
+    except ssl.SSLError:
+        return False
+    except OSError:
+        raise Fallback("cannot connect") from None
+    finally:
+        conn.close()
+    return True
+
+
+def connect(target: Target) -> Wire:
+    """The registry's scheme, as the registry client finds it (HTTPS; plain HTTP when
+    asked, or for a loopback registry that does not speak TLS), checked with ``GET /v2/``:
+    200 or Fallback (a 401 is a challenge the full client answers)."""
+    host = target.host
+    assert host is not None
+    options = target.options
+    loopback = is_loopback(host)
+    if not loopback and any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARS):
+        raise Fallback("a proxy")
+    tls = None
+    # plain HTTP when asked for, else for a loopback registry that speaks no TLS
+    if not options.plain_http and (not loopback or _speaks_tls(host, options.timeout)):
+        tls = _verifying_context(target)
+    wire = Wire(host, tls, options.timeout)
+    try:
+        if wire.request("GET", "/v2/").status != 200:
+            raise Fallback("GET /v2/ was not 200")
+    except BaseException:
+        wire.close()
+        raise
+    return wire
+
+
+def paged(wire: Wire, path: str, key: str) -> list[str]:
+    """Every string of ``key`` in a paginated listing (``Link: <...>; rel="next"``
+    followed by its path and query, as the full walk does)."""
+    seen: dict[str, None] = {}
+    for _ in range(MAX_PAGES):
+        got = wire.request("GET", path)
+        if got.status != 200:
+            raise Fallback(f"a listing answered {got.status}")
+        try:
+            body: Any = json.loads(got.body)
+        except ValueError:
+            raise Fallback("a listing that is not JSON") from None
+        names = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(names, list):
+            raise Fallback("a listing without its list")
+        for name in names:
+            if isinstance(name, str):
+                seen.setdefault(name)
+        links = got.headers.get_all("Link") or []
+        if not links:
+            return list(seen)
+        found = [_NEXT.fullmatch(part) for link in links for part in link.split(",")]
+        nexts = [x.group(1) for x in found if x is not None]
+        if len(nexts) != 1 or len(found) != 1:
+            raise Fallback("a Link header this path does not read")
+        parts = urlsplit(nexts[0])
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+    raise Fallback("too many pages")
+
+
+# --- the re-audit ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quick:
+    """What the re-audit needs besides the target (the full audit's AuditOptions, as far
+    as an unchanged registry uses them)."""
+
+    db: str
+    settings: str  # the key kept reports are filed under (memo.settings_key)
+    repos: tuple[str, ...] = ()
+    repos_from: str | None = None
+    tag_pattern: str | None = None
+    new_only: bool = False
+
+
+def _unchanged(
+    wire: Wire, repos: list[str], tag_filter: re.Pattern[str] | None, known: dict[Any, str]
+) -> Iterator[tuple[str, str, str]]:
+    """Each (repository, tag, digest) in the walk's order, every tag known and naming the
+    digest it named; Fallback at the first that is not. Tags are listed and HEADs sent
+    ``THREADS`` at a time, a repository's HEADs as soon as its tags are in."""
+
+    def listing(repository: str) -> list[str]:
+        return sorted(paged(wire, f"/v2/{repository}/tags/list?n={PAGE}", "tags"))
+
+    def same(repository: str, tag: str, digest: str) -> None:
+        got = wire.request("HEAD", f"/v2/{repository}/manifests/{tag}", ACCEPT)
+        if got.status != 200 or got.headers.get("Docker-Content-Digest") != digest:
+            raise Fallback("a tag moved")
+
+    lists: list[Future[list[str]]] = []
+    heads: list[tuple[str, str, str, Future[None]]] = []
+    with ThreadPoolExecutor(THREADS) as pool:
+        try:
+            lists = [pool.submit(listing, r) for r in repos]
+            for repository, names in zip(repos, lists, strict=True):
+                for tag in names.result():
+                    if tag_filter is not None and not tag_filter.search(tag):
+                        continue
+                    digest = known.get((repository, tag))
+                    if digest is None or not _TAG.fullmatch(tag):
+                        raise Fallback("a tag the last audit did not see")
+                    head = pool.submit(same, repository, tag, digest)
+                    heads.append((repository, tag, digest, head))
+            for repository, tag, digest, head in heads:
+                head.result()
+                yield repository, tag, digest
+        finally:
+            # on a Fallback, nothing more is sent than what is on the wire already
+            for listed in lists:
+                listed.cancel()
+            for *_, head in heads:
+                head.cancel()
+
+
+def reaudit(target: Target, quick: Quick) -> AuditReport:
+    """The audit of ``target`` when nothing changed since the last one: the report the
+    full audit makes, from the audit database alone. Fallback (nothing written) on
+    anything else."""
+    t0 = time.monotonic()
+    started = time.time()
+    if target.host is None or target.host in ("docker.io", "index.docker.io"):
+        raise Fallback("not a registry this path reaches")
+    try:
+        tag_filter = re.compile(quick.tag_pattern) if quick.tag_pattern else None
+    except re.error:
+        raise Fallback("a --tag that is no expression") from None
+    if not os.path.isfile(quick.db):
+        raise Fallback("no audit database")
+    db = AuditDb(quick.db)
+    try:
+        known = db.remembered(target.name, quick.settings)
+        if not known:
+            raise Fallback("nothing kept")
+        wire = connect(target)
+        try:
+            catalog = f"/v2/_catalog?n={PAGE}"
+            repos = repository_names(
+                quick.repos, quick.repos_from, lambda: paged(wire, catalog, "repositories")
+            )
+            if not all(_REPO.fullmatch(r) for r in repos):
+                raise Fallback("a repository name this path does not put in a URL")
+            walked = list(_unchanged(wire, repos, tag_filter, known))
+        finally:
+            wire.close()
+        kept = db.reports(quick.settings, sorted({d for _, _, d in walked}))
+        entries: list[Entry] = []
+        for repository, tag, digest in walked:
+            value = kept.get(digest)
+            if value is None:
+                raise Fallback("a kept report is missing")
+            try:
+                reports = decode_reports(value)
+            except MemoError:
+                raise Fallback("a kept report does not read back") from None
+            reference = f"{target.host}/{repository}:{tag}"
+            entries.extend((repository, tag, _named(r, reference)) for r in reports)
+        lids = kept_layer_ids(e[2] for e in entries)
+        # every tag is as it was: from here on this is the audit, written as the full one is
+        audit_id = db.start(target.name, started)
+        now = time.time()
+        sightings = record(db, target.name, audit_id, entries, now)
+        db.finish(audit_id, now)
+    finally:
+        db.close()
+    images = audited(entries, sightings, audit_id, quick.new_only, None)
+    stats = AuditStats(
+        repositories=len({r for r, _, _ in walked}),
+        images=len(images),
+        layers_total=len(lids),
+        layers_unique=len(set(lids)),
+        layers_scanned=0,
+        layers_cached=len(set(lids)),
+        bytes_scanned=0,
+        seconds=round(time.monotonic() - t0, 3),
+    )
+    return AuditReport(target.name, images, (), stats, audit_id, started, quick.new_only, None)
+
+
+def _named(report: m.ImageReport, reference: str) -> m.ImageReport:
+    return replace(report, reference=reference)
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def _quick_for(args: Args) -> tuple[Target, Quick] | None:
+    """The target and what the re-audit needs, as the full command would read them; None
+    for settings the full path alone handles."""
+    from leakscan.detectors import DetectorConfig
+    from leakscan.layers.archives import ArchiveLimits
+    from leakscan.settings import load_config
+    from leakscan.store import FILE_NAME, default_location
+    from leakscan.store.keys import detection_fingerprint
+
+    config = load_config(args.config)
+    if config.baseline is not None or config.detect_secrets_plugins:
+        return None
+    # the result store as the command resolves it (leakscan.command.cache_spec)
+    cache_dir = Path(args.cache_dir) if args.cache_dir is not None else None
+    store: str | None
+    if args.no_cache:
+        store = None
+    elif args.cache:
+        store = args.cache
+    elif cache_dir is not None:
+        store = str(cache_dir / FILE_NAME)
+    else:
+        store = str(default_location())
+    if store is not None and "://" in store:
+        return None  # a shared store: the full audit opens it, and says what it thinks
+    db = args.db or (str(cache_dir / "audit.sqlite3") if cache_dir is not None else None)
+    if db is None:
+        from leakscan.audit.db import default_path
+
+        db = str(default_path(store))
+    level = args.level or config.min_confidence or "medium"
+    settings = settings_key(
+        detection_fingerprint(DetectorConfig(), ArchiveLimits(), None),
+        level,
+        frozenset(),
+        config.ignore_rules,
+        config.ignore_paths,
+    )
+    options = RegistryOptions(plain_http=args.plain_http)
+    target = parse_target(args.target, options)
+    quick = Quick(db, settings, tuple(args.repo), args.repos_from, args.tag, args.new_only)
+    return target, quick
+
+
+def answer(argv: Sequence[str]) -> int | None:
+    """The exit status of ``leakscan audit`` with ``argv``, its report written, when the
+    registry is unchanged since the last audit; None (nothing written, nothing said) when
+    the full command must run."""
+    args = parse(argv)
+    if args is None or sys.stderr.isatty():
+        return None  # a terminal gets the progress bar of the full command
+    try:
+        found = _quick_for(args)
+        if found is None:
+            return None
+        report = reaudit(*found)
+    except Exception:  # noqa: BLE001 - whatever it is, the full audit does it and says it
+        return None
+    # from here on the audit is recorded: no second run, whatever happens
+    return _write(report, args)
+
+
+def _write(report: AuditReport, args: Args) -> int:
+    from leakscan.audit.report import render_json, render_table
+
+    if args.format == "json":
+        text = render_json(report)
+    elif args.format == "html":
+        from leakscan.report.html import render_html
+
+        text = render_html(report)
+    else:
+        text = render_table(report)
+    if args.output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8", errors="backslashreplace")
+        except OSError as exc:
+            # as the full command words it
+            sys.stderr.write(f"leakscan: error: cannot write {args.output}: {exc.strerror}\n")
+            return 2
+    if not report.complete:
+        return 2
+    return 1 if report.findings else 0

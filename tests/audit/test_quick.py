@@ -1,0 +1,238 @@
+"""The quick re-audit of an unchanged registry (leakscan.audit.quick): the report it writes
+is the full audit's, byte for byte bar the audit's start and duration; it loads no CLI
+framework, no registry client, no scanner; anything it does not handle (a moved or new tag,
+an option it does not know, an authenticating registry) leaves the full audit to run, with
+nothing written to the audit database."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import regkit
+from auditkit import Fill, Filled, push_all
+from clirun import Run
+from schema import validate_report
+
+from leakscan.audit import quick
+from leakscan.audit.catalog import repositories
+from leakscan.audit.target import parse_target
+from leakscan.sources.auth import RegistryOptions
+
+HEAVY = ("typer", "click", "pydantic", "requests", "urllib3", "kingfisher_sdk", "distributed")
+
+
+def cli(args: list[str], home: Path) -> Run:
+    """``leakscan audit`` as a user runs it (the quick path first, when it can)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "leakscan", "audit", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=regkit.REPO,
+        env=dict(os.environ, HOME=str(home), LEAKSCAN_CACHE_DIR=str(home / "cache")),
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def lean(args: list[str], home: Path) -> tuple[int | None, str]:
+    """The quick path alone, in a fresh interpreter (as the command runs it, and with the
+    detection fingerprint of the code as it is now): its status (None: it did not answer)
+    and what it wrote."""
+    code = (
+        "import sys; from leakscan.audit.quick import answer; "
+        "status = answer(sys.argv[1:]); sys.exit(99 if status is None else status)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=regkit.REPO,
+        env=dict(os.environ, HOME=str(home), LEAKSCAN_CACHE_DIR=str(home / "cache")),
+    )
+    assert proc.returncode == 99 or not proc.stderr, proc.stderr
+    return (None if proc.returncode == 99 else proc.returncode), proc.stdout
+
+
+def full(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    """The full audit command, never the quick path (the CLI called past __main__)."""
+    code = "import sys; from leakscan.cli import main; sys.argv[0] = 'leakscan'; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, "audit", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=regkit.REPO,
+        env=dict(os.environ, HOME=str(home), LEAKSCAN_CACHE_DIR=str(home / "cache")),
+    )
+
+
+def timeless(text: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(text)
+    validate_report(data)
+    data["audit"].pop("started")
+    data["stats"].pop("seconds")
+    return data
+
+
+def audits(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM audits").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--repo", "w*", "--tag", "^[34]$", "--min-confidence", "low"], ["--new-only"]],
+    ids=["all", "filtered", "new-only"],
+)
+def test_same_report_as_the_full_second_audit(
+    filled: Filled, tmp_path: Path, extra: list[str]
+) -> None:
+    host = filled.registry.host
+    args = [host, "--format", "json", "--cache-dir", str(tmp_path / "cache"), *extra]
+    first = cli([*args, "--db", str(tmp_path / "a.db")], tmp_path)
+    assert first.code in (0, 1) and (tmp_path / "a.db").exists(), first.err
+    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+    status, out = lean([*args, "--db", str(tmp_path / "a.db")], tmp_path)
+    whole = full([*args, "--db", str(tmp_path / "b.db")], tmp_path)
+    assert status is not None, "the quick path did not answer"
+    assert (status, timeless(out)) == (whole.returncode, timeless(whole.stdout)), whole.stderr
+    assert audits(tmp_path / "a.db") == audits(tmp_path / "b.db") == 2
+    # and the audit after it, on what each wrote: the databases hold the same sightings
+    again = full([*args, "--db", str(tmp_path / "a.db")], tmp_path)
+    assert timeless(again.stdout)["images"] == timeless(whole.stdout)["images"]
+
+
+def test_table_and_html_as_the_full_path(filled: Filled, tmp_path: Path) -> None:
+    host = filled.registry.host
+    base = [host, "--no-cache", "--db"]
+    assert cli([*base, str(tmp_path / "a.db")], tmp_path).code == 1
+    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+    status, out = lean([*base, str(tmp_path / "a.db")], tmp_path)
+    assert status == 1
+    whole = full([*base, str(tmp_path / "b.db")], tmp_path)
+    # the first line says how long the audit took
+    assert out.splitlines()[1:] == whole.stdout.splitlines()[1:] and len(out.splitlines()) > 5
+    page = tmp_path / "a.html"
+    assert lean([*base, str(tmp_path / "a.db"), "-f", "html", "-o", str(page)], tmp_path)[0] == 1
+    other = tmp_path / "b.html"
+    assert (
+        full([*base, str(tmp_path / "b.db"), "-f", "html", "-o", str(other)], tmp_path).returncode
+        == 1
+    )
+    assert _no_times(page.read_text()) == _no_times(other.read_text())
+
+
+def _no_times(page: str) -> str:
+    """The page without the audit's start time and duration (the only parts that differ)."""
+    return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|\d+\.\d+ s\b", "T", page)
+
+
+def test_the_command_answers_without_the_heavy_imports(filled: Filled, tmp_path: Path) -> None:
+    host = filled.registry.host
+    args = [host, "--format", "json", "--no-cache", "--db", str(tmp_path / "a.db")]
+    assert cli(args, tmp_path).code == 1
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "leakscan", "audit", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=regkit.REPO,
+        env=dict(os.environ, HOME=str(tmp_path)),
+    )
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["stats"]["layers_scanned"] == 0
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "leakscan.audit.quick" in imported
+    heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY or m == "leakscan.audit.core")
+    assert heavy == []
+    # a first audit goes the full way (and so the check above can tell the two apart)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "leakscan",
+            "audit",
+            *args[:-1],
+            str(tmp_path / "b.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=regkit.REPO,
+        env=dict(os.environ, HOME=str(tmp_path)),
+    )
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert proc.returncode == 1 and {"requests", "typer", "leakscan.audit.core"} <= imported
+
+
+def test_a_moved_or_unknown_tag_leaves_it_to_the_full_audit(fresh: Filled, tmp_path: Path) -> None:
+    host = fresh.registry.host
+    db = tmp_path / "a.db"
+    args = [host, "--format", "json", "--no-cache", "--db", str(db)]
+    assert cli(args, tmp_path).code == 1
+    with sqlite3.connect(db) as conn:
+        moved = conn.execute("SELECT repository, tag FROM tags ORDER BY 1, 2").fetchone()
+        conn.execute(
+            "UPDATE tags SET digest = ? WHERE repository = ? AND tag = ?",
+            ("sha256:" + "0" * 64, *moved),
+        )
+    assert lean(args, tmp_path) == (None, "") and audits(db) == 1
+    # the full audit reads that tag again and keeps its digest: the next one is quick again
+    assert cli(args, tmp_path).code == 1 and audits(db) == 2
+    assert lean(args, tmp_path)[0] == 1 and audits(db) == 3
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM tags WHERE repository = ? AND tag = ?", moved)
+    assert lean(args, tmp_path) == (None, "") and audits(db) == 3
+    # options it does not handle
+    for more in (["--dask", "127.0.0.1:1"], ["--since", "7d"], ["--no-tls-verify"], ["x:1"]):
+        assert lean([*args, *more], tmp_path) == (None, "")
+    assert quick.parse([*args, "--workers", "0"]) is None
+    assert quick.parse([*args, "--format", "sarif"]) is None
+    assert audits(db) == 3
+
+
+def test_an_authenticating_registry_is_left_to_the_full_audit(fill: Fill, tmp_path: Path) -> None:
+    server = regkit.TokenServer(tmp_path, {"auditor": "tk-unused"})
+    registry = regkit.start_registry(tmp_path / "token", "token", token=server)
+    try:
+        push_all(registry, fill, ["api:2"])
+        target = parse_target(registry.host, RegistryOptions())
+        with pytest.raises(quick.Fallback):
+            quick.connect(target)
+    finally:
+        registry.stop()
+        server.close()
+
+
+def test_listings_paged_as_the_full_walk_pages_them(filled: Filled) -> None:
+    status, headers, _ = filled.registry.raw_request("GET", "/v2/_catalog?n=2")
+    assert status == 200 and 'rel="next"' in headers.get("Link", "")  # it really pages
+    target = parse_target(filled.registry.host, RegistryOptions())
+    wire = quick.connect(target)
+    try:
+        paged = quick.paged(wire, "/v2/_catalog?n=2", "repositories")
+    finally:
+        wire.close()
+    assert paged == list(repositories(target, page=2)) and len(paged) == 5
+
+
+def test_what_it_shares_with_the_registry_client() -> None:
+    from leakscan.sources.registry import ACCEPT
+    from leakscan.sources.registry_client import USER_AGENT, is_loopback
+
+    assert quick.ACCEPT == ACCEPT and quick.USER_AGENT == USER_AGENT
+    hosts = ["localhost:5000", "127.0.0.1:5000", "127.9.9.9", "[::1]:443", "a.localhost"]
+    hosts += ["registry.example.internal:5000", "10.0.0.1:80", "[fe80::1]:5000", "localhostx"]
+    assert [quick.is_loopback(h) for h in hosts] == [is_loopback(h) for h in hosts]
