@@ -20,6 +20,7 @@ from schema import validate_report
 from test_recall import leaky_image
 
 from leakscan import quick
+from leakscan.store import store_info
 
 
 def _leakscan(args: list[str], cwd: Path) -> tuple[int, str, list[str]]:
@@ -49,8 +50,8 @@ def _timeless(text: str) -> str:
 
 
 def _counters(folder: Path) -> list[tuple[str, int, int]]:
-    with sqlite3.connect(folder / "results.sqlite3") as db:
-        return sorted(db.execute("SELECT kind, hits, misses FROM counters"))
+    info = store_info(str(folder / "results.sqlite3"))
+    return sorted((k, info.hits.get(k, 0), info.misses.get(k, 0)) for k in info.hits | info.misses)
 
 
 def test_arguments_it_reads_and_those_it_leaves_to_the_cli() -> None:
@@ -142,6 +143,21 @@ def test_the_whole_report_kept_equals_the_cold_one_in_every_layout(
     warm = json.loads((tmp_path / "warm.json").read_text())
     assert warm["cache"]["layers_cached"] == 3 and warm["cache"]["texts_cached"] > 0
     assert warm["cache"]["layers_scanned"] == warm["cache"]["texts_scanned"] == 0
+
+
+def test_a_whole_report_read_back_writes_nothing_to_the_database(tmp_path: Path) -> None:
+    """The re-scan counts its hit beside the database and does not mark an entry used an
+    hour ago: no write transaction, whose syncs cost more than the rest of the lookup."""
+    ref = write("oci-dir", leaky_image(), tmp_path)
+    folder = tmp_path / "store"
+    assert run_leakscan([ref, "-f", "json", "--cache-dir", str(folder)]).code == 1
+    db = folder / "results.sqlite3"
+    before = db.stat()
+    argv = [ref, "-f", "json", "-o", str(tmp_path / "w.json"), "--cache-dir", str(folder)]
+    assert quick.answer(argv) == 1
+    after = db.stat()
+    assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
+    assert ("image", 1, 1) in _counters(folder)
 
 
 def test_other_settings_are_not_answered_by_a_report_kept_for_others(tmp_path: Path) -> None:

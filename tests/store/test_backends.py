@@ -110,6 +110,8 @@ def test_sqlite_folder_and_files_are_private(tmp_path: Path) -> None:
     folder.chmod(0o755)
     b = SQLiteBackend(folder / "results.sqlite3")
     b.put_many(LAYER, [("k", b"v")])
+    b.count(LAYER, 1, 0)  # the counts file too
+    assert (folder / "results.sqlite3-counts").exists()
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     for p in folder.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
@@ -227,3 +229,55 @@ def test_default_location_honours_the_environment(
 def test_open_backend_picks_by_spelling(tmp_path: Path, redis_url: str) -> None:
     assert isinstance(open_backend(str(tmp_path / "x.sqlite3")), SQLiteBackend)
     assert isinstance(open_backend(redis_url), RedisBackend)
+
+
+def test_sqlite_counts_beside_the_database_fold_into_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting appends to a file (no write transaction, no sync); the totals are the
+    same once the file is folded into the counters table, and clear empties both."""
+    from leakscan.store import backends
+
+    path = tmp_path / "results.sqlite3"
+    counts = tmp_path / "results.sqlite3-counts"
+    b = SQLiteBackend(path)
+    try:
+        b.count(LAYER, 2, 1)
+        b.count(CONTENT, 0, 3)
+        with counts.open("a") as fh:
+            fh.write("layer 1")  # a line cut short by a crash: left out
+        b.count(LAYER, 1, 0)
+        assert (b.info().hits, b.info().misses) == ({LAYER: 3, CONTENT: 0}, {LAYER: 1, CONTENT: 3})
+        db = sqlite3.connect(path)
+        assert list(db.execute("SELECT * FROM counters")) == []  # nothing written there yet
+        monkeypatch.setattr(backends, "COUNTS_FOLD", 1)
+        b.count(LAYER, 5, 0)  # past the size: folded
+        assert not counts.exists()
+        assert sorted(db.execute("SELECT * FROM counters")) == [(CONTENT, 0, 3), (LAYER, 8, 1)]
+        b.count(LAYER, 1, 1)
+        monkeypatch.setattr(backends, "COUNTS_FOLD", 64 << 10)
+        b.count(LAYER, 0, 1)
+        assert (b.info().hits[LAYER], b.info().misses[LAYER]) == (9, 3)
+        db.close()
+        b.clear()
+        assert not counts.exists() and not b.info().hits
+    finally:
+        b.close()
+
+
+def test_sqlite_entries_used_within_the_hour_are_not_marked_again(tmp_path: Path) -> None:
+    """A re-scan of entries used recently writes nothing: their marks are fresh enough
+    for prune (whose unit is hours and days)."""
+    b = SQLiteBackend(tmp_path / "results.sqlite3")
+    try:
+        b.put_many(LAYER, [("fresh", b"1"), ("old", b"2")])
+        _age(b, LAYER, "old", 2 * 3600)
+        assert b.get_many(LAYER, ["fresh", "old"]) == {"fresh": b"1", "old": b"2"}
+        assert list(b._used) == [(LAYER, "old")]
+        b.close()
+        db = sqlite3.connect(tmp_path / "results.sqlite3")
+        ((used,),) = db.execute("SELECT used FROM entries WHERE key = 'old'")
+        db.close()
+        assert time.time() - used < 60
+    finally:
+        b.close()
