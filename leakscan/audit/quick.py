@@ -462,11 +462,9 @@ def _named(report: m.ImageReport, reference: str) -> m.ImageReport:
 def _quick_for(args: Args) -> tuple[Target, Quick] | None:
     """The target and what the re-audit needs, as the full command would read them; None
     for settings the full path alone handles."""
-    from leakscan.detectors import DetectorConfig
-    from leakscan.layers.archives import ArchiveLimits
     from leakscan.settings import load_config
     from leakscan.store import FILE_NAME, default_location
-    from leakscan.store.keys import detection_fingerprint
+    from leakscan.store.keys import DEFAULT_DETECTORS, DEFAULT_LIMITS, fingerprint_of
 
     config = load_config(args.config)
     if config.baseline is not None or config.detect_secrets_plugins:
@@ -491,7 +489,9 @@ def _quick_for(args: Args) -> tuple[Target, Quick] | None:
         db = str(default_path(store))
     level = args.level or config.min_confidence or "medium"
     settings = settings_key(
-        detection_fingerprint(DetectorConfig(), ArchiveLimits(), None),
+        # detection_fingerprint(DetectorConfig(), ArchiveLimits(), None), as the command
+        # has it without --max-file-size or a plugin, without importing the scanners' classes
+        fingerprint_of(DEFAULT_DETECTORS, DEFAULT_LIMITS, None),
         level,
         frozenset(),
         config.ignore_rules,
