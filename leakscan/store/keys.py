@@ -30,12 +30,11 @@ def _code_digest() -> str:
     while rules and readers change, and a stale result must not outlive them."""
     # os.walk rather than Path.rglob: a re-scan answered from the store pays for this walk
     root = os.path.dirname(os.path.abspath(leakscan.__file__))
-    names = [
-        os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
-        for folder, _dirs, files in os.walk(root)
-        for name in files
-        if name.endswith(".py")
-    ]
+    names: list[str] = []
+    for folder, _dirs, files in os.walk(root):
+        # the folder below the root, by slicing (os.path.relpath is ~0.1 ms a call)
+        below = folder[len(root) + 1 :].replace(os.sep, "/")
+        names.extend(f"{below}/{name}" if below else name for name in files if name.endswith(".py"))
     h = hashlib.sha256()
     for name in sorted(names):
         h.update(name.encode() + b"\0")
