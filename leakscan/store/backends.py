@@ -128,7 +128,7 @@ class SQLiteBackend:
         if app_id == APPLICATION_ID and version != SCHEMA_VERSION:
             raise StoreError(f"result store format {version}, this leakscan reads {SCHEMA_VERSION}")
         # the journal files must be private as well: they hold the same entries
-        for suffix in ("-wal", "-shm"):
+        for suffix in ("-wal", "-shm", COUNTS_SUFFIX):
             side = self.path.with_name(self.path.name + suffix)
             if side.exists() and side.stat().st_mode & 0o077:
                 side.chmod(0o600)
@@ -293,7 +293,10 @@ class SQLiteBackend:
             counters = [(kind, h, m) for kind, (h, m) in counted.items()]
             size = sum(
                 p.stat().st_size
-                for p in (self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal",)))
+                for p in (
+                    self.path,
+                    *(self.path.with_name(self.path.name + s) for s in ("-wal", COUNTS_SUFFIX)),
+                )
                 if p.exists()
             )
             return BackendInfo(
