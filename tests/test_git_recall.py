@@ -80,8 +80,12 @@ def _image(repo: Path, base: str) -> Image:
 
 def _options(tmp: Path | None) -> ScanOptions:
     cache = str(tmp / "store" / "results.sqlite3") if tmp is not None else None
+    # one process: the engines are counted in this one
     return ScanOptions(
-        cache=cache, min_confidence="low", archives=ArchiveLimits(max_member_size=MEMBER_CAP)
+        cache=cache,
+        min_confidence="low",
+        archives=ArchiveLimits(max_member_size=MEMBER_CAP),
+        workers=1,
     )
 
 
