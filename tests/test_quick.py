@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from clirun import REPO, run_leakscan
 from helpers import LAYOUTS, write
-from imagebuilder import Image, Layer, fake_token
+from imagebuilder import Image, Index, Layer, fake_token
 from schema import validate_report
 from test_recall import leaky_image
 
@@ -143,6 +143,26 @@ def test_the_whole_report_kept_equals_the_cold_one_in_every_layout(
     warm = json.loads((tmp_path / "warm.json").read_text())
     assert warm["cache"]["layers_cached"] == 3 and warm["cache"]["texts_cached"] > 0
     assert warm["cache"]["layers_scanned"] == warm["cache"]["texts_scanned"] == 0
+
+
+def test_an_index_with_attestations_is_answered_whole_as_scanned(tmp_path: Path) -> None:
+    """Two platforms and their attestations (statements scanned as strings): the report
+    read back equals a scan without the store, whole and for one platform."""
+    token = fake_token("github")
+    amd = Image(layers=[Layer().file("app/.env", f"GITHUB_TOKEN={token}\n")], env=["A=1"])
+    arm = Image(layers=[Layer().file("app/x", "x\n")], architecture="arm64")
+    ref = write("oci-archive", Index([amd, arm], attestations=True), tmp_path)
+    folder = tmp_path / "store"
+    for n, extra in enumerate(([], ["--platform", "linux/arm64"])):
+        cold = tmp_path / f"cold{n}.json"
+        code = run_leakscan([ref, *extra, "-f", "json", "-o", str(cold), "--no-cache"]).code
+        assert run_leakscan([ref, *extra, "-f", "json", "--cache-dir", str(folder)]).code == code
+        warm = tmp_path / f"warm{n}.json"
+        argv = [ref, *extra, "-f", "json", "-o", str(warm), "--cache-dir", str(folder)]
+        assert quick.answer(argv) == code
+        assert _plain(warm) == _plain(cold)
+    assert json.loads((tmp_path / "cold0.json").read_text())["images"][0]["attestations"]
+    assert ("image", 2, 2) in _counters(folder)
 
 
 def test_a_whole_report_read_back_writes_nothing_to_the_database(tmp_path: Path) -> None:
