@@ -517,8 +517,19 @@ def answer(argv: Sequence[str]) -> int | None:
         report = reaudit(*found)
     except Exception:  # noqa: BLE001 - whatever it is, the full audit does it and says it
         return None
-    # from here on the audit is recorded: no second run, whatever happens
-    return _write(report, args)
+    # from here on the audit is recorded: no second run, whatever happens; a failure is
+    # one line, as the full command's guard says it
+    try:
+        return _write(report, args)
+    except OSError as exc:  # stdout closed under us
+        _say(f"error: {exc.filename or ''}: {exc.strerror or exc}")
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        _say(f"internal error ({type(exc).__name__}); run with --debug for details")
+    return 2
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"leakscan: {' '.join(message.split())}\n")
 
 
 def _write(report: AuditReport, args: Args) -> int:
@@ -539,8 +550,7 @@ def _write(report: AuditReport, args: Args) -> int:
         try:
             Path(args.output).write_text(text, encoding="utf-8", errors="backslashreplace")
         except OSError as exc:
-            # as the full command words it
-            sys.stderr.write(f"leakscan: error: cannot write {args.output}: {exc.strerror}\n")
+            _say(f"error: cannot write {args.output}: {exc.strerror}")
             return 2
     if not report.complete:
         return 2

@@ -130,6 +130,13 @@ def test_table_and_html_as_the_full_path(filled: Filled, tmp_path: Path) -> None
         == 1
     )
     assert _no_times(page.read_text()) == _no_times(other.read_text())
+    # an output it cannot write: the full command's line and status
+    nowhere = ["-o", str(tmp_path / "missing" / "audit.json")]
+    said = cli([*base, str(tmp_path / "a.db"), *nowhere], tmp_path)
+    assert audits(tmp_path / "a.db") == 4  # the quick path answered (and recorded) it
+    whole = full([*base, str(tmp_path / "b.db"), *nowhere], tmp_path)
+    assert (said.code, said.err) == (whole.returncode, whole.stderr) == (2, said.err)
+    assert said.err.startswith("leakscan: error: cannot write ") and said.err.count("\n") == 1
 
 
 def _no_times(page: str) -> str:
