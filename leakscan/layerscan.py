@@ -329,16 +329,15 @@ def scan_layer(
                     why = f"larger than --max-file-size ({entry.size} > {max_file_size} bytes)"
                     out.skipped.append(m.Problem(why, layer_index=i, path=entry.path))
                     continue
-                stream = entry.stream
                 if gits.wants(entry.path):
-                    refused = gits.take(entry.path, entry.size, stream)
+                    refused = gits.take(entry.path, entry.size, entry.stream)
                     if refused is None:
                         gits.digest(entry.path, entry.digest())
                         continue
                     look_up()
                     out.skipped.append(m.Problem(refused, layer_index=i, path=entry.path))
                 if memo is not None and MEMO_MIN <= entry.size <= MEMO_MAX:
-                    data = stream.read()
+                    data = entry.whole()
                     digest = entry.digest()
                     waiting.append(_Waiting(entry.path, memo_key(digest, entry.path), data, digest))
                     held += len(data)
@@ -346,7 +345,7 @@ def scan_layer(
                         look_up()
                 else:
                     look_up()  # the files before this one first
-                    start(entry.path, stream, entry.size, entry.digest, None)
+                    start(entry.path, entry.stream, entry.size, entry.digest, None)
                 if moved:
                     moved(raw.count)
             look_up()

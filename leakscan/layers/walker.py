@@ -13,6 +13,7 @@ of the current piece.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -237,23 +238,85 @@ class _MemberReader(HashingReader):
                 self.hasher.update(view)
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    """A regular file met in the walk; ``stream`` is valid until the next entry."""
+# each file's hasher is a copy of this one: hashlib.sha256() looks the algorithm up in
+# OpenSSL every time (a copy saves ~1.4 us a file; a 400 MiB image holds 18,000 files)
+_SHA256 = hashlib.sha256()
 
-    path: str
-    size: int
-    reader: HashingReader
+
+class FileEntry:
+    """A regular file met in the walk, valid until the next entry: its bytes as a
+    ``stream``, or all at once by :meth:`whole`."""
+
+    # one per file of every layer: the reader object (an io.RawIOBase, costly to make and
+    # to drop) is made only for a caller that streams the file; a file read whole, as
+    # most are, is read from the layer's piece without one
+    __slots__ = ("path", "size", "_tape", "_reader", "_digest")
+
+    def __init__(self, path: str, size: int, tape: _Tape) -> None:
+        self.path = path
+        self.size = size
+        self._tape = tape
+        self._reader: _MemberReader | None = None
+        self._digest: bytes | None = None
+
+    @property
+    def reader(self) -> HashingReader:
+        """The file's bytes, hashed as they are read (none left once :meth:`whole` or
+        :meth:`digest` has read them)."""
+        if self._reader is None:
+            left = 0 if self._digest is not None else self.size
+            self._reader = _MemberReader(self._tape, left, self.path)
+        return self._reader
 
     @property
     def stream(self) -> BinaryIO:
         """The file's bytes."""
         return self.reader  # type: ignore[return-value]
 
+    def whole(self) -> bytes:
+        """Every byte of the file at once, before anything else has read it (raises
+        LayerError when the tar ends inside it)."""
+        if self._digest is not None:
+            raise ValueError("the file was read already")
+        if self._reader is not None:
+            if self._reader.count:
+                raise ValueError("the file was read in part already")
+            return self._reader.read()  # hashed as it is read
+        size = self.size
+        data = self._tape.take(size) if size else b""
+        if len(data) < size:
+            # where the file crosses from one piece of the layer to the next
+            parts = [data]
+            have = len(data)
+            while have < size:
+                more = self._tape.take(size - have)
+                if not more:
+                    raise LayerError(f"tar stream is truncated in {self.path}")
+                parts.append(more)
+                have += len(more)
+            data = b"".join(parts)
+        hasher = _SHA256.copy()
+        hasher.update(data)
+        self._digest = hasher.digest()
+        return data
+
     def digest(self) -> bytes:
         """Raw sha256 of the whole file (reads whatever the caller left unread)."""
-        self.reader.drain()
-        return self.reader.hasher.digest()
+        if self._digest is None and self._reader is not None:
+            self._reader.drain()
+            self._digest = self._reader.hasher.digest()
+        if self._digest is None:
+            # nobody read it: hashed where it lies in the layer's pieces
+            hasher = _SHA256.copy()
+            left = self.size
+            while left > 0:
+                view = self._tape.view(min(left, READ_SIZE))
+                if not view:
+                    raise LayerError(f"tar stream is truncated in {self.path}")
+                hasher.update(view)
+                left -= len(view)
+            self._digest = hasher.digest()
+        return self._digest
 
 
 def display_name(name: str) -> str:
@@ -351,7 +414,7 @@ def walk(tar_stream: BinaryIO, record: LayerRecord) -> Iterator[FileEntry]:
                 entries[path] = _SHARED[entry_kind]
         if entry_kind != "file":
             continue
-        entry = FileEntry(path, size, _MemberReader(tape, size, path))
+        entry = FileEntry(path, size, tape)
         yield entry
         digest = entry.digest()
         skip = -size % BLOCK

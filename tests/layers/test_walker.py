@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import tarfile
 
 import pytest
@@ -12,7 +14,14 @@ from leakscan import model as m
 from leakscan.detectors import Detectors
 from leakscan.errors import LayerError
 from leakscan.layers.archives import ArchiveLimits
-from leakscan.layers.walker import PATH_MAX, EntryRecord, LayerRecord, normalize, walk
+from leakscan.layers.walker import (
+    PATH_MAX,
+    READ_SIZE,
+    EntryRecord,
+    LayerRecord,
+    normalize,
+    walk,
+)
 from leakscan.layerscan import LayerScan, scan_layer
 
 
@@ -114,6 +123,40 @@ def test_long_pax_names() -> None:
     name = "d/" + "n" * 5000 + ".env"
     _, seen = _walk(Layer().file(name, "v").tar_bytes())
     assert list(seen) == ["/" + name]
+
+
+def test_whole_file_reads_and_digests_as_its_stream_does() -> None:
+    """A file read whole gives the bytes and the digest its stream gives, across the
+    walk's pieces too; read whole or streamed, the walk records the same digest; a file
+    read whole, or streamed in part, cannot be read whole again."""
+    sizes = [0, 1, 511, 512, READ_SIZE - 700, READ_SIZE + 3, 3 * READ_SIZE + 5]
+    layer = Layer()
+    for n, size in enumerate(sizes):
+        layer.file(f"f{n}", os.urandom(size))
+    data = layer.tar_bytes()
+    streamed, seen = _walk(data)
+    record = LayerRecord()
+    for n, entry in enumerate(walk(io.BytesIO(data), record)):
+        whole = entry.whole()
+        assert whole == seen[entry.path] and len(whole) == sizes[n]
+        assert entry.digest() == hashlib.sha256(whole).digest()
+        assert entry.stream.read() == b""  # read already
+        with pytest.raises(ValueError):
+            entry.whole()
+    assert record.entries == streamed.entries
+    for entry in walk(io.BytesIO(data), LayerRecord()):
+        if entry.size:
+            entry.stream.read(1)
+            with pytest.raises(ValueError):
+                entry.whole()
+
+
+@pytest.mark.parametrize("cut", [1500, 3000, READ_SIZE + 900])
+def test_a_file_read_whole_from_a_truncated_tar_is_an_error(cut: int) -> None:
+    data = Layer().file("a", os.urandom(2 * READ_SIZE)).tar_bytes()[:cut]
+    entry = next(walk(io.BytesIO(data), LayerRecord()))
+    with pytest.raises(LayerError, match="truncated in /a"):
+        entry.whole()
 
 
 @pytest.mark.parametrize("cut", [100, 600, 1500])
