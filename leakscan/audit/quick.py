@@ -9,10 +9,12 @@ per tag; the interpreter importing the CLI (typer, pydantic), the registry clien
 ``leakscan audit`` arguments here first.
 
 Anything this path does not handle sends the full audit on its way, with nothing written
-and nothing said: an option it does not know or that needs the full machinery (credentials,
-TLS settings, --dask, --since, a plugin, a baseline, a shared store), a terminal on stderr (it
-gets the progress bar), a registry that asks for authentication, a status other than 200, a
-tag that is new or names another digest, a kept report that does not read back. Only once
+and nothing said: an option it does not know or that needs the full machinery (credentials
+or TLS flags, --dask, --since, a plugin, a baseline, a shared store), a terminal on stderr
+(it gets the progress bar), a challenge it cannot answer as the registry client would (it
+answers Bearer and Basic with the stored credentials the client looks up: docker config,
+auth files), a status other than 200, a tag that is new or names another digest, a kept
+report that does not read back. Only once
 every tag is known unchanged does it write to the audit database, through the same steps
 as the full audit (:mod:`leakscan.audit.result`), and render with the same renderers: the
 report is the full path's, to the byte (bar the audit's id, start and duration).
@@ -23,6 +25,7 @@ HEADs are small and many, and each one through ``requests`` costs several times 
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ipaddress
 import json
@@ -37,7 +40,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from leakscan import __version__
 from leakscan import model as m
@@ -45,7 +48,7 @@ from leakscan.audit.db import AuditDb
 from leakscan.audit.memo import MemoError, decode_reports, settings_key
 from leakscan.audit.result import AuditReport, AuditStats, Entry, audited, kept_layer_ids, record
 from leakscan.audit.target import MAX_PAGES, PAGE, Target, parse_target, repository_names
-from leakscan.sources.auth import RegistryOptions
+from leakscan.sources.auth import Challenge, Credentials, RegistryOptions
 from leakscan.terms import CONFIDENCE_RANK
 
 # what the registry source accepts for a manifest (leakscan.sources.registry.ACCEPT: the
@@ -185,16 +188,24 @@ class Answer:
 
 
 class Wire:
-    """Requests to one registry over kept-alive connections, one per thread. Anything but
-    a clean exchange is :class:`Fallback`."""
+    """Requests to one registry over kept-alive connections, one per thread, answering
+    authentication challenges as the registry client does (a Bearer token per repository
+    from the token server, or a Basic pair, with the credentials it would look up).
+    Anything but a clean exchange is :class:`Fallback`."""
 
-    def __init__(self, host: str, tls: ssl.SSLContext | None, timeout: float) -> None:
-        self.host = host
+    def __init__(self, target: Target, tls: ssl.SSLContext | None) -> None:
+        assert target.host is not None
+        self.target = target
+        self.host = target.host
         self.tls = tls
-        self.timeout = timeout
+        self.timeout = target.options.timeout
         self._local = threading.local()
         self._all: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        # the Authorization value in use, per repository ("catalog": the registry's root),
+        # as the registry client keeps one per repository client
+        self._auth: dict[str, str] = {}
+        self._auth_lock = threading.Lock()
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
@@ -210,12 +221,29 @@ class Wire:
                 self._all.append(conn)
         return conn
 
-    def request(self, method: str, path: str, accept: str | None = None) -> Answer:
-        """``method`` ``path``; once more on a fresh connection when a kept-alive one was
-        closed by the other side (both are idempotent reads)."""
+    def request(
+        self, method: str, path: str, accept: str | None = None, who: str = "catalog"
+    ) -> Answer:
+        """``method`` ``path`` for repository ``who``, authenticating when challenged
+        (once: a second 401 is returned, and the caller falls back)."""
+        for round_ in (0, 1):
+            sent = self._auth.get(who)
+            got = self._exchange(method, path, accept, sent)
+            if got.status != 401 or round_:
+                break
+            self.authenticate(who, sent, got.headers.get("WWW-Authenticate", ""))
+        return got
+
+    def _exchange(
+        self, method: str, path: str, accept: str | None, authorization: str | None
+    ) -> Answer:
+        """One request; once more on a fresh connection when a kept-alive one was closed
+        by the other side (every request here is an idempotent read)."""
         headers = {"User-Agent": USER_AGENT}
         if accept is not None:
             headers["Accept"] = accept
+        if authorization is not None:
+            headers["Authorization"] = authorization
         for attempt in (0, 1):
             conn = self._connection()
             try:
@@ -236,10 +264,95 @@ class Wire:
                     raise Fallback("the connection failed") from None
         raise AssertionError("unreachable")
 
+    def authenticate(self, who: str, sent: str | None, header: str) -> None:
+        """Answer a challenge for ``who`` (one thread at a time: the others then use what
+        it got)."""
+        with self._auth_lock:
+            if self._auth.get(who) != sent:
+                return  # answered by another thread meanwhile
+            self._auth[who] = self._authorization(who, sent, header)
+
+    def _authorization(self, who: str, sent: str | None, header: str) -> str:
+        """The registry client's answer to a ``WWW-Authenticate`` challenge."""
+        from leakscan.sources.auth import lookup_credentials, parse_challenges
+
+        if self.target.options.creds is not None:
+            raise Fallback("credentials given")  # not read here: the flags fall back
+        challenges = parse_challenges(header)
+        bearer = next((c for c in challenges if c.scheme == "bearer" and c.get("realm")), None)
+        basic = next((c for c in challenges if c.scheme == "basic"), None)
+        creds = lookup_credentials(self.host, who)
+        if creds is not None and creds.registry_token is not None:
+            given = f"Bearer {creds.registry_token}"
+            if sent == given:
+                raise Fallback("the registry token was refused")
+            return given
+        if bearer is not None:
+            return f"Bearer {self._token(who, bearer, creds)}"
+        if basic is not None and creds is not None and creds.has_password:
+            if sent is not None and sent.startswith("Basic "):
+                raise Fallback("the credentials were refused")
+            pair = f"{creds.username}:{creds.password}".encode()
+            return f"Basic {base64.b64encode(pair).decode('ascii')}"
+        raise Fallback("a challenge this path does not answer")
+
+    def _token(self, who: str, challenge: Challenge, creds: Credentials | None) -> str:
+        """A Bearer token from the challenge's realm for pulling ``who``, asked for as the
+        registry client asks (an identity token's exchange is left to it)."""
+        parts = urlsplit(challenge.get("realm") or "")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise Fallback("an invalid token realm")
+        if not is_loopback(parts.netloc) and _proxied():
+            raise Fallback("a proxy")
+        fields = {"scope": challenge.get("scope") or f"repository:{who}:pull"}
+        service = challenge.get("service")
+        if service:
+            fields["service"] = service
+        headers = {"User-Agent": USER_AGENT}
+        if creds is not None:
+            if creds.identity_token is not None:
+                raise Fallback("an identity token")
+            pair = f"{creds.username}:{creds.password}".encode()
+            headers["Authorization"] = f"Basic {base64.b64encode(pair).decode('ascii')}"
+            fields["account"] = creds.username
+        path = (parts.path or "/") + "?" + (f"{parts.query}&" if parts.query else "")
+        path += urlencode(fields)
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            tls = self.tls or _verifying_context(self.target)
+            conn = http.client.HTTPSConnection(parts.netloc, timeout=self.timeout, context=tls)
+        else:
+            conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read(MAX_PAGE_BYTES + 1)
+        except (OSError, http.client.HTTPException):
+            raise Fallback("the token server") from None
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise Fallback("the token server refused")
+        try:
+            answer: Any = json.loads(body)
+        except ValueError:
+            raise Fallback("the token server's answer") from None
+        token = (
+            answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
+        )
+        if not isinstance(token, str) or not token:
+            raise Fallback("no token")
+        return token
+
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
                 conn.close()
+
+
+def _proxied() -> bool:
+    """Whether the environment names a proxy (requests would send through it)."""
+    return any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARS)
 
 
 def _verifying_context(target: Target) -> ssl.SSLContext:
@@ -281,20 +394,25 @@ def _speaks_tls(host: str, timeout: float) -> bool:
 def connect(target: Target) -> Wire:
     """The registry's scheme, as the registry client finds it (HTTPS; plain HTTP when
     asked, or for a loopback registry that does not speak TLS), checked with ``GET /v2/``:
-    200 or Fallback (a 401 is a challenge the full client answers)."""
+    200, or a 401 whose challenge is answered; else Fallback."""
     host = target.host
     assert host is not None
     options = target.options
     loopback = is_loopback(host)
-    if not loopback and any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARS):
+    if not loopback and _proxied():
         raise Fallback("a proxy")
     tls = None
     # plain HTTP when asked for, else for a loopback registry that speaks no TLS
     if not options.plain_http and (not loopback or _speaks_tls(host, options.timeout)):
         tls = _verifying_context(target)
-    wire = Wire(host, tls, options.timeout)
+    wire = Wire(target, tls)
     try:
-        if wire.request("GET", "/v2/").status != 200:
+        # as the registry client's first contact: a 401 is answered (for its root), not
+        # asked again
+        got = wire._exchange("GET", "/v2/", None, None)
+        if got.status == 401:
+            wire.authenticate("catalog", None, got.headers.get("WWW-Authenticate", ""))
+        elif got.status != 200:
             raise Fallback("GET /v2/ was not 200")
     except BaseException:
         wire.close()
@@ -302,12 +420,12 @@ def connect(target: Target) -> Wire:
     return wire
 
 
-def paged(wire: Wire, path: str, key: str) -> list[str]:
+def paged(wire: Wire, path: str, key: str, who: str = "catalog") -> list[str]:
     """Every string of ``key`` in a paginated listing (``Link: <...>; rel="next"``
     followed by its path and query, as the full walk does)."""
     seen: dict[str, None] = {}
     for _ in range(MAX_PAGES):
-        got = wire.request("GET", path)
+        got = wire.request("GET", path, None, who)
         if got.status != 200:
             raise Fallback(f"a listing answered {got.status}")
         try:
@@ -356,10 +474,10 @@ def _unchanged(
     ``THREADS`` at a time, a repository's HEADs as soon as its tags are in."""
 
     def listing(repository: str) -> list[str]:
-        return sorted(paged(wire, f"/v2/{repository}/tags/list?n={PAGE}", "tags"))
+        return sorted(paged(wire, f"/v2/{repository}/tags/list?n={PAGE}", "tags", repository))
 
     def same(repository: str, tag: str, digest: str) -> None:
-        got = wire.request("HEAD", f"/v2/{repository}/manifests/{tag}", ACCEPT)
+        got = wire.request("HEAD", f"/v2/{repository}/manifests/{tag}", ACCEPT, repository)
         if got.status != 200 or got.headers.get("Docker-Content-Digest") != digest:
             raise Fallback("a tag moved")
 

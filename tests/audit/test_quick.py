@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import subprocess
 import sys
+from base64 import b64encode
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,14 @@ from leakscan.sources.auth import RegistryOptions
 HEAVY = ("typer", "click", "pydantic", "requests", "urllib3", "kingfisher_sdk", "distributed")
 
 
+def environment(home: Path) -> dict[str, str]:
+    """This machine's environment with ``home`` for the user's files: the credentials a
+    test means (its docker config, or none), nobody else's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE")}
+    env.update(HOME=str(home), XDG_RUNTIME_DIR=str(home), LEAKSCAN_CACHE_DIR=str(home / "cache"))
+    return env
+
+
 def cli(args: list[str], home: Path) -> Run:
     """``leakscan audit`` as a user runs it (the quick path first, when it can)."""
     proc = subprocess.run(
@@ -38,7 +48,7 @@ def cli(args: list[str], home: Path) -> Run:
         text=True,
         timeout=300,
         cwd=regkit.REPO,
-        env=dict(os.environ, HOME=str(home), LEAKSCAN_CACHE_DIR=str(home / "cache")),
+        env=environment(home),
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
@@ -57,7 +67,7 @@ def lean(args: list[str], home: Path) -> tuple[int | None, str]:
         text=True,
         timeout=300,
         cwd=regkit.REPO,
-        env=dict(os.environ, HOME=str(home), LEAKSCAN_CACHE_DIR=str(home / "cache")),
+        env=environment(home),
     )
     assert proc.returncode == 99 or not proc.stderr, proc.stderr
     return (None if proc.returncode == 99 else proc.returncode), proc.stdout
@@ -72,7 +82,7 @@ def full(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
         cwd=regkit.REPO,
-        env=dict(os.environ, HOME=str(home), LEAKSCAN_CACHE_DIR=str(home / "cache")),
+        env=environment(home),
     )
 
 
@@ -154,7 +164,7 @@ def test_the_command_answers_without_the_heavy_imports(filled: Filled, tmp_path:
         text=True,
         timeout=300,
         cwd=regkit.REPO,
-        env=dict(os.environ, HOME=str(tmp_path)),
+        env=environment(tmp_path),
     )
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["stats"]["layers_scanned"] == 0
@@ -179,7 +189,7 @@ def test_the_command_answers_without_the_heavy_imports(filled: Filled, tmp_path:
         text=True,
         timeout=300,
         cwd=regkit.REPO,
-        env=dict(os.environ, HOME=str(tmp_path)),
+        env=environment(tmp_path),
     )
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert proc.returncode == 1 and {"requests", "typer", "leakscan.audit.core"} <= imported
@@ -211,14 +221,34 @@ def test_a_moved_or_unknown_tag_leaves_it_to_the_full_audit(fresh: Filled, tmp_p
     assert audits(db) == 3
 
 
-def test_an_authenticating_registry_is_left_to_the_full_audit(fill: Fill, tmp_path: Path) -> None:
-    server = regkit.TokenServer(tmp_path, {"auditor": "tk-unused"})
+def test_token_auth_with_the_docker_config_credentials(fill: Fill, tmp_path: Path) -> None:
+    """A registry behind token auth, the credentials in the docker config: the quick path
+    gets a token per repository as the registry client does and answers as the full audit;
+    without credentials it leaves the audit to the full path."""
+    server = regkit.TokenServer(tmp_path, {"auditor": "tk-" + secrets.token_hex(12)})
     registry = regkit.start_registry(tmp_path / "token", "token", token=server)
     try:
-        push_all(registry, fill, ["api:2"])
-        target = parse_target(registry.host, RegistryOptions())
-        with pytest.raises(quick.Fallback):
-            quick.connect(target)
+        push_all(registry, fill, ["api:2", "api:3", "web:3", "web:1"])
+        home = tmp_path / "home"
+        config = home / ".docker" / "config.json"
+        config.parent.mkdir(parents=True)
+        pair = f"{registry.user}:{registry.password}".encode()
+        config.write_text(
+            json.dumps({"auths": {registry.host: {"auth": b64encode(pair).decode()}}})
+        )
+        db = tmp_path / "a.db"
+        args = [registry.host, "--repo", "api", "--repo", "web", "-f", "json", "--no-cache"]
+        first = cli([*args, "--db", str(db)], home)
+        assert first.code == 1 and first.report["stats"]["images"] == 4, first.err
+        shutil.copy(db, tmp_path / "b.db")
+        status, out = lean([*args, "--db", str(db)], home)
+        whole = full([*args, "--db", str(tmp_path / "b.db")], home)
+        assert status is not None, "the quick path did not answer"
+        assert (status, timeless(out)) == (whole.returncode, timeless(whole.stdout))
+        tried = [r for r in server.requests if r["user"] == "auditor"]
+        assert tried and not [r for r in server.requests if r["tried"] and r["user"] is None]
+        # nobody's credentials: not answered here, nothing recorded
+        assert lean([*args, "--db", str(db)], tmp_path) == (None, "") and audits(db) == 2
     finally:
         registry.stop()
         server.close()
