@@ -206,3 +206,19 @@ def loose(kind: str, data: bytes) -> tuple[str, bytes]:
     """A loose object's path below ``objects/`` and its bytes."""
     name = oid(kind, data).hex()
     return f"{name[:2]}/{name[2:]}", zlib.compress(b"%s %d\0" % (kind.encode(), len(data)) + data)
+
+
+def pack_index(pack: bytes, offsets: list[int], ids: list[bytes]) -> bytes:
+    """A version 2 ``.idx`` for ``pack`` as git writes one: the object at ``offsets[k]``
+    named ``ids[k]`` (a test may pass ids that lie), CRC32 of each object's bytes."""
+    ends = sorted(offsets) + [len(pack) - 20]
+    crc = {at: zlib.crc32(pack[at : ends[ends.index(at) + 1]]) for at in offsets}
+    rows = sorted(zip(ids, offsets, strict=True))
+    fanout = [sum(1 for i, _ in rows if i[0] <= b) for b in range(256)]
+    out = bytearray(b"\377tOc" + (2).to_bytes(4, "big"))
+    out += b"".join(n.to_bytes(4, "big") for n in fanout)
+    out += b"".join(i for i, _ in rows)
+    out += b"".join(crc[at].to_bytes(4, "big") for _, at in rows)
+    out += b"".join(at.to_bytes(4, "big") for _, at in rows)
+    out += pack[-20:]
+    return bytes(out) + hashlib.sha1(bytes(out)).digest()

@@ -6,6 +6,7 @@ hostile ones included, that end as problems, never as a hang or a crash."""
 from __future__ import annotations
 
 import io
+import random
 import zlib
 from pathlib import Path
 
@@ -23,11 +24,13 @@ from gitrepos import (
     object_ids,
     ofs,
     oid,
+    pack_index,
 )
 from imagebuilder import fake_token
 
-from leakscan.layers.git import GitCollector, GitLimits
+from leakscan.layers.git import GitCollector, GitLimits, objects
 from leakscan.layers.git.collect import Repository
+from leakscan.layers.git.objects import Budget, ObjectStore, Spool
 
 
 def _read(files: dict[str, bytes], limits: GitLimits | None = None) -> list[Repository]:
@@ -299,3 +302,213 @@ def test_the_spool_budget_leaves_files_to_the_plain_scan() -> None:
     why = collector.take("/a/.git/objects/pack/p.pack", len(data), io.BytesIO(data))
     assert why is not None and "not read as history" in why
     assert list(collector.repositories()) == []
+
+
+# --- a pack's .idx: ids and offsets without inflating; each delta resolved once ----------
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the deltas applied (whole or streamed) from here on."""
+    calls = [0]
+    for name in ("apply_delta", "apply_delta_pieces"):
+        real = getattr(objects, name)
+
+        def counted(*args: object, _real: object = real) -> bytes:
+            calls[0] += 1
+            return _real(*args)  # type: ignore[operator, no-any-return]
+
+        monkeypatch.setattr(objects, name, counted)
+    return calls
+
+
+def test_an_index_types_the_pack_without_inflating_and_each_delta_is_applied_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = leaky_repo(tmp_path, fake_token("github"), extra_commits=60)
+    git(repo, "repack", "-adf", "-q", "--depth=50", "--window=250")
+    (pack,) = (repo / ".git/objects/pack").glob("*.pack")
+    verify = git(repo, "verify-pack", "-v", str(pack.with_suffix(".idx")))
+    # "ID TYPE SIZE PACKED OFFSET DEPTH BASE" for a delta, five columns for a whole object
+    deltas = sum(1 for line in verify.splitlines() if len(line.split()) == 7)
+    assert deltas > 40
+    calls = _counting(monkeypatch)
+    with open(pack, "rb") as fh:
+        store = ObjectStore(Budget(10_000, 1 << 30, 1 << 30, 4095))
+        spool = Spool(fh, 0, pack.stat().st_size)
+        assert store.add_pack(spool, pack.with_suffix(".idx").read_bytes()) == []
+        assert store.budget.inflated == 0 and calls[0] == 0  # nothing read but headers
+        read = {kind: [store.read(i) for i in store.ids(kind)] for kind in (1, 2, 3)}
+        assert calls[0] == deltas  # each delta once, none twice
+        assert sum(map(len, read.values())) == len(object_ids(repo.joinpath(".git"), "blob")) + len(
+            object_ids(repo.joinpath(".git"), "tree")
+        ) + len(object_ids(repo.joinpath(".git"), "commit"))
+        assert all(
+            got is not None and got[2] == oid
+            for got, oid in zip(read[3], store.ids(3), strict=True)
+        )
+        # without its index the pack is read front to back first: every delta applied
+        # there too
+        calls[0] = 0
+        bare = ObjectStore(Budget(10_000, 1 << 30, 1 << 30, 4095))
+        assert bare.add_pack(spool) == []
+        assert bare.budget.inflated > 0 and calls[0] == deltas
+    assert store.problems == []
+
+
+def test_the_same_blobs_with_and_without_the_index(tmp_path: Path) -> None:
+    repo = leaky_repo(tmp_path, fake_token("github"), extra_commits=30)
+    git(repo, "gc", "-q")
+    files = _git_files(repo)
+    assert any(p.endswith(".idx") for p in files)
+    (indexed,) = _read(files)
+    (walked,) = _read({p: d for p, d in files.items() if not p.endswith(".idx")})
+    blobs = _blobs(indexed)
+    assert blobs == _blobs(walked)
+    assert set(blobs) == object_ids(repo, "blob")
+    assert indexed.problems == walked.problems == []
+
+
+def _indexed(w: PackWriter, ids: list[bytes], count: int | None = None) -> dict[str, bytes]:
+    pack = w.pack(count)
+    files = _pack_files(pack)
+    files["/srv/.git/objects/pack/p.idx"] = pack_index(pack, w.offsets[: len(ids)], ids)
+    return files
+
+
+def _three() -> tuple[PackWriter, list[bytes], list[bytes]]:
+    w = PackWriter()
+    datas = [b"first blob\n", b"second blob\n", b"third blob\n"]
+    for data in datas:
+        w.whole("blob", data)
+    return w, datas, [oid("blob", d) for d in datas]
+
+
+def test_an_index_that_does_not_fit_its_pack_is_not_used() -> None:
+    w, datas, ids = _three()
+    good = _indexed(w, ids)
+    blobs, problems = _problems(good)
+    assert blobs == set(datas) and problems == []
+    idx_path = "/srv/.git/objects/pack/p.idx"
+    idx = good[idx_path]
+    n_at = 8 + 255 * 4
+    bad = {
+        "not a version 2 index": b"\0\0\0\0" + idx[4:],
+        "an index of 2 objects": idx[:n_at] + (2).to_bytes(4, "big") + idx[n_at + 4 :],
+        "checksums differ": idx[:-40] + b"\0" * 20 + idx[-20:],
+        "truncated index": idx[:100],
+        "another size": idx + b"\0" * 8,
+        # ids out of order (the first two swapped)
+        "not sorted": idx[: 8 + 1024]
+        + idx[8 + 1024 + 20 : 8 + 1024 + 40]
+        + idx[8 + 1024 : 8 + 1024 + 20]
+        + idx[8 + 1024 + 40 :],
+    }
+    for why, data in bad.items():
+        blobs, problems = _problems({**good, idx_path: data})
+        assert blobs == set(datas), why  # read front to back instead
+        assert len(problems) == 1 and "index not used" in problems[0] and why in problems[0]
+    # an offset outside the pack, and one offset named twice
+    pack = w.pack()
+    for offsets in ([w.offsets[0], w.offsets[1], len(pack)], [w.offsets[0]] * 2 + [w.offsets[2]]):
+        blobs, problems = _problems({**good, idx_path: pack_index(pack, offsets, ids)})
+        assert blobs == set(datas) and "index not used" in problems[0], problems
+
+
+def test_an_index_that_lies_about_ids_or_hides_bytes_is_said() -> None:
+    w, datas, ids = _three()
+    # the first two objects' ids swapped: both still read, each named by its own id
+    files = _indexed(w, [ids[1], ids[0], ids[2]])
+    (got,) = _read(files)
+    assert set(_blobs(got)) == {i.hex() for i in ids}
+    assert sum("as the pack's index says" in p for p in got.problems) == 2
+    # a pack whose count and index leave out its last object: those bytes are said
+    files = _indexed(w, ids[:2], count=2)
+    blobs, problems = _problems(files)
+    assert blobs == set(datas[:2])
+    assert any("that the pack's index does not name" in p for p in problems), problems
+
+
+def test_hostile_deltas_in_an_indexed_pack_are_problems() -> None:
+    # two REF_DELTAs each on the other; an OFS_DELTA into an object's data; a REF_DELTA
+    # on an object that is nowhere; a bomb
+    w = PackWriter()
+    w.whole("blob", b"fine\n")
+    a, b = oid("blob", b"A"), oid("blob", b"B")
+    w.ref_delta(b, delta(1, 1, insert_op(b"A")))
+    w.ref_delta(a, delta(1, 1, insert_op(b"B")))
+    w.raw(obj_header(6, 1) + ofs(3), zlib.compress(b"x"))
+    w.ref_delta(oid("blob", b"nowhere"), delta(7, 1, insert_op(b"C")))
+    w.raw(obj_header(3, 10), zlib.compress(b"\0" * (64 << 20), 9))
+    ids = [oid("blob", b"fine\n"), a, b, oid("blob", b"D"), oid("blob", b"C"), oid("blob", b"E")]
+    blobs, problems = _problems(_indexed(w, ids))
+    assert blobs == {b"fine\n"}
+    text = "\n".join(problems)
+    assert "2 objects not read: a delta chain that loops" in text
+    assert "1 objects not read: a delta whose base is no object" in text
+    assert "1 objects not read: a delta on an object not in the repository" in text
+    assert "larger than declared" in text
+
+
+def test_a_chain_deeper_than_the_limit_in_an_indexed_pack() -> None:
+    w = PackWriter()
+    data = b"v0\n"
+    w.whole("blob", data)
+    ids = [oid("blob", data)]
+    for n in range(1, 30):
+        new = data + b"v%d\n" % n
+        ops = copy_op(0, len(data)) + insert_op(b"v%d\n" % n)
+        w.ofs_delta(w.offsets[-1], delta(len(data), len(new), ops))
+        data = new
+        ids.append(oid("blob", data))
+    files = _indexed(w, ids)
+    blobs, problems = _problems(files, GitLimits(max_depth=10))
+    assert len(blobs) == 11 and any("deeper than 10" in p for p in problems), problems
+    blobs, problems = _problems(files)
+    assert len(blobs) == 30 and problems == []
+
+
+def test_a_large_delta_is_applied_in_pieces_as_it_is_inflated() -> None:
+    # a 3 MiB delta (inserts of incompressible bytes between copies of the base): over
+    # STREAM_DELTA, so applied as it is inflated; the same bytes as applied whole
+    rng = random.Random(14)
+    base = rng.randbytes(200_000)
+    ops = bytearray()
+    target = bytearray()
+    while len(ops) < 3 << 20:
+        roll = rng.random()
+        if roll < 0.3:
+            # mostly short copies, a few long ones (kept as views of the base)
+            longest = 65_536 if roll < 0.002 else 512
+            off, size = rng.randrange(0, len(base) - 70_000), rng.randrange(1, longest)
+            ops += copy_op(off, size)
+            target += base[off : off + size]
+        else:
+            chunk = rng.randbytes(rng.randrange(1, 128))
+            ops += insert_op(chunk)
+            target += chunk
+    d = delta(len(base), len(target), bytes(ops))
+    assert len(d) > objects.STREAM_DELTA
+    assert objects.apply_delta(base, d, 1 << 30) == target
+    # cut anywhere, even inside an instruction, the pieces make the same result
+    for size in (1, 7, 127, 128, 129, 4096, 65_537):
+        pieces = iter(
+            [d[k : min(k + size, 300_000)] for k in range(0, 300_000, size)] + [d[300_000:]]
+        )
+        assert objects.apply_delta_pieces(base, pieces, 1 << 30) == target
+    w = PackWriter()
+    at = w.whole("blob", base)
+    w.ofs_delta(at, d)
+    blobs, problems = _problems(_indexed(w, [oid("blob", base), oid("blob", bytes(target))]))
+    assert blobs == {base, bytes(target)} and problems == []
+    # cut off inside its last instruction, or copying outside its base: problems
+    for bad, why in (
+        (delta(len(base), len(target) + 300, ops + copy_op(5, 300)[:-1]), "inside an instruction"),
+        (d[:-1], "insert past its end"),
+        (delta(len(base), len(target), bytes(ops) + copy_op(0, 2)), "larger"),
+        (delta(len(base), 10, copy_op(len(base) - 5, 10) + bytes(ops)), "outside its base"),
+    ):
+        w = PackWriter()
+        at = w.whole("blob", base)
+        w.ofs_delta(at, bad)
+        blobs, problems = _problems(_indexed(w, [oid("blob", base), oid("blob", b"?")]))
+        assert blobs == {base} and any(why in p for p in problems), (why, problems)

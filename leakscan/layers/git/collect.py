@@ -1,7 +1,7 @@
 """A layer's git object stores, gathered while the layer is walked.
 
 A git directory is many tar members, met one at a time in a walk that never goes back. Its
-object-store files (loose objects, ``objects/pack/*.pack``) are copied as they pass into
+object-store files (loose objects, ``objects/pack/*.pack`` and their ``.idx``) are copied into
 one private spool per layer, an unnamed temporary file (``TemporaryFile``: no name on disk,
 gone when closed, mode 0600), up to ``GitLimits.max_spool`` bytes; only the spool offsets
 are kept in memory. Once the walk is over every git directory is read from the spool: a
@@ -31,10 +31,14 @@ from leakscan.layers.git.objects import (
     Spool,
 )
 
-# <git dir>/objects/ab/cdef... (sha1 loose objects) or <git dir>/objects/pack/NAME.pack
+# <git dir>/objects/ab/cdef... (sha1 loose objects) or <git dir>/objects/pack/NAME.pack and
+# its NAME.idx (ids and offsets: each delta then resolved once, see objects.py)
 _OBJECT = re.compile(
-    r"^(?P<dir>/.*?)/objects/(?:(?P<fan>[0-9a-f]{2})/(?P<rest>[0-9a-f]{38})|pack/[^/]+\.pack)$"
+    r"^(?P<dir>/.*?)/objects/(?:(?P<fan>[0-9a-f]{2})/(?P<rest>[0-9a-f]{38})"
+    r"|pack/(?P<pack>[^/]+)\.(?P<ext>pack|idx))$"
 )
+# an index larger than this is not read (git's: 28-36 bytes an object; 2M objects ~72 MiB)
+_MAX_INDEX = 96 << 20
 _COPY = 1 << 20
 
 
@@ -55,6 +59,7 @@ class _Dir:
 
     loose: list[tuple[bytes, str, int, int]] = field(default_factory=list)
     packs: list[tuple[str, int, int]] = field(default_factory=list)
+    indexes: dict[str, tuple[int, int]] = field(default_factory=dict)  # by the pack's path
     digests: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -103,6 +108,8 @@ class GitCollector:
         if found["fan"]:
             oid = bytes.fromhex(found["fan"] + found["rest"])
             one.loose.append((oid, path, start, length))
+        elif found["ext"] == "idx":
+            one.indexes[path[: -len("idx")] + "pack"] = (start, length)
         else:
             one.packs.append((path, start, length))
         return None
@@ -137,7 +144,11 @@ class GitCollector:
                     bad += 1
                     store.loose.pop()
             for path, start, length in one.packs:
-                for why in store.add_pack(Spool(self._spool, start, length)):
+                index = None
+                if path in one.indexes and one.indexes[path][1] <= _MAX_INDEX:
+                    at, size = one.indexes[path]
+                    index = Spool(self._spool, at, size).read(0, size)
+                for why in store.add_pack(Spool(self._spool, start, length), index):
                     problems.append(f"{path}: {why}")
         except OverBudget as exc:
             problems.append(f"{git_dir}: {exc}: the rest of its objects not read")

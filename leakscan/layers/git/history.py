@@ -113,14 +113,50 @@ def _name(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def attribute(store: ObjectStore, commits: list[Commit]) -> dict[bytes, tuple[Commit, str]]:
-    """Each blob some commit's tree holds: the oldest such commit and the blob's path."""
-    named: dict[bytes, tuple[Commit, str]] = {}
+class Names:
+    """Each blob some commit's tree holds: the oldest such commit and the blob's path, kept
+    compact (a repository of 50,000 blobs held ~25 MiB as a dict of tuples of a commit and
+    a str): the commit by its number in the list, the path as bytes in one buffer."""
+
+    def __init__(self, commits: list[Commit]) -> None:
+        self._commits = commits
+        # blob id -> commit number << 40 | where its path starts in _paths (NUL-ended: a
+        # tree entry's name never holds a NUL)
+        self._at: dict[bytes, int] = {}
+        self._paths = bytearray()
+
+    def add(self, oid: bytes, commit: int, path: bytes) -> None:
+        """Name ``oid`` unless it is named already (the oldest commit comes first)."""
+        if oid not in self._at:
+            self._at[oid] = (commit << 40) | len(self._paths)
+            self._paths += path
+            self._paths.append(0)
+
+    def get(self, oid: bytes) -> tuple[Commit, str] | None:
+        """The commit that introduced ``oid`` and its path there, or None."""
+        value = self._at.get(oid)
+        if value is None:
+            return None
+        at = value & ((1 << 40) - 1)
+        end = self._paths.index(0, at)
+        return self._commits[value >> 40], _name(bytes(self._paths[at:end]))
+
+    def __contains__(self, oid: bytes) -> bool:
+        return oid in self._at
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+
+def attribute(store: ObjectStore, commits: list[Commit]) -> Names:
+    """Each blob some commit's tree holds: the oldest such commit (``commits`` are oldest
+    first) and the blob's path."""
+    named = Names(commits)
     trees_seen: set[bytes] = set()
-    for commit in commits:
+    for number, commit in enumerate(commits):
         if commit.tree is None:
             continue
-        stack: list[tuple[bytes, str, int]] = [(commit.tree, "", 0)]
+        stack: list[tuple[bytes, bytes, int]] = [(commit.tree, b"", 0)]
         while stack:
             tree, prefix, depth = stack.pop()
             if tree in trees_seen or depth > MAX_TREE_DEPTH:
@@ -134,15 +170,18 @@ def attribute(store: ObjectStore, commits: list[Commit]) -> dict[bytes, tuple[Co
             except GitFormatError:
                 continue
             for mode, name, oid in entries:
-                path = prefix + _name(name)
-                if len(path) > MAX_PATH:
-                    continue
+                # (a path is made only for what is new: most entries of a tree are not)
                 if mode in (b"40000", b"040000"):
-                    stack.append((oid, path + "/", depth + 1))
+                    if oid not in trees_seen:
+                        path = prefix + name
+                        if len(path) < MAX_PATH:
+                            stack.append((oid, path + b"/", depth + 1))
                 elif mode == b"160000":
                     continue  # a submodule's commit: its objects are in its own git dir
                 elif oid not in named:
-                    named[oid] = (commit, path)
+                    path = prefix + name
+                    if len(path) <= MAX_PATH:
+                        named.add(oid, number, path)
     return named
 
 
@@ -160,26 +199,29 @@ def read_repository(store: ObjectStore) -> tuple[Iterator[GitBlob], list[str]]:
         named = attribute(store, commits)
     except GitFormatError as exc:
         problems.append(f"history not walked: {exc}")
-        named = {}
+        named = Names(commits)
 
     def blobs() -> Iterator[GitBlob]:
         for commit in commits:
             yield GitBlob(commit.oid, commit.message, commit, None, "message")
         for oid in store.ids(BLOB):
             try:
-                got = store.get(oid)
+                got = store.read(oid)
             except GitFormatError as exc:
                 problems.append(f"blob {oid.hex()} not read: {exc}")
                 continue
             if got is None:
                 continue
-            known = named.get(oid)
+            # named by the id its bytes have (another than asked only when an index lied)
+            real = got[2]
+            known = named.get(real)
             if known is None:
-                yield GitBlob(oid.hex(), got[1], None, None)
+                yield GitBlob(real.hex(), got[1], None, None)
             else:
-                yield GitBlob(oid.hex(), got[1], known[0], known[1])
+                yield GitBlob(real.hex(), got[1], known[0], known[1])
             # not held while the next blob is resolved (a large one would be held twice)
             del got
+        problems.extend(store.problems)
 
     return blobs(), problems
 
