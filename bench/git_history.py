@@ -26,8 +26,15 @@ Three figures, each the median of ``--rounds`` runs:
 engines can do better on this machine. Exit status 0 when leakscan's peak RSS is within
 ``--bound-mb``, 1 when not, 2 on bad usage.
 
-Usage: python bench/git_history.py [--workdir bench/out] [--source-mb 700] [--edits 3000]
-                                   [--rounds 3] [--bound-mb 250] [--regen]
+With ``--dulwich PYTHON`` (an interpreter that can import dulwich, e.g. a throwaway venv
+under bench/out; dulwich is no dependency of leakscan) it also compares readers: dulwich
+and leakscan's own reader each reading every object of the pack (deltas resolved), one
+process each, CPU seconds and peak RSS; and dulwich over hostile packs (a delta loop,
+deltas whose base is outside the pack or inside another object, a zlib bomb), each with a
+time bound: whether it raises, hangs or dies.
+
+Usage: python bench/git_history.py [--workdir bench/out] [--source-mb 760] [--edits 3000]
+                                   [--rounds 3] [--bound-mb 250] [--regen] [--dulwich PY]
 """
 
 from __future__ import annotations
@@ -43,10 +50,12 @@ import subprocess
 import sys
 import tarfile
 import time
+import zlib
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-VERSION = 1  # bump when the generated repository changes
+VERSION = 2  # bump when the generated repository changes
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@example.internal",
@@ -69,24 +78,38 @@ def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
     ).stdout
 
 
-def _sources(budget: int) -> list[Path]:
-    """Real files of the library tree, sorted, up to ``budget`` bytes."""
-    root = Path(os.__file__).resolve().parent
-    out: list[Path] = []
+# more real Python sources, read once the library tree is all in (it holds ~490 MiB here):
+# the Google Cloud SDK's Python packages, when this machine has them, as gcloud/...
+MORE_SOURCES = [("gcloud", Path("/usr/lib/google-cloud-sdk/lib"))]
+
+
+def _roots() -> list[tuple[str, Path]]:
+    """Where the files come from: a prefix in the repository and a folder."""
+    return [("", Path(os.__file__).resolve().parent)] + [
+        (prefix, root) for prefix, root in MORE_SOURCES if root.is_dir()
+    ]
+
+
+def _sources(budget: int) -> list[tuple[str, Path]]:
+    """Real files of the source trees (their path in the repository and on disk), each tree
+    sorted, up to ``budget`` bytes."""
+    out: list[tuple[str, Path]] = []
     total = 0
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(files):
-            path = Path(folder) / name
-            if path.is_symlink() or not path.is_file():
-                continue
-            size = path.stat().st_size
-            if size > MAX_FILE or not os.access(path, os.R_OK):
-                continue
-            if total + size > budget:
-                return out
-            out.append(path)
-            total += size
+    for prefix, root in _roots():
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                path = Path(folder) / name
+                if path.is_symlink() or not path.is_file():
+                    continue
+                size = path.stat().st_size
+                if size > MAX_FILE or not os.access(path, os.R_OK):
+                    continue
+                if total + size > budget:
+                    return out
+                rel = path.relative_to(root).as_posix()
+                out.append((f"{prefix}/{rel}" if prefix else rel, path))
+                total += size
     return out
 
 
@@ -100,7 +123,6 @@ def build_repo(repo: Path, source_mb: int, edits: int) -> None:
         shutil.rmtree(repo)
     repo.mkdir(parents=True)
     _git(repo, "init", "-q", "--bare", "-b", "main")
-    root = Path(os.__file__).resolve().parent
     files = _sources(source_mb << 20)
     rng = random.Random(14)
     stream = bytearray()
@@ -122,7 +144,7 @@ def build_repo(repo: Path, source_mb: int, edits: int) -> None:
         stream.extend(b"\n")
 
     batch: list[tuple[str, bytes]] = []
-    texts: list[str] = []
+    texts: dict[str, Path] = {}
     contents: dict[str, bytes] = {}
     proc = subprocess.Popen(
         ["git", "fast-import", "--quiet", "--depth=50"],
@@ -137,12 +159,11 @@ def build_repo(repo: Path, source_mb: int, edits: int) -> None:
         proc.stdin.write(bytes(stream))
         stream.clear()
 
-    for path in files:
-        rel = path.relative_to(root).as_posix()
+    for rel, path in files:
         data = path.read_bytes()
         batch.append((rel, data))
         if rel.endswith(".py") and 2_000 < len(data) < 200_000:
-            texts.append(rel)
+            texts[rel] = path
         if len(batch) >= 300:
             commit(f"Import {batch[0][0].split('/')[0]} and {len(batch) - 1} more files", batch)
             batch = []
@@ -150,9 +171,10 @@ def build_repo(repo: Path, source_mb: int, edits: int) -> None:
     if batch:
         commit("Import the rest", batch)
         flush()
+    names = list(texts)
     for n in range(edits):
-        rel = rng.choice(texts)
-        data = contents.get(rel) or (root / rel).read_bytes()
+        rel = rng.choice(names)
+        data = contents.get(rel) or texts[rel].read_bytes()
         lines = data.split(b"\n")
         k = rng.randrange(len(lines))
         lines[k] = lines[k] + b"  # reviewed %d" % n
@@ -241,18 +263,242 @@ def engine_floor(repo: Path) -> None:
     print(json.dumps({"seconds": time.perf_counter() - start, "bytes": total}))
 
 
+def read_all(pack: Path, reader: str) -> None:
+    """(in a child process) Read every object of ``pack`` (with its .idx), deltas resolved,
+    with ``reader`` (leakscan or dulwich); print the objects, their bytes, CPU seconds."""
+    start = time.process_time()
+    n = total = 0
+    if reader == "dulwich":
+        for obj in _dulwich_pack(pack).iterobjects():
+            n += 1
+            total += obj.raw_length()
+    else:
+        from leakscan.layers.git.objects import Budget, ObjectStore, Spool
+
+        store = ObjectStore(Budget(1 << 40, 1 << 50, 1 << 30, 4095))
+        with open(pack, "rb") as fh:
+            spool = Spool(fh, 0, pack.stat().st_size)
+            problems = store.add_pack(spool, pack.with_suffix(".idx").read_bytes())
+            assert not problems, problems
+            for kind in (1, 2, 3, 4):
+                for oid in store.ids(kind):
+                    got = store.get(oid)
+                    assert got is not None
+                    n += 1
+                    total += len(got[1])
+    print(json.dumps({"objects": n, "bytes": total, "cpu": time.process_time() - start}))
+
+
+def _dulwich_pack(pack: Path) -> Any:
+    """dulwich's Pack of ``pack`` (its .idx beside it), sha1 objects."""
+    from dulwich.pack import Pack  # type: ignore[import-not-found]
+
+    try:
+        from dulwich.object_format import SHA1  # type: ignore[import-not-found]
+    except ImportError:  # (dulwich before 1.0 had no object formats)
+        return Pack(str(pack.with_suffix("")))
+    return Pack(str(pack.with_suffix("")), object_format=SHA1)
+
+
+def _header(kind: int, size: int) -> bytes:
+    """A pack object's header (type, size in little-endian base-128)."""
+    out = bytearray()
+    b = (kind << 4) | (size & 15)
+    size >>= 4
+    while size:
+        out.append(b | 0x80)
+        b, size = size & 0x7F, size >> 7
+    out.append(b)
+    return bytes(out)
+
+
+def _ofs(back: int) -> bytes:
+    out = [back & 0x7F]
+    back >>= 7
+    while back:
+        back -= 1
+        out.append(0x80 | (back & 0x7F))
+        back >>= 7
+    return bytes(reversed(out))
+
+
+def _oid(data: bytes) -> bytes:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).digest()
+
+
+def _write_pack(folder: Path, objects: list[tuple[bytes, bytes]]) -> None:
+    """``objects`` ((header, zlib payload), the id the index gives it) as pack-x.pack and
+    a version 2 pack-x.idx as git writes them."""
+    body = bytearray()
+    offsets = []
+    for raw, _ in objects:
+        offsets.append(12 + len(body))
+        body += raw
+    pack = b"PACK" + (2).to_bytes(4, "big") + len(objects).to_bytes(4, "big") + bytes(body)
+    pack += hashlib.sha1(pack).digest()
+    ends = [*offsets[1:], len(pack) - 20]
+    rows = sorted(
+        (oid, at, zlib.crc32(pack[at:end]))
+        for (_, oid), at, end in zip(objects, offsets, ends, strict=True)
+    )
+    idx = bytearray(b"\377tOc" + (2).to_bytes(4, "big"))
+    idx += b"".join(sum(1 for r in rows if r[0][0] <= b).to_bytes(4, "big") for b in range(256))
+    idx += b"".join(r[0] for r in rows)
+    idx += b"".join(r[2].to_bytes(4, "big") for r in rows)
+    idx += b"".join(r[1].to_bytes(4, "big") for r in rows)
+    idx += pack[-20:]
+    idx += hashlib.sha1(bytes(idx)).digest()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pack-x.pack").write_bytes(pack)
+    (folder / "pack-x.idx").write_bytes(bytes(idx))
+
+
+def hostile_packs(root: Path) -> dict[str, Path]:
+    """Small hostile packs, each beside a whole blob that reads fine."""
+    fine = (_header(3, 5) + zlib.compress(b"fine\n"), _oid(b"fine\n"))
+    a, b = _oid(b"A"), _oid(b"B")
+    delta_on = bytes([1, 1, 1]) + b"X"  # base 1 byte, result 1 byte, insert "X"
+    cases = {
+        # two REF_DELTAs, each on the other
+        "delta loop": [
+            fine,
+            (_header(7, 4) + b + zlib.compress(delta_on), a),
+            (_header(7, 4) + a + zlib.compress(delta_on), b),
+        ],
+        # OFS_DELTA bases before the pack's start, and 3 bytes back (inside an object)
+        "delta base outside the pack": [
+            fine,
+            (_header(6, 4) + _ofs(10_000) + zlib.compress(delta_on), _oid(b"X")),
+        ],
+        "delta base inside an object": [
+            fine,
+            (_header(6, 4) + _ofs(3) + zlib.compress(delta_on), _oid(b"X")),
+        ],
+        # declares 10 bytes, inflates to 256 MiB of zeros
+        "zlib bomb": [fine, (_header(3, 10) + zlib.compress(bytes(256 << 20), 9), _oid(b"Z"))],
+    }
+    out = {}
+    for n, (name, objects) in enumerate(cases.items()):
+        _write_pack(root / f"case{n}", objects)
+        out[name] = root / f"case{n}" / "pack-x.pack"
+    return out
+
+
+def dulwich_on(pack: Path) -> None:
+    """(in a child process) dulwich reading every object of a hostile pack, by iterating
+    the pack and by id; print what happened to each."""
+    said: list[str] = []
+    p = _dulwich_pack(pack)
+    try:
+        said.append(f"iterobjects: {sum(1 for _ in p.iterobjects())} objects")
+    except Exception as exc:  # noqa: BLE001 (what it raises is the figure)
+        said.append(f"iterobjects raised {type(exc).__name__}")
+    for sha, _, _ in p.index.iterentries():
+        try:
+            kind, data = p.get_raw(sha)
+            said.append(f"get_raw: {len(data)} bytes")
+        except Exception as exc:  # noqa: BLE001
+            said.append(f"get_raw raised {type(exc).__name__}")
+    print("; ".join(said))
+
+
+def compare_readers(pack: Path, python: str, rounds: int) -> None:
+    """leakscan's reader and dulwich, each reading every object of ``pack``; dulwich over
+    the hostile packs."""
+    probe = subprocess.run([python, "-c", "import dulwich"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        print(f"dulwich: skipped ({python} cannot import dulwich)")
+        return
+    version = subprocess.run(
+        [python, "-c", "import dulwich; print('.'.join(map(str, dulwich.__version__)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    got: dict[str, list[tuple[float, float, int, str]]] = {"leakscan": [], "dulwich": []}
+    for _ in range(rounds):
+        for reader, exe in (("leakscan", sys.executable), ("dulwich", python)):
+            start = time.perf_counter()
+            proc = subprocess.Popen(
+                [exe, __file__, "--read-all", reader, str(pack)],
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            assert proc.stdout is not None
+            out = proc.stdout.read().decode()
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - start
+            if os.waitstatus_to_exitcode(status) != 0:
+                print(f"{reader} reader failed", file=sys.stderr)
+                return
+            cpu = usage.ru_utime + usage.ru_stime
+            got[reader].append((wall, cpu, usage.ru_maxrss, out))
+    print(f"readers over every object of the pack (dulwich {version}); medians of {rounds}:")
+    for reader, runs in got.items():
+        last = json.loads(runs[-1][3])
+        print(
+            f"  {reader:9} {statistics.median(r[1] for r in runs):7.2f} s CPU  "
+            f"{statistics.median(r[0] for r in runs):7.2f} s wall  peak "
+            f"{statistics.median(r[2] for r in runs) / 1024:.0f} MiB  "
+            f"({last['objects']} objects, {last['bytes'] / (1 << 20):.0f} MiB)"
+        )
+    print("dulwich over hostile packs (each beside a blob that reads fine; 60 s bound):")
+    for name, bad in hostile_packs(pack.parent.parent.parent.parent / "hostile").items():
+        start = time.perf_counter()
+        said = bad.with_suffix(".out")
+        with open(said, "wb") as sink:
+            proc = subprocess.Popen(
+                [python, __file__, "--dulwich-on", str(bad)],
+                stdout=sink,
+                stderr=subprocess.DEVNULL,
+            )
+        verdict = "HANG (killed after 60 s)"
+        peak = 0
+        while time.perf_counter() - start < 60:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                code = os.waitstatus_to_exitcode(status)
+                peak = usage.ru_maxrss >> 10
+                verdict = said.read_text().strip() or f"died (exit {code})"
+                if code < 0:
+                    verdict = f"killed by signal {-code}"
+                break
+            time.sleep(0.05)
+        else:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+        print(f"  {name:28} {verdict} ({time.perf_counter() - start:.1f} s, peak {peak} MiB)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=HERE / "out")
-    parser.add_argument("--source-mb", type=int, default=700)
+    parser.add_argument("--source-mb", type=int, default=760)
     parser.add_argument("--edits", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bound-mb", type=int, default=250)
     parser.add_argument("--regen", action="store_true")
+    parser.add_argument(
+        "--dulwich",
+        metavar="PYTHON",
+        help="also compare with dulwich, run by this interpreter (e.g. a venv's python)",
+    )
+    parser.add_argument(
+        "--readers-only", action="store_true", help="with --dulwich: only compare the readers"
+    )
     parser.add_argument("--engine-floor", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--read-all", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--dulwich-on", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.engine_floor:
         engine_floor(args.engine_floor)
+        return 0
+    if args.read_all:
+        read_all(Path(args.read_all[1]), args.read_all[0])
+        return 0
+    if args.dulwich_on:
+        dulwich_on(args.dulwich_on)
         return 0
     if shutil.which("git") is None:
         print("git is needed", file=sys.stderr)
@@ -260,7 +506,12 @@ def main() -> int:
     work = args.workdir / "git_history"
     repo = work / "repo.git"
     stamp = work / "plan.json"
-    plan = {"version": VERSION, "source_mb": args.source_mb, "edits": args.edits}
+    plan = {
+        "version": VERSION,
+        "source_mb": args.source_mb,
+        "edits": args.edits,
+        "roots": [str(root) for _, root in _roots()],
+    }
     if args.regen or not stamp.exists() or json.loads(stamp.read_text()) != plan:
         work.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
@@ -276,6 +527,10 @@ def main() -> int:
         f"repository: {pack_mb:.0f} MiB of packs, {commits} commits; {count.split()[-1]} "
         f"MiB size-garbage; {' '.join(count.split()[4:8])}"
     )
+    if args.dulwich:
+        compare_readers(packs[0], args.dulwich, args.rounds)
+    if args.readers_only:
+        return 0
     image = work / "image"
     runs: dict[str, list[float]] = {"leakscan": [], "git": [], "engines": []}
     rss: list[int] = []
