@@ -618,21 +618,6 @@ class AuditFormat(enum.StrEnum):
     html = "html"
 
 
-def _since(text: str) -> float:
-    """``--since``: a date (2026-01-31), a UTC time (2026-01-31T12:00) or an age (7d)."""
-    import datetime as dt
-
-    if _DURATION.fullmatch(text.strip()):
-        return time.time() - parse_duration(text)
-    try:
-        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise LeakscanError(f"--since {text!r}: not a date (2026-01-31) nor an age (7d)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
-
-
 def audit_command(
     target: Annotated[
         str,
@@ -705,7 +690,9 @@ def audit_command(
         from leakscan.audit.cli import progress_bar, render
 
         file_size = None if max_file_size is None else _size_flag("--max-file-size", max_file_size)
-        after = _since(since) if since is not None else None
+        from leakscan.audit.target import since_time
+
+        after = since_time(since) if since is not None else None
         flags = Flags(
             min_confidence=min_confidence,
             detect_secrets_plugin=detect_secrets_plugin,

@@ -10,7 +10,7 @@ per tag; the interpreter importing the CLI (typer, pydantic), the registry clien
 
 Anything this path does not handle sends the full audit on its way, with nothing written
 and nothing said: an option it does not know or that needs the full machinery (credentials
-or TLS flags, --dask, --since, a plugin, a baseline, a shared store), a terminal on stderr
+or TLS flags, --dask, a plugin, a baseline, a shared store), a terminal on stderr
 (it gets the progress bar), a challenge it cannot answer as the registry client would (it
 answers Bearer and Basic with the stored credentials the client looks up: docker config,
 auth files), a status other than 200, a tag that is new or names another digest, a kept
@@ -47,7 +47,14 @@ from leakscan import model as m
 from leakscan.audit.db import AuditDb
 from leakscan.audit.memo import MemoError, decode_reports, settings_key
 from leakscan.audit.result import AuditReport, AuditStats, Entry, audited, kept_layer_ids, record
-from leakscan.audit.target import MAX_PAGES, PAGE, Target, parse_target, repository_names
+from leakscan.audit.target import (
+    MAX_PAGES,
+    PAGE,
+    Target,
+    parse_target,
+    repository_names,
+    since_time,
+)
 from leakscan.sources.auth import Challenge, Credentials, RegistryOptions
 from leakscan.terms import CONFIDENCE_RANK
 
@@ -97,6 +104,7 @@ _VALUED = {
     "--cache": ("cache", False),
     "--cache-dir": ("cache_dir", False),
     "--config": ("config", False),
+    "--since": ("since", False),
 }
 _SWITCHES = {"--new-only": "new_only", "--no-cache": "no_cache", "--plain-http": "plain_http"}
 
@@ -117,6 +125,7 @@ class Args:
     cache: str | None = None
     cache_dir: str | None = None
     config: str | None = None
+    since: str | None = None
     new_only: bool = False
     no_cache: bool = False
     plain_http: bool = False
@@ -464,6 +473,7 @@ class Quick:
     repos_from: str | None = None
     tag_pattern: str | None = None
     new_only: bool = False
+    since: float | None = None
 
 
 def _unchanged(
@@ -556,7 +566,7 @@ def reaudit(target: Target, quick: Quick) -> AuditReport:
         db.finish(audit_id, now)
     finally:
         db.close()
-    images = audited(entries, sightings, audit_id, quick.new_only, None)
+    images = audited(entries, sightings, audit_id, quick.new_only, quick.since)
     stats = AuditStats(
         repositories=len({r for r, _, _ in walked}),
         images=len(images),
@@ -567,7 +577,9 @@ def reaudit(target: Target, quick: Quick) -> AuditReport:
         bytes_scanned=0,
         seconds=round(time.monotonic() - t0, 3),
     )
-    return AuditReport(target.name, images, (), stats, audit_id, started, quick.new_only, None)
+    return AuditReport(
+        target.name, images, (), stats, audit_id, started, quick.new_only, quick.since
+    )
 
 
 def _named(report: m.ImageReport, reference: str) -> m.ImageReport:
@@ -617,7 +629,9 @@ def _quick_for(args: Args) -> tuple[Target, Quick] | None:
     )
     options = RegistryOptions(plain_http=args.plain_http)
     target = parse_target(args.target, options)
-    quick = Quick(db, settings, tuple(args.repo), args.repos_from, args.tag, args.new_only)
+    # as the command reads it (a bad one: the full command says what is wrong)
+    after = since_time(args.since) if args.since is not None else None
+    quick = Quick(db, settings, tuple(args.repo), args.repos_from, args.tag, args.new_only, after)
     return target, quick
 
 

@@ -1,11 +1,14 @@
-"""What an audit is pointed at (a registry host, or the docker engine) and which of its
-repositories it covers: light (no registry client), for the full audit and for the quick
-re-audit of an unchanged registry alike."""
+"""What an audit is pointed at (a registry host, or the docker engine), which of its
+repositories it covers and since when findings are reported: light (no registry client, no
+command-line framework), for the full audit and for the quick re-audit of an unchanged
+registry alike."""
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -20,6 +23,8 @@ PAGE = 1000
 MAX_PAGES = 100_000
 _HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?")
 _GLOB = re.compile(r"[*?\[]")
+_AGE = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 @dataclass(frozen=True)
@@ -90,3 +95,19 @@ def repository_names(
     if named and globs:
         chosen = sorted(set(chosen) | set(named))
     return chosen
+
+
+def since_time(text: str, now: float | None = None) -> float:
+    """``--since``: a date (2026-01-31), a UTC time (2026-01-31T12:00) or an age (7d, as
+    ``leakscan cache prune`` reads one), as seconds since the epoch."""
+    age = _AGE.fullmatch(text.strip())
+    if age:
+        seconds = int(age.group(1)) * _SECONDS[age.group(2).lower()]
+        return (time.time() if now is None else now) - seconds
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--since {text!r}: not a date (2026-01-31) nor an age (7d)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()

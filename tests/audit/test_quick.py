@@ -101,8 +101,14 @@ def audits(db: Path) -> int:
 
 @pytest.mark.parametrize(
     "extra",
-    [[], ["--repo", "w*", "--tag", "^[34]$", "--min-confidence", "low"], ["--new-only"]],
-    ids=["all", "filtered", "new-only"],
+    [
+        [],
+        ["--repo", "w*", "--tag", "^[34]$", "--min-confidence", "low"],
+        ["--new-only"],
+        ["--since", "2020-01-31T12:00"],
+        ["--since=2099-01-31"],
+    ],
+    ids=["all", "filtered", "new-only", "since-then", "since-later"],
 )
 def test_same_report_as_the_full_second_audit(
     filled: Filled, tmp_path: Path, extra: list[str]
@@ -214,7 +220,7 @@ def test_a_moved_or_unknown_tag_leaves_it_to_the_full_audit(fresh: Filled, tmp_p
         conn.execute("DELETE FROM tags WHERE repository = ? AND tag = ?", moved)
     assert lean(args, tmp_path) == (None, "") and audits(db) == 3
     # options it does not handle
-    for more in (["--dask", "127.0.0.1:1"], ["--since", "7d"], ["--no-tls-verify"], ["x:1"]):
+    for more in (["--dask", "127.0.0.1:1"], ["--creds", "a:b"], ["--no-tls-verify"], ["x:1"]):
         assert lean([*args, *more], tmp_path) == (None, "")
     assert quick.parse([*args, "--workers", "0"]) is None
     assert quick.parse([*args, "--format", "sarif"]) is None
