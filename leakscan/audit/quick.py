@@ -442,6 +442,8 @@ def paged(wire: Wire, path: str, key: str, who: str = "catalog") -> list[str]:
         except ValueError:
             raise Fallback("a listing that is not JSON") from None
         names = body.get(key) if isinstance(body, dict) else None
+        if names is None and isinstance(body, dict):
+            names = []  # a repository whose tags were all deleted: none, as the full walk reads it
         if not isinstance(names, list):
             raise Fallback("a listing without its list")
         for name in names:
