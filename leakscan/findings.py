@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -23,6 +23,7 @@ from leakscan.layers.status import fate
 from leakscan.layers.walker import LayerRecord
 from leakscan.layerscan import FileHit, LayerScan
 from leakscan.metadata import HistoryMap, Text
+from leakscan.redact import MIN_MASKED_LENGTH
 from leakscan.remediation import remediation as remediation_text
 from leakscan.sightings import Seen, merged, secret_sha256
 from leakscan.suppress import Suppressions
@@ -56,6 +57,57 @@ class ImageScan:
             yield match.secret
             if match.raw:
                 yield match.raw
+        yield from spelled_in_places(self.layers)
+
+
+def spelled_in_places(layers: Iterable[LayerScan]) -> Iterator[str]:
+    """Secrets the result store answered for by hash only (a file's content seen before),
+    found again where a report shows them or a layer's record names them: in the path of
+    the file that holds them (a folder or an archive member named after a token), in a git
+    place, in a skipped path. Without this such a path would be printed, or stored, in
+    clear."""
+    layers = list(layers)
+    wanted = {
+        x.secret_sha256: x.masked
+        for layer in layers
+        for hit in layer.hits
+        for x in hit.seen
+        if not x.secret
+    }
+    if not wanted:
+        return
+    places: set[str] = set()
+    for layer in layers:
+        places.update(p.path for p in layer.skipped + layer.errors if p.path)
+        for hit in layer.hits:
+            places.update((hit.path, hit.shown))
+            if hit.git is not None:
+                g = hit.git
+                places.update(p for p in (g.git_dir, g.repo_path, g.subject) if p)
+    for text in places:
+        yield from spelled(text, wanted)
+
+
+# the longest stretch of a path searched for a secret known by hash only
+_SPELLED_MAX = 512
+
+
+def spelled(text: str, wanted: dict[str, str]) -> Iterator[str]:
+    """The substrings of ``text`` whose sha256 is a key of ``wanted`` (the value: the
+    secret's masked form, whose first characters a long secret's candidates must share)."""
+    text = text[:_SPELLED_MAX]
+    prefixes = {masked[:4] for masked in wanted.values() if not masked.startswith("*")}
+    short = any(masked.startswith("*") for masked in wanted.values())
+    for i in range(len(text)):
+        # a secret of 16 characters or more is masked as its first four and stars
+        long_ok = text[i : i + 4] in prefixes
+        if not long_ok and not short:
+            continue
+        stop = len(text) if long_ok else min(len(text), i + 15)
+        for j in range(i + MIN_MASKED_LENGTH, stop + 1):
+            piece = text[i:j]
+            if secret_sha256(piece) in wanted:
+                yield piece
 
 
 def remediation(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from leakscan import model as m
@@ -99,12 +99,18 @@ class Recall:
         return out
 
     def keep_layer(
-        self, blob: m.LayerBlob, scan: LayerScan, find: Callable[[bytes], list[Match]]
+        self,
+        blob: m.LayerBlob,
+        scan: LayerScan,
+        find: Callable[[bytes], list[Match]],
+        secrets: Iterable[str] = (),
     ) -> None:
         """Store ``scan`` when it read the whole layer and its digests were checked in
         that read: a partial or unverified result must never answer for the layer. ``find``
         (the engines) looks for secrets in its skip messages and paths, which are stored
-        masked, so that a scan from the store need not look again."""
+        masked, so that a scan from the store need not look again. ``secrets``: the others
+        found in its image (a whiteout may be named after one). Not stored either when a
+        path of it holds one of those secrets (see :mod:`leakscan.store.codec`)."""
         if scan.errors or blob.unavailable or not blob.diff_id or scan.diff_id != blob.diff_id:
             return
         found = {
@@ -114,7 +120,9 @@ class Recall:
             if text
             for x in find(text.encode("utf-8", "replace"))
         }
-        value = encode_layer(scan, found)
+        value = encode_layer(scan, found, secrets)
+        if value is None:
+            return
         self.store.put_many(LAYER, [(k, value) for k in _keys(self.fingerprint, blob)])
 
     def texts(
@@ -169,7 +177,10 @@ class StoreMemo:
 
     def keep(self, key: str, result: FileResult) -> None:
         """See :class:`leakscan.layerscan.ContentMemo`."""
-        self._pending[content_key(self.fingerprint, key)] = encode_file(result)
+        value = encode_file(result)
+        if value is None:  # a member named after its secret: scanned again next time
+            return
+        self._pending[content_key(self.fingerprint, key)] = value
         if len(self._pending) >= MEMO_BATCH:
             self.flush()
 

@@ -20,7 +20,7 @@ from leakscan.detectors import (
 )
 from leakscan.detectors.tokens import pairs_apart
 from leakscan.errors import LeakscanError
-from leakscan.findings import ImageScan, image_report
+from leakscan.findings import ImageScan, image_report, spelled_in_places
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import LayerScan, scan_layer
 from leakscan.metadata import (
@@ -322,10 +322,13 @@ def _scan_image(
         for blob in todo:
             fresh.append((blob, here(blob, alone=True)))
             done(blob, blob.size or 0)
+    # a layer may hold in a path (a whiteout, say) a secret another layer holds
+    secrets = {form for _, r in fresh for h in r.hits for x in h.seen for form in x.forms()}
+    secrets.update(spelled_in_places(r for _, r in fresh))
     for blob, result in fresh:
         by_index[blob.index] = result
         if recall is not None:
-            recall.keep_layer(blob, result, engines.get().scan)
+            recall.keep_layer(blob, result, engines.get().scan, secrets)
             recall.stats.layers_scanned += 1
     layers = [by_index[blob.index] for blob in image.layers]
     errors = list(image.errors)

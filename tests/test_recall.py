@@ -324,6 +324,43 @@ def test_same_content_elsewhere_is_judged_for_its_path(tmp_path: Path) -> None:
     assert any(rule.startswith("leakscan.docker-config") for rule in rules), rules
 
 
+def _named_after(gh: str, npm: str, filler: str) -> Image:
+    """A folder named after the token it holds, deleted by the next layer; a zip member
+    named after its token; ``filler`` changes the first layer's digest."""
+    member = {f"keys/{npm}.txt": f"//npm.example.internal/:_authToken={npm}\n".encode()}
+    wrote = (
+        Layer()
+        .file("etc/filler", filler)
+        .file(f"srv/{gh}/app.env", f"GITHUB_TOKEN={gh}\n")
+        .file("srv/keys.zip", make_zip(member))
+    )
+    return Image(layers=[wrote, Layer().whiteout(f"srv/{gh}/app.env")])
+
+
+def test_a_secret_in_a_path_is_judged_as_in_a_cold_scan(tmp_path: Path) -> None:
+    """A path that holds a secret cannot be stored in clear, and masked it would no longer
+    be the path a cold scan judges (its fingerprint, the whiteout that deletes it): such a
+    result is not stored, and a re-scan, warm or re-layered, reports what a cold one does."""
+    gh, npm = fake_token("github"), fake_token("npm")
+    ref = write("oci-dir", _named_after(gh, npm, "one\n"), tmp_path / "a")
+    cold = plain(scan(ref, ScanOptions(min_confidence="low")))
+    found = {f["rule_id"]: f for f in cold["images"][0]["findings"]}
+    assert any("github" in rule for rule in found) and any("npm" in rule for rule in found)
+    statuses = {f["location"]["status"] for rule, f in found.items() if "github" in rule}
+    assert statuses == {"deleted"}
+    assert plain(scan(ref, _opts(tmp_path))) == cold
+    assert plain(scan(ref, _opts(tmp_path))) == cold
+    # the same files in a new layer: the zip is looked up by its content
+    moved = write("oci-dir", _named_after(gh, npm, "two\n"), tmp_path / "b")
+    again = plain(scan(moved, ScanOptions(min_confidence="low")))
+    assert plain(scan(moved, _opts(tmp_path))) == again
+    assert {f["fingerprint"] for f in again["images"][0]["findings"]} == {
+        f["fingerprint"] for f in cold["images"][0]["findings"]
+    }
+    for value in _values(tmp_path / "store" / "results.sqlite3"):
+        assert gh.encode() not in value and npm.encode() not in value
+
+
 # run in a fresh interpreter: whether workers can be forked depends on every thread of the
 # process, and other tests' fixtures leave threads in this one
 _IN_WORKERS = """

@@ -96,7 +96,7 @@ def layer_id(blob: m.LayerBlob) -> str:
 
 
 def _reindexed(scan: LayerScan, index: int) -> LayerScan:
-    """A result that is not stored (it failed) as layer ``index`` of another image."""
+    """A result that is not stored as layer ``index`` of another image."""
     if not scan.errors and not scan.skipped and not scan.hits:
         return scan
 
@@ -135,7 +135,9 @@ class _Audit:
         self.fan = fan
         self.progress = progress
         self.known: set[str] = set()  # layers whose result is in the database
-        self.failed: dict[str, LayerScan] = {}  # layers that could not be read this audit
+        # results held here, not in the database: layers that could not be read this audit,
+        # and layers with a secret in a path (see leakscan.store.codec): read again next time
+        self.unstored: dict[str, LayerScan] = {}
         self.inflight: set[str] = set()  # layers handed to the fan-out, not back yet
         self.held: OrderedDict[str, bytes] = OrderedDict()
         self.layers_total = 0
@@ -168,7 +170,7 @@ class _Audit:
             for blob in image.layers:
                 lid = layer_id(blob)
                 self.unique.add(lid)
-                if blob.unavailable or lid in self.known or lid in self.failed:
+                if blob.unavailable or lid in self.known or lid in self.unstored:
                     continue
                 if lid in self.inflight:
                     continue
@@ -200,9 +202,13 @@ class _Audit:
             self.scanned += 1
             self.bytes += blob.size or 0
             if result.errors or result.diff_id != blob.diff_id or not blob.diff_id:
-                self.failed[lid] = result
+                self.unstored[lid] = result
             else:
                 value = encode_layer(result, self._skip_secrets(result))
+                if value is None:
+                    self.unstored[lid] = result
+                    self._say("scan", self.scanned, self.scanned + len(self.inflight), lid)
+                    continue
                 self.db.keep_layer(self.fingerprint, lid, value)
                 self.known.add(lid)
                 if self.recall is not None:
@@ -291,8 +297,8 @@ class _Audit:
             return LayerScan(
                 diff_id=blob.diff_id, skipped=[m.Problem(blob.unavailable, blob.index)]
             ), None
-        if lid in self.failed:
-            return _reindexed(self.failed[lid], blob.index), None
+        if lid in self.unstored:
+            return _reindexed(self.unstored[lid], blob.index), None
         value = self._value(lid)
         if value is not None:
             try:
@@ -365,7 +371,7 @@ class _Audit:
         s = self.options.scan
         report = image_report(one, s.min_confidence, s.suppressions, False)
         secrets = set(one.secrets())
-        unstored = {i for i, blob in enumerate(image.layers) if layer_id(blob) in self.failed}
+        unstored = {i for i, blob in enumerate(image.layers) if layer_id(blob) in self.unstored}
         fresh = [p for p in report.skipped if p.layer_index in unstored]
         for problem in report.errors + tuple(fresh):
             # a problem may quote a path or a name where no engine looked (stored skips were

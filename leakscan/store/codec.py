@@ -2,9 +2,13 @@
 
 Two parts, each zlib-compressed JSON: the findings part (its secrets grouped and reduced,
 what was skipped) and the record part (every path of the layer, for the whiteout logic),
-which is read only when some layer of the image holds a secret. Strings of the layer that
-hold one of its own secrets (a file named after a token) are stored masked; the secrets
-themselves are never stored, only their hashes and masked forms.
+which is read only when some layer of the image holds a secret. The secrets themselves are
+never stored, only their hashes and masked forms; messages and commit subjects that hold one
+(and skipped files' names) are stored masked. A result with a secret it holds, or its image
+holds, in a path (a file or folder named after a token, an archive member, a whiteout) is
+not stored at all: masked, the path would no longer
+be the one a cold scan judges (which later layer deletes it, the finding's fingerprint), and
+in clear the store would hold the secret. Such a layer is scanned again each time.
 
 Values come from a database another machine may share, so decoding checks every field and
 raises :class:`CodecError` rather than build a wrong result.
@@ -48,14 +52,16 @@ def _row(x: Seen) -> list[Any]:
     ]
 
 
-def encode_file(result: FileResult) -> bytes:
-    """One file content's result as stored (its own secrets masked in member names)."""
+def encode_file(result: FileResult) -> bytes | None:
+    """One file content's result as stored, or None when an archive member's name in it
+    holds one of its secrets (see the module's docstring)."""
     redact = Redactor({form for _, group in result.groups for x in group for form in x.forms()})
+    suffixes = [suffix for suffix, _ in result.groups] + [suffix for suffix, _ in result.skipped]
+    if any(redact(suffix) != suffix for suffix in suffixes):
+        return None
     value = {
-        "groups": [
-            [redact(suffix), [_row(x) for x in sealed(group)]] for suffix, group in result.groups
-        ],
-        "skipped": [[redact(suffix), redact(reason)] for suffix, reason in result.skipped],
+        "groups": [[suffix, [_row(x) for x in sealed(group)]] for suffix, group in result.groups],
+        "skipped": [[suffix, redact(reason)] for suffix, reason in result.skipped],
     }
     if not result.groups and not result.skipped:
         return _NOTHING
@@ -101,17 +107,29 @@ def decode_file(value: bytes) -> FileResult:
 _EMPTY = FileResult((), ())
 
 
-def encode_layer(scan: LayerScan, also: Iterable[str] = ()) -> bytes:
-    """``scan`` (a complete, verified layer) as stored bytes, its strings masked for its own
-    secrets and for ``also`` (what the engines found in its skip messages and paths)."""
+def encode_layer(
+    scan: LayerScan, also: Iterable[str] = (), image: Iterable[str] = ()
+) -> bytes | None:
+    """``scan`` (a complete, verified layer) as stored bytes, messages, skipped paths and
+    commit subjects masked for its own secrets, ``also`` (what the engines found in its
+    skip messages and paths) and ``image`` (the secrets of the other layers of its image);
+    None when one of its own or ``image``'s secrets is in a path the fate or the
+    fingerprint of a finding is judged by (see the module's docstring)."""
     own = {form for hit in scan.hits for x in hit.seen for form in x.forms()}
-    redact = Redactor(own | set(also))
+    strict = Redactor(own | set(image))
+    paths = [p for h in scan.hits for p in (h.path, h.shown, *_git_paths(h.git))]
+    rec = scan.record
+    paths.append("\0".join([*rec.entries, *rec.whiteouts, *rec.opaques, *rec.odd_whiteouts]))
+    if any(strict(p) != p for p in paths):
+        return None
+    redact = Redactor(own | set(also) | set(image))
+    record = _encode_record(rec, redact)
     head = {
         "diff_id": scan.diff_id,
         "hits": [
             [
-                redact(h.path),
-                redact(h.shown),
+                h.path,
+                h.shown,
                 h.digest.hex(),
                 [_row(x) for x in sealed(h.seen)],
                 *([_git_row(h.git, redact)] if h.git is not None else []),
@@ -121,7 +139,7 @@ def encode_layer(scan: LayerScan, also: Iterable[str] = ()) -> bytes:
         "skipped": [[redact(p.message), redact.optional(p.path)] for p in scan.skipped],
     }
     first = zlib.compress(json.dumps(head, separators=(",", ":")).encode(), 6)
-    return _HEAD.pack(FORMAT, len(first)) + first + _encode_record(scan.record, redact)
+    return _HEAD.pack(FORMAT, len(first)) + first + record
 
 
 # the record part: a small JSON header, then every path (NUL-separated: a tar name holds no
@@ -135,6 +153,8 @@ _TEXT = ("utf-8", "surrogatepass")
 
 
 def _encode_record(rec: LayerRecord, redact: Redactor) -> bytes:
+    # what ``redact`` changes here is what the engines found in skipped files' names:
+    # paths no finding of this layer is at (encode_layer stores none with its own secrets)
     meta = {
         "whiteouts": sorted(redact(p) for p in rec.whiteouts),
         "opaques": sorted(redact(p) for p in rec.opaques),
@@ -207,8 +227,16 @@ _GIT_FIELDS = (
 )
 
 
+def _git_paths(git: m.GitPlace | None) -> tuple[str, ...]:
+    """The fields of ``git`` a finding's place and fate are judged by."""
+    if git is None:
+        return ()
+    return tuple(p for p in (git.git_dir, git.repo_path, git.object_id) if p is not None)
+
+
 def _git_row(git: m.GitPlace, redact: Redactor) -> list[Any]:
-    # a commit subject or a path may hold the secret itself: stored masked like the rest
+    # a commit subject may hold the secret itself: stored masked, as a report shows it
+    # (the paths are in clear: encode_layer stores no result with a secret in a path)
     return [redact.optional(getattr(git, name)) for name in _GIT_FIELDS]
 
 

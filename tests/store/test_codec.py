@@ -28,14 +28,15 @@ def _fresh(secret: str) -> Seen:
     return seen(Match("r.id", "desc", secret, 3, 3 + len(secret), 2, "high", "kingfisher"))
 
 
-def _layer(secret: str) -> LayerScan:
+def _layer(secret: str, named: str = "plain") -> LayerScan:
+    """A layer whose finding is ``secret``, with a skipped file named after ``named``."""
     record = LayerRecord(
         entries={
             "/etc": EntryRecord("dir"),
             "/etc/app.env": EntryRecord("file", os.urandom(32)),
             "/bin/sh": EntryRecord("symlink"),
             "/bin/ln": EntryRecord("hardlink", os.urandom(32)),
-            f"/named/{secret}.txt": EntryRecord("file", os.urandom(32)),
+            f"/named/{named}.txt": EntryRecord("file", os.urandom(32)),
             "/dev/null": EntryRecord("other"),
         },
         whiteouts={"/old"},
@@ -44,33 +45,54 @@ def _layer(secret: str) -> LayerScan:
         too_long=2,
     )
     hit = FileHit(4, "/etc/app.env", "/etc/app.env", os.urandom(32), (_fresh(secret),))
-    skipped = [m.Problem("larger than --max-file-size", 4, f"/named/{secret}.txt")]
+    skipped = [m.Problem("larger than --max-file-size", 4, f"/named/{named}.txt")]
     return LayerScan(record=record, hits=[hit], skipped=skipped, diff_id="sha256:" + "a" * 64)
 
 
 def test_layer_round_trip_without_the_secret() -> None:
-    secret = fake_token("github")
-    scan = _layer(secret)
-    value = encode_layer(scan)
-    assert secret.encode() not in value
+    # a skipped file named after a secret the engines found in its name: stored masked
+    secret, other = fake_token("github"), fake_token("github")
+    scan = _layer(secret, other)
+    value = encode_layer(scan, also=[other])
+    assert value is not None
+    assert secret.encode() not in value and other.encode() not in value
     back, packed = decode_layer(value, 7)
     (hit,) = back.hits
     assert hit.layer_index == 7 and hit.path == "/etc/app.env" and hit.digest == scan.hits[0].digest
     assert hit.seen[0].secret is None
     assert hit.seen[0].secret_sha256 == scan.hits[0].seen[0].secret_sha256
-    assert back.skipped[0].layer_index == 7 and secret not in (back.skipped[0].path or "")
+    assert back.skipped[0].layer_index == 7 and other not in (back.skipped[0].path or "")
     record = decode_record(packed)
     assert record.whiteouts == {"/old"} and record.opaques == {"/var/cache"}
     assert record.odd_whiteouts == ["/x/.wh."] and record.too_long == 2
-    kept = {p: e for p, e in scan.record.entries.items() if secret not in p}
+    kept = {p: e for p, e in scan.record.entries.items() if other not in p}
     assert {p: e for p, e in record.entries.items() if p in kept} == kept
     assert len(record.entries) == len(scan.record.entries)  # the masked path is there, masked
 
 
+def test_a_secret_in_a_path_is_not_stored() -> None:
+    """Masked, such a path is no longer the one a cold scan judges; in clear, the store
+    would hold the secret: such a result is not stored (and is scanned again)."""
+    secret = fake_token("github")
+    assert encode_layer(_layer(secret, named=secret)) is None  # a file named after its secret
+    # a whiteout named after a secret another layer of the image holds
+    other = fake_token("github")
+    scan = _layer(secret)
+    scan.record.whiteouts.add(f"/srv/{other}/app.env")
+    assert encode_layer(scan) is not None and encode_layer(scan, image=[other]) is None
+    # a finding at a path that holds it
+    hit = FileHit(1, f"/srv/{secret}.env", f"/srv/{secret}.env", os.urandom(32), (_fresh(secret),))
+    assert encode_layer(LayerScan(hits=[hit], diff_id="sha256:" + "b" * 64)) is None
+    # an archive member named after its secret
+    member = FileResult(((f"!/conf/{secret}", (_fresh(secret),)),), ())
+    assert encode_file(member) is None
+
+
 def test_file_round_trip() -> None:
     secret = fake_token("npm")
-    result = FileResult(((f"!/conf/{secret}", (_fresh(secret),)),), (("!/big", "too big"),))
+    result = FileResult((("!/conf/npmrc", (_fresh(secret),)),), (("!/big", "too big"),))
     value = encode_file(result)
+    assert value is not None
     back = decode_file(value)
     assert secret not in repr(back) and back.skipped == (("!/big", "too big"),)
     assert back.groups[0][1][0].secret_sha256 == result.groups[0][1][0].secret_sha256
@@ -79,6 +101,7 @@ def test_file_round_trip() -> None:
 @pytest.mark.parametrize("cut", [0, 3, 7, 20, -10])
 def test_damaged_values_are_errors(cut: int) -> None:
     value = encode_layer(_layer(fake_token("github")))
+    assert value is not None
     damaged = value[:cut]
     with pytest.raises(CodecError):
         _, packed = decode_layer(damaged, 0)
