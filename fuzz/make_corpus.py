@@ -175,8 +175,10 @@ def layer_seeds() -> dict[str, bytes]:
 def git_seeds() -> dict[str, bytes]:
     """Layers holding git object stores (issue 14): loose objects, and a pack with whole
     objects, OFS and REF deltas, a commit and trees naming the blobs; and a pack whose
-    deltas loop and reach outside their base, for mutations to start from."""
-    from gitrepos import PackWriter, copy_op, delta, insert_op, loose, oid
+    deltas loop and reach outside their base, for mutations to start from; each pack also
+    with its .idx (the reader's other path: ids from the index, objects typed from their
+    headers), the hostile one's index naming objects that are not what it says."""
+    from gitrepos import PackWriter, copy_op, delta, insert_op, loose, oid, pack_index
 
     env = f"GITHUB_TOKEN={TOKENS['github']}\n".encode()
     later = env + b"LOG_LEVEL=info\n"
@@ -204,6 +206,12 @@ def git_seeds() -> dict[str, bytes]:
     packed = Layer().file("srv/repo.git/HEAD", "ref: refs/heads/main\n")
     packed.file("srv/repo.git/objects/pack/pack-1.pack", w.pack())
     out["git-pack.tar"] = packed.tar_bytes()
+    ids = [oid("commit", commit), oid("tree", top), oid("tree", tree), oid("blob", env)]
+    ids += [oid("blob", later), oid("blob", later[:4])]
+    indexed = Layer().file("srv/repo.git/HEAD", "ref: refs/heads/main\n")
+    indexed.file("srv/repo.git/objects/pack/pack-1.pack", w.pack())
+    indexed.file("srv/repo.git/objects/pack/pack-1.idx", pack_index(w.pack(), w.offsets, ids))
+    out["git-pack-indexed.tar"] = indexed.tar_bytes()
     w = PackWriter()
     first = w.whole("blob", b"base\n")
     w.ref_delta(oid("blob", b"A"), delta(1, 1, insert_op(b"B")))
@@ -211,6 +219,9 @@ def git_seeds() -> dict[str, bytes]:
     w.ofs_delta(first, delta(5, 64, copy_op(2, 64)))
     hostile = Layer().file("x/.git/objects/pack/p.pack", w.pack())
     out["git-hostile.tar"] = hostile.tar_bytes()
+    lies = [oid("blob", b"A"), oid("blob", b"B"), oid("blob", b"base\n"), oid("blob", b"C")]
+    hostile.file("x/.git/objects/pack/p.idx", pack_index(w.pack(), w.offsets, lies))
+    out["git-hostile-indexed.tar"] = hostile.tar_bytes()
     return out
 
 
