@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,31 +70,50 @@ class Args:
     workers: str = "0"
 
 
-def parse(argv: list[str]) -> Args | None:
-    """The arguments, when every one of them is a known option or the one image; None
-    otherwise (the full command then reads them, and says what is wrong with them)."""
-    args = Args()
-    images: list[str] = []
+def read_options(
+    argv: Sequence[str],
+    into: object,
+    valued: Mapping[str, tuple[str, bool]],
+    switches: Mapping[str, str] | None = None,
+) -> list[str] | None:
+    """Set on ``into`` each option of ``argv`` (``valued``: name -> (field, repeatable),
+    as ``--name VALUE`` or ``--name=VALUE``; ``switches``: name -> field set True) and
+    return the other arguments; None at an option it does not know or a missing value.
+    The quick paths of a scan and of an audit read their arguments this way."""
+    found: list[str] = []
     rest = list(argv)
     while rest:
         arg = rest.pop(0)
         if arg == "--debug":
             continue
+        if switches and arg in switches:
+            setattr(into, switches[arg], True)
+            continue
         if not arg.startswith("-"):
-            images.append(arg)
+            found.append(arg)
             continue
         name, eq, value = arg.partition("=")
-        if name not in _VALUED or (eq and not name.startswith("--")):
+        if name not in valued or (eq and not name.startswith("--")):
             return None
         if not eq:
             if not rest:
                 return None
             value = rest.pop(0)
-        attr, many = _VALUED[name]
+        attr, many = valued[name]
         if many:
-            getattr(args, attr).append(value)
+            getattr(into, attr).append(value)
         else:
-            setattr(args, attr, value)
+            setattr(into, attr, value)
+    return found
+
+
+def parse(argv: list[str]) -> Args | None:
+    """The arguments, when every one of them is a known option or the one image; None
+    otherwise (the full command then reads them, and says what is wrong with them)."""
+    args = Args()
+    images = read_options(argv, args, _VALUED)
+    if images is None:
+        return None
     # a subcommand's name is never taken for an image: an image named here holds a ':',
     # '/' or '.' (a reference with a tag or digest, a transport, a path)
     if len(images) != 1 or not any(c in images[0] for c in ":/."):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import ipaddress
 import json
 import os
 import re
@@ -55,7 +54,9 @@ from leakscan.audit.target import (
     repository_names,
     since_time,
 )
+from leakscan.quick import read_options
 from leakscan.sources.auth import Challenge, Credentials, RegistryOptions
+from leakscan.sources.hosts import is_loopback
 from leakscan.terms import CONFIDENCE_RANK
 
 # what the registry source accepts for a manifest (leakscan.sources.registry.ACCEPT: the
@@ -135,31 +136,8 @@ def parse(argv: Sequence[str]) -> Args | None:
     """The arguments after ``audit``, when each is an option this path knows or the one
     target; None otherwise (the full command reads them, and says what is wrong)."""
     args = Args()
-    targets: list[str] = []
-    rest = list(argv)
-    while rest:
-        arg = rest.pop(0)
-        if arg == "--debug":
-            continue
-        if arg in _SWITCHES:
-            setattr(args, _SWITCHES[arg], True)
-            continue
-        if not arg.startswith("-"):
-            targets.append(arg)
-            continue
-        name, eq, value = arg.partition("=")
-        if name not in _VALUED or (eq and not name.startswith("--")):
-            return None
-        if not eq:
-            if not rest:
-                return None
-            value = rest.pop(0)
-        attr, many = _VALUED[name]
-        if many:
-            getattr(args, attr).append(value)
-        else:
-            setattr(args, attr, value)
-    if len(targets) != 1 or args.format not in ("table", "json", "html"):
+    targets = read_options(argv, args, _VALUED, _SWITCHES)
+    if targets is None or len(targets) != 1 or args.format not in ("table", "json", "html"):
         return None
     if args.level is not None and args.level not in CONFIDENCE_RANK:
         return None
@@ -170,21 +148,6 @@ def parse(argv: Sequence[str]) -> Args | None:
 
 
 # --- HTTP -----------------------------------------------------------------------------------
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost``, ``127.0.0.0/8`` or ``[::1]``, with or without a port (as the
-    registry client decides whether plain HTTP may be tried unasked)."""
-    if host.startswith("["):
-        name = host[1:].split("]", 1)[0]
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import copy
 import http.client
-import ipaddress
 import os
 import socket
 import ssl
@@ -35,6 +34,7 @@ from leakscan.sources.auth import (
     lookup_credentials,
     parse_challenges,
 )
+from leakscan.sources.hosts import is_loopback
 from leakscan.sources.reference import ImageReference
 from leakscan.sources.store import MAX_JSON_BYTES
 
@@ -53,20 +53,6 @@ def _retryable(status: int) -> bool:
 
 def _netloc(url: str) -> str:
     return urlsplit(url).netloc
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost``, ``127.0.0.0/8`` or ``[::1]``, with or without a port."""
-    if host.startswith("["):
-        name = host[1:].split("]", 1)[0]
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 # --- what went wrong on the wire ---------------------------------------------------------------
