@@ -763,6 +763,24 @@ def _stopped(proc: subprocess.Popen[bytes]) -> Iterator[None]:
         os.killpg(proc.pid, signal.SIGCONT)
 
 
+@pytest.fixture
+def ctrl_c_heard() -> Iterator[None]:
+    """Children started here hear Ctrl-C as a terminal's do. A shell that starts a job in
+    the background (``cmd &`` without job control) starts it with SIGINT ignored, and an
+    ignored signal stays ignored across exec: leakscan would then rightly scan on. A Python
+    handler here is reset to the default in the child, where Python makes it
+    KeyboardInterrupt again."""
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if before == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.usefixtures("ctrl_c_heard")
 @pytest.mark.parametrize(
     ("signum", "when"),
     [
