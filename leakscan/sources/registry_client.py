@@ -136,12 +136,13 @@ def _client_cert_refused(exc: BaseException, netloc: str, sent: bool) -> SourceE
     found = list(_chain(exc))
     text = " ".join(str(one) for one in found).upper()
     alerts = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN")
+    refused = SourceError(
+        f"{netloc} refused the TLS client certificate of its certs.d folder: not one it accepts"
+    )
     if sent and any(isinstance(one, ssl.SSLEOFError) for one in found):
-        # Go's TLS 1.3 server hangs up on a certificate of a CA it does not know
-        return SourceError(
-            f"{netloc} closed the TLS handshake on the client certificate of its certs.d "
-            "folder: not one it accepts"
-        )
+        # Go's TLS 1.3 server hangs up on a certificate of a CA it does not know (or sends
+        # its alert first: which one the client sees depends on timing, the words do not)
+        return refused
     if not any(alert in text for alert in alerts):
         return None
     if not sent:
@@ -149,7 +150,7 @@ def _client_cert_refused(exc: BaseException, netloc: str, sent: bool) -> SourceE
             f"{netloc} asks for a TLS client certificate: put NAME.cert and NAME.key in its "
             f"certs.d folder ({netloc}/)"
         )
-    return SourceError(f"{netloc} refused the TLS client certificate of its certs.d folder")
+    return refused
 
 
 def _retry_after(resp: requests.Response) -> float | None:
