@@ -203,18 +203,9 @@ class _MemberReader(HashingReader):
         want = left if size is None or size < 0 else min(size, left)
         if want <= 0:
             return b""
-        data = self._tape.take(want)
+        data = self._tape.exact(want)
         if len(data) < want:
-            # only where the read crosses from one piece of the layer to the next
-            parts = [data]
-            have = len(data)
-            while have < want:
-                more = self._tape.take(want - have)
-                if not more:
-                    raise self._truncated()
-                parts.append(more)
-                have += len(more)
-            data = b"".join(parts)
+            raise self._truncated()
         self.left = left - want
         self.count += want
         if self.hashing:
@@ -283,18 +274,9 @@ class FileEntry:
                 raise ValueError("the file was read in part already")
             return self._reader.read()  # hashed as it is read
         size = self.size
-        data = self._tape.take(size) if size else b""
+        data = self._tape.exact(size) if size else b""
         if len(data) < size:
-            # where the file crosses from one piece of the layer to the next
-            parts = [data]
-            have = len(data)
-            while have < size:
-                more = self._tape.take(size - have)
-                if not more:
-                    raise LayerError(f"tar stream is truncated in {self.path}")
-                parts.append(more)
-                have += len(more)
-            data = b"".join(parts)
+            raise _truncated("in", self.path)
         hasher = _SHA256.copy()
         hasher.update(data)
         self._digest = hasher.digest()
