@@ -116,12 +116,14 @@ def encode_layer(
     None when one of its own or ``image``'s secrets is in a path the fate or the
     fingerprint of a finding is judged by (see the module's docstring)."""
     own = {form for hit in scan.hits for x in hit.seen for form in x.forms()}
-    strict = Redactor(own | set(image))
-    paths = [p for h in scan.hits for p in (h.path, h.shown, *_git_paths(h.git))]
     rec = scan.record
-    paths.append("\0".join([*rec.entries, *rec.whiteouts, *rec.opaques, *rec.odd_whiteouts]))
-    if any(strict(p) != p for p in paths):
-        return None
+    judged = own | set(image)
+    if judged:  # most layers hold no secret: then no path can hold one (nor be joined)
+        strict = Redactor(judged)
+        paths = [p for h in scan.hits for p in (h.path, h.shown, *_git_paths(h.git))]
+        paths.append("\0".join([*rec.entries, *rec.whiteouts, *rec.opaques, *rec.odd_whiteouts]))
+        if any(strict(p) != p for p in paths):
+            return None
     redact = Redactor(own | set(also) | set(image))
     record = _encode_record(rec, redact)
     head = {
