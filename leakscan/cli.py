@@ -6,15 +6,19 @@ completed (errors win over findings).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
+import inspect
 import re
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -258,6 +262,80 @@ def _tls_verify_spelling(args: list[str]) -> list[str]:
 # --- end registry flags ---
 
 
+@dataclass(frozen=True)
+class StoreFlags:
+    """--cache, --cache-dir and --no-cache, declared once for every command that scans."""
+
+    cache: CacheOpt = None
+    cache_dir: CacheDirOpt = None
+    no_cache: NoCacheOpt = False
+
+    def spec(self) -> str | None:
+        """The result store the command uses (None with --no-cache)."""
+        return _cache_spec(self.cache, self.cache_dir, self.no_cache)
+
+
+@dataclass(frozen=True)
+class RegistryFlags:
+    """The credential and TLS flags, declared once for every command that reads registries."""
+
+    creds: CredsOpt = None
+    username: UsernameOpt = None
+    password_stdin: PasswordStdinOpt = False
+    ca_file: CaFileOpt = None
+    tls_verify: TlsVerifyOpt = True
+    plain_http: PlainHttpOpt = False
+
+    def options(self) -> RegistryOptions:
+        """As :func:`_registry_options`: reads stdin for --password-stdin, so call it inside
+        the command's guard."""
+        return _registry_options(
+            self.creds,
+            self.username,
+            self.password_stdin,
+            self.ca_file,
+            self.tls_verify,
+            self.plain_http,
+        )
+
+
+_GROUPS: tuple[type, ...] = (StoreFlags, RegistryFlags)
+
+
+def _grouped(command: Callable[..., None]) -> Callable[..., None]:
+    """Typer knows no groups of options: it is shown each group parameter of ``command``
+    (typed :class:`StoreFlags` or :class:`RegistryFlags`) as the group's own options, in
+    that parameter's place, so that the order in --help is the command's; the command is
+    called with the group back as one value."""
+    signature = inspect.signature(command, eval_str=True)
+    params: list[inspect.Parameter] = []
+    groups: dict[str, tuple[type, tuple[str, ...]]] = {}
+    for param in signature.parameters.values():
+        if param.annotation not in _GROUPS:
+            params.append(param)
+            continue
+        hints = get_type_hints(param.annotation, include_extras=True)
+        fields = dataclasses.fields(param.annotation)
+        groups[param.name] = (param.annotation, tuple(f.name for f in fields))
+        params += [
+            inspect.Parameter(f.name, param.kind, default=f.default, annotation=hints[f.name])
+            for f in fields
+        ]
+    names = [p.name for p in params]
+    assert len(names) == len(set(names)), f"{command.__name__}: a group field repeats a name"
+
+    @functools.wraps(command)
+    def run(**given: Any) -> None:
+        for name, (group, fields) in groups.items():
+            given[name] = group(**{field: given.pop(field) for field in fields})
+        command(**given)
+
+    run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    # typer resolves the annotations of parameters without an Option too: the real ones
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    return run
+
+
 _SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(?:([KMGT])(?:I?B|I)?|B)?", re.IGNORECASE)
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 MAX_SIZE = (1 << 63) - 1  # sizes go on to C code (zlib, zstd, file offsets): int64 at most
@@ -297,6 +375,11 @@ def _size_flag(option: str, text: str) -> int:
     return size
 
 
+def _file_size_flag(text: str | None) -> int | None:
+    """--max-file-size as bytes; None, no limit, when it is not given."""
+    return None if text is None else _size_flag("--max-file-size", text)
+
+
 def _guarded(debug: bool, work: Callable[[], int]) -> None:
     """Run ``work`` and exit with its status; every failure is one line on stderr."""
     try:
@@ -327,6 +410,7 @@ def _write(text: str, output: Path | None) -> None:
         raise LeakscanError(f"cannot write {output}: {exc.strerror}") from None
 
 
+@_grouped
 def scan_command(
     image: ImageArg,
     format: Annotated[
@@ -381,15 +465,8 @@ def scan_command(
     max_expanded_bytes: ExpandOpt = "2G",
     max_file_size: FileSizeOpt = None,
     workers: WorkersOpt = 0,
-    cache: CacheOpt = None,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
-    creds: CredsOpt = None,
-    username: UsernameOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    ca_file: CaFileOpt = None,
-    tls_verify: TlsVerifyOpt = True,
-    plain_http: PlainHttpOpt = False,
+    store: StoreFlags = StoreFlags(),
+    registry: RegistryFlags = RegistryFlags(),
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -398,7 +475,7 @@ def scan_command(
     def work() -> int:
         # sizes first: a bad one is a usage error before stdin, the settings or the image
         expanded = _size_flag("--max-expanded-bytes", max_expanded_bytes)
-        file_size = None if max_file_size is None else _size_flag("--max-file-size", max_file_size)
+        file_size = _file_size_flag(max_file_size)
         from leakscan.policy import judge, policy_for
         from leakscan.report import parse_outputs, write_outputs
 
@@ -424,10 +501,8 @@ def scan_command(
                 max_expanded_bytes=expanded,
                 max_file_size=file_size,
                 workers=workers,
-                registry=_registry_options(
-                    creds, username, password_stdin, ca_file, tls_verify, plain_http
-                ),
-                cache=_cache_spec(cache, cache_dir, no_cache),
+                registry=registry.options(),
+                cache=store.spec(),
             )
             report = _run(image, _options(config, flags))
         gate = judge(report, policy)
@@ -438,6 +513,7 @@ def scan_command(
     _guarded(debug, work)
 
 
+@_grouped
 def baseline_command(
     image: ImageArg,
     output: Annotated[
@@ -451,15 +527,8 @@ def baseline_command(
     max_expanded_bytes: ExpandOpt = "2G",
     max_file_size: FileSizeOpt = None,
     workers: WorkersOpt = 0,
-    cache: CacheOpt = None,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
-    creds: CredsOpt = None,
-    username: UsernameOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    ca_file: CaFileOpt = None,
-    tls_verify: TlsVerifyOpt = True,
-    plain_http: PlainHttpOpt = False,
+    store: StoreFlags = StoreFlags(),
+    registry: RegistryFlags = RegistryFlags(),
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -470,7 +539,7 @@ def baseline_command(
 
     def work() -> int:
         expanded = _size_flag("--max-expanded-bytes", max_expanded_bytes)
-        file_size = None if max_file_size is None else _size_flag("--max-file-size", max_file_size)
+        file_size = _file_size_flag(max_file_size)
         refuse_early(image)
         flags = Flags(
             platform=platform,
@@ -480,10 +549,8 @@ def baseline_command(
             max_expanded_bytes=expanded,
             max_file_size=file_size,
             workers=workers,
-            registry=_registry_options(
-                creds, username, password_stdin, ca_file, tls_verify, plain_http
-            ),
-            cache=_cache_spec(cache, cache_dir, no_cache),
+            registry=registry.options(),
+            cache=store.spec(),
         )
         options = _options(config, flags)
         report = _run(image, options)
@@ -689,7 +756,7 @@ def audit_command(
         from leakscan.audit import AuditOptions, audit
         from leakscan.audit.cli import progress_bar, render
 
-        file_size = None if max_file_size is None else _size_flag("--max-file-size", max_file_size)
+        file_size = _file_size_flag(max_file_size)
         from leakscan.audit.target import since_time
 
         after = since_time(since) if since is not None else None
@@ -766,6 +833,7 @@ def dockerfile_command(
     _guarded(debug, work)
 
 
+@_grouped
 def push_command(
     image: Annotated[
         str,
@@ -789,9 +857,7 @@ def push_command(
         typer.Option("--baseline", help="Accept the findings listed in FILE (leakscan baseline)."),
     ] = None,
     workers: WorkersOpt = 0,
-    cache: CacheOpt = None,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
+    store: StoreFlags = StoreFlags(),
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -811,7 +877,7 @@ def push_command(
             min_confidence=min_confidence,
             baseline=baseline,
             workers=workers,
-            cache=_cache_spec(cache, cache_dir, no_cache),
+            cache=store.spec(),
         )
         options = _options(config, flags)
         # the daemon's image, which is what gets pushed: never the registry's copy
@@ -829,6 +895,7 @@ def push_command(
     _guarded(debug, work)
 
 
+@_grouped
 def serve_command(
     harbor: Annotated[
         bool, typer.Option("--harbor", help="Serve Harbor's pluggable scanner API v1.2.")
@@ -875,9 +942,7 @@ def serve_command(
         str, typer.Option("--grace", help="Time running scans get to end on SIGTERM.")
     ] = "30s",
     min_confidence: LevelOpt = None,
-    cache: CacheOpt = None,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
+    store: StoreFlags = StoreFlags(),
     ca_file: CaFileOpt = None,
     tls_verify: TlsVerifyOpt = True,
     config: ConfigOpt = None,
@@ -919,7 +984,7 @@ def serve_command(
             result_ttl=ttl,
             reuse_for=reuse,
         )
-        flags = Flags(min_confidence=min_confidence, cache=_cache_spec(cache, cache_dir, no_cache))
+        flags = Flags(min_confidence=min_confidence, cache=store.spec())
         server = ServerConfig(
             host=host.strip("[]") or "0.0.0.0",
             port=int(port),

@@ -116,3 +116,46 @@ def test_infinite_size_from_a_real_process(option: str) -> None:
         f"leakscan: error: {option} 'inf': not a size "
         "(a number of bytes, or with K, M, G or T: 512M, 2G)"
     ]
+
+
+def test_option_groups_keep_their_place_and_arrive_whole(tmp_path: Path) -> None:
+    """A command's StoreFlags and RegistryFlags parameters are, to typer, the group's own
+    options in that parameter's place; the command gets each group back as one value."""
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    seen: list[tuple[object, ...]] = []
+    no_store, no_registry = cli.StoreFlags(), cli.RegistryFlags()
+
+    def command(
+        first: str = typer.Option("a", "--first"),
+        store: cli.StoreFlags = no_store,
+        registry: cli.RegistryFlags = no_registry,
+        last: bool = typer.Option(False, "--last"),
+    ) -> None:
+        seen.append((first, store, registry, last))
+
+    app = cli._app(cli._grouped(command))
+    args = ["--cache-dir", str(tmp_path), "--no-tls-verify", "--ca-file", "ca.pem", "--last"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    expected_registry = cli.RegistryFlags(ca_file="ca.pem", tls_verify=False)
+    assert seen == [("a", cli.StoreFlags(cache_dir=tmp_path), expected_registry, True)]
+    assert seen[0][1].spec() == str(tmp_path / "results.sqlite3")  # type: ignore[attr-defined]
+    helptext = CliRunner().invoke(app, ["--help"]).output
+    listed = re.findall(r"^  (?:-\w, )?(--[\w-]+)", helptext, re.MULTILINE)
+    assert listed == [
+        "--first",
+        "--cache",
+        "--cache-dir",
+        "--no-cache",
+        "--creds",
+        "--username",
+        "--password-stdin",
+        "--ca-file",
+        "--tls-verify",
+        "--plain-http",
+        "--last",
+        "--help",
+    ]
