@@ -685,6 +685,7 @@ class AuditFormat(enum.StrEnum):
     html = "html"
 
 
+@_grouped
 def audit_command(
     target: Annotated[
         str,
@@ -737,15 +738,8 @@ def audit_command(
     min_confidence: LevelOpt = None,
     detect_secrets_plugin: PluginOpt = None,
     max_file_size: FileSizeOpt = None,
-    cache: CacheOpt = None,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
-    creds: CredsOpt = None,
-    username: UsernameOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    ca_file: CaFileOpt = None,
-    tls_verify: TlsVerifyOpt = True,
-    plain_http: PlainHttpOpt = False,
+    store: StoreFlags = StoreFlags(),
+    registry: RegistryFlags = RegistryFlags(),
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -764,17 +758,16 @@ def audit_command(
             min_confidence=min_confidence,
             detect_secrets_plugin=detect_secrets_plugin,
             max_file_size=file_size,
-            registry=_registry_options(
-                creds, username, password_stdin, ca_file, tls_verify, plain_http
-            ),
-            cache=_cache_spec(cache, cache_dir, no_cache),
+            registry=registry.options(),
+            cache=store.spec(),
         )
         options = AuditOptions(
             scan=_options(config, flags),
             repos=tuple(repo or ()),
             repos_from=repos_from,
             tag_pattern=tag,
-            db=db or (str(cache_dir / "audit.sqlite3") if cache_dir is not None else None),
+            db=db
+            or (str(store.cache_dir / "audit.sqlite3") if store.cache_dir is not None else None),
             workers=workers,
             dask=dask,
             new_only=new_only,
