@@ -5,6 +5,8 @@ worker processes, this process."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +100,51 @@ def test_local_pool_started_late_holds_layers_until_drained(filled: Filled) -> N
         assert all(not r.errors and r.diff_id == b.diff_id for b, r in results)
     finally:
         pool.close()
+
+
+# --- a Dask worker's allocator ------------------------------------------------------------
+
+_FAULTS = """
+import resource, sys
+from leakscan.audit.fanout import RoomyMalloc
+
+def faults():
+    # 40 buffers of 4 MiB, each written whole and freed: glibc with a fixed mmap threshold
+    # maps each anew (a page fault per 4 KiB page), a heap reuses the same pages
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(40):
+        buf = bytearray(4 << 20)
+        del buf
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+roomy = RoomyMalloc()
+outside = faults()
+with roomy:
+    inside = faults()
+after = faults()
+print(roomy.active, outside, inside, after)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
+def test_roomy_malloc_under_a_nanny_setting() -> None:
+    """A Dask nanny's MALLOC_TRIM_THRESHOLD_ pins glibc's mmap threshold at 128 KiB: every
+    large buffer is mapped afresh (page faults, system time). During a scan the thresholds
+    are roomy (the pages are reused), and put back after it."""
+    env = dict(os.environ, MALLOC_TRIM_THRESHOLD_="65536")
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    active, outside, inside, after = out[0], *map(int, out[1:])
+    assert active == "True"
+    pages = 40 * (4 << 20) // 4096
+    assert outside > pages // 2 and after > pages // 2  # the nanny's setting, before and after
+    assert inside < pages // 10
+
+
+def test_roomy_malloc_leaves_glibc_alone_without_a_setting() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "False"
