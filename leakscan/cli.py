@@ -181,6 +181,13 @@ WorkersOpt = Annotated[
         help="Processes scanning layers side by side (0: one per CPU; 1: none).",
     ),
 ]
+BaselineOpt = Annotated[
+    Path | None,
+    typer.Option("--baseline", help="Accept the findings listed in FILE (leakscan baseline)."),
+]
+ReportFileOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the report here.")
+]
 # --- registry flags ---
 CredsOpt = Annotated[
     str | None,
@@ -444,10 +451,7 @@ def scan_command(
         bool,
         typer.Option("--show-secrets", help="Print secrets in clear (they are masked otherwise)."),
     ] = False,
-    baseline: Annotated[
-        Path | None,
-        typer.Option("--baseline", help="Accept the findings listed in FILE (leakscan baseline)."),
-    ] = None,
+    baseline: BaselineOpt = None,
     ignore_rule: Annotated[
         list[str] | None,
         typer.Option(
@@ -725,9 +729,7 @@ def audit_command(
     format: Annotated[
         AuditFormat, typer.Option("--format", "-f", help="Report format.")
     ] = AuditFormat.table,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report here.")
-    ] = None,
+    output: ReportFileOpt = None,
     new_only: Annotated[
         bool, typer.Option("--new-only", help="Report only findings first seen in this audit.")
     ] = False,
@@ -802,9 +804,7 @@ def dockerfile_command(
     format: Annotated[
         DockerfileFormat, typer.Option("--format", "-f", help="Report format.")
     ] = DockerfileFormat.table,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report here.")
-    ] = None,
+    output: ReportFileOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Before a build: what the Dockerfile will leak into the image (secret build arguments
@@ -845,10 +845,7 @@ def push_command(
         typer.Option("--fail-on", metavar="WHAT", help="What stops the push (as for a scan)."),
     ] = None,
     min_confidence: LevelOpt = None,
-    baseline: Annotated[
-        Path | None,
-        typer.Option("--baseline", help="Accept the findings listed in FILE (leakscan baseline)."),
-    ] = None,
+    baseline: BaselineOpt = None,
     workers: WorkersOpt = 0,
     store: StoreFlags = StoreFlags(),
     config: ConfigOpt = None,
