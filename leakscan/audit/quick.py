@@ -21,6 +21,9 @@ report is the full path's, to the byte (bar the audit's id, start and duration).
 
 HTTP is :mod:`http.client` with kept-alive connections, one per thread: the listings and
 HEADs are small and many, and each one through ``requests`` costs several times the CPU.
+Those requests (:class:`Walk`) start on threads of their own as soon as the target is known,
+and the registry answers them while this process imports the model and decodes the kept
+reports: most of a re-audit is waiting for a registry, which need not be waited for idle.
 """
 
 from __future__ import annotations
@@ -38,14 +41,11 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from leakscan import __version__
-from leakscan import model as m
-from leakscan.audit.db import AuditDb
-from leakscan.audit.memo import MemoError, decode_reports, settings_key
-from leakscan.audit.result import AuditReport, AuditStats, Entry, audited, kept_layer_ids, record
+from leakscan.audit.db import AuditDb, default_path
 from leakscan.audit.target import (
     MAX_PAGES,
     PAGE,
@@ -58,6 +58,12 @@ from leakscan.quick import read_options
 from leakscan.sources.auth import Challenge, Credentials, RegistryOptions
 from leakscan.sources.hosts import is_loopback
 from leakscan.terms import CONFIDENCE_RANK
+
+if TYPE_CHECKING:
+    # the model and what is built of it load once the registry's side is under way
+    from leakscan import model as m
+    from leakscan.audit.result import AuditReport, Entry
+    from leakscan.settings import FileConfig
 
 # what the registry source accepts for a manifest (leakscan.sources.registry.ACCEPT: the
 # digest a HEAD names depends on it; a test holds the two equal)
@@ -73,6 +79,9 @@ ACCEPT = ", ".join(
 USER_AGENT = f"leakscan/{__version__}"
 # HEADs and listings in flight at once: a remote registry is mostly round trips
 THREADS = 4
+# the interpreter's switch interval while the walk's threads wait for answers and this
+# process decodes kept reports (seconds; Python's default is 0.005)
+SWITCH = 0.0005
 # a listing page larger than this is not one this path reads
 MAX_PAGE_BYTES = 16 << 20
 # names this path puts in a URL as they are (the registry spec's characters)
@@ -441,23 +450,29 @@ class Quick:
     since: float | None = None
 
 
-def _unchanged(
-    wire: Wire, repos: list[str], tag_filter: re.Pattern[str] | None, known: dict[Any, str]
-) -> Iterator[tuple[str, str, str]]:
-    """Each (repository, tag, digest) in the walk's order, every tag known and naming the
-    digest it named; Fallback at the first that is not. Tags are listed and HEADs sent
-    ``THREADS`` at a time, a repository's HEADs as soon as its tags are in."""
+# a tag's place in the walk, and the digest it names: (repository, tag, digest)
+Named = tuple[str, str, str]
+
+
+def _digests(
+    wire: Wire, repos: list[str], tag_filter: re.Pattern[str] | None, stop: threading.Event
+) -> Iterator[Named]:
+    """Each (repository, tag, digest the registry names now) in the walk's order. Tags are
+    listed and HEADs sent ``THREADS`` at a time, a repository's HEADs as soon as its tags
+    are in; nothing more is sent once ``stop`` is set."""
 
     def listing(repository: str) -> list[str]:
         return sorted(paged(wire, f"/v2/{repository}/tags/list?n={PAGE}", "tags", repository))
 
-    def same(repository: str, tag: str, digest: str) -> None:
+    def digest(repository: str, tag: str) -> str:
         got = wire.request("HEAD", f"/v2/{repository}/manifests/{tag}", ACCEPT, repository)
-        if got.status != 200 or got.headers.get("Docker-Content-Digest") != digest:
-            raise Fallback("a tag moved")
+        named = got.headers.get("Docker-Content-Digest")
+        if got.status != 200 or not named:
+            raise Fallback("a tag that does not name its digest")
+        return named
 
     lists: list[Future[list[str]]] = []
-    heads: list[tuple[str, str, str, Future[None]]] = []
+    heads: list[tuple[str, str, Future[str]]] = []
     with ThreadPoolExecutor(THREADS) as pool:
         try:
             lists = [pool.submit(listing, r) for r in repos]
@@ -465,14 +480,13 @@ def _unchanged(
                 for tag in names.result():
                     if tag_filter is not None and not tag_filter.search(tag):
                         continue
-                    digest = known.get((repository, tag))
-                    if digest is None or not _TAG.fullmatch(tag):
-                        raise Fallback("a tag the last audit did not see")
-                    head = pool.submit(same, repository, tag, digest)
-                    heads.append((repository, tag, digest, head))
-            for repository, tag, digest, head in heads:
-                head.result()
-                yield repository, tag, digest
+                    if stop.is_set():
+                        raise Fallback("stopped")
+                    if not _TAG.fullmatch(tag):
+                        raise Fallback("a tag this path does not put in a URL")
+                    heads.append((repository, tag, pool.submit(digest, repository, tag)))
+            for repository, tag, head in heads:
+                yield repository, tag, head.result()
         finally:
             # on a Fallback, nothing more is sent than what is on the wire already
             for listed in lists:
@@ -481,56 +495,158 @@ def _unchanged(
                 head.cancel()
 
 
-def reaudit(target: Target, quick: Quick) -> AuditReport:
-    """The audit of ``target`` when nothing changed since the last one: the report the
-    full audit makes, from the audit database alone. Fallback (nothing written) on
-    anything else."""
-    t0 = time.monotonic()
-    started = time.time()
-    if target.host is None or target.host in ("docker.io", "index.docker.io"):
-        raise Fallback("not a registry this path reaches")
+class Walk:
+    """The registry's side of a re-audit, on a thread of its own from the moment the
+    target is known: the catalog, each repository's tags and each tag's digest.
+
+    Most of a re-audit's time is the registry answering a request per tag; meanwhile this
+    process imports the model, reads the audit database and decodes the kept reports, which
+    is most of the rest of its work. :meth:`result` gives the walk or raises what stopped
+    it (a Fallback, mostly)."""
+
+    def __init__(
+        self,
+        target: Target,
+        repos: Sequence[str],
+        repos_from: str | None,
+        tag_filter: re.Pattern[str] | None,
+    ) -> None:
+        self._stop = threading.Event()
+        self._found: list[Named] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(target, tuple(repos), repos_from, tag_filter),
+            name="leakscan-reaudit-walk",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _run(
+        self,
+        target: Target,
+        repos: tuple[str, ...],
+        repos_from: str | None,
+        tag_filter: re.Pattern[str] | None,
+    ) -> None:
+        try:
+            wire = connect(target)
+            try:
+                catalog = f"/v2/_catalog?n={PAGE}"
+                names = repository_names(
+                    repos, repos_from, lambda: paged(wire, catalog, "repositories")
+                )
+                if not all(_REPO.fullmatch(r) for r in names):
+                    raise Fallback("a repository name this path does not put in a URL")
+                self._found = list(_digests(wire, names, tag_filter, self._stop))
+            finally:
+                wire.close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> list[Named]:
+        """Every (repository, tag, digest) walked; what stopped the walk, raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._found
+
+    def stop(self) -> None:
+        """Send nothing more; return once what is on the wire is answered."""
+        self._stop.set()
+        self._thread.join()
+
+
+def _tag_filter(pattern: str | None) -> re.Pattern[str] | None:
     try:
-        tag_filter = re.compile(quick.tag_pattern) if quick.tag_pattern else None
+        return re.compile(pattern) if pattern else None
     except re.error:
         raise Fallback("a --tag that is no expression") from None
-    if not os.path.isfile(quick.db):
+
+
+def _reachable(target: Target, db: str) -> None:
+    """Fallback unless ``target`` is a registry this path reaches and ``db`` exists."""
+    if target.host is None or target.host in ("docker.io", "index.docker.io"):
+        raise Fallback("not a registry this path reaches")
+    if not os.path.isfile(db):
         raise Fallback("no audit database")
-    db = AuditDb(quick.db)
-    try:
-        known = db.remembered(target.name, quick.settings)
-        if not known:
-            raise Fallback("nothing kept")
-        wire = connect(target)
+
+
+def _prefetched(
+    db: AuditDb, quick: Quick, known: dict[tuple[str, str], str], tag_filter: re.Pattern[str] | None
+) -> dict[str, tuple[m.ImageReport, ...] | Exception]:
+    """The kept reports, decoded, of the tags the walk names if nothing changed: the known
+    tags of the repositories the options select among the known ones, and of ``--tag``
+    (a decoding that fails is kept as its error: it matters only if its tag is walked)."""
+    from leakscan.audit.memo import MemoError, decode_reports
+
+    chosen = set(repository_names(quick.repos, quick.repos_from, lambda: {r for r, _ in known}))
+    digests = sorted(
+        {
+            d
+            for (r, t), d in known.items()
+            if r in chosen and (tag_filter is None or tag_filter.search(t))
+        }
+    )
+    out: dict[str, tuple[m.ImageReport, ...] | Exception] = {}
+    for digest, value in db.reports(quick.settings, digests).items():
         try:
-            catalog = f"/v2/_catalog?n={PAGE}"
-            repos = repository_names(
-                quick.repos, quick.repos_from, lambda: paged(wire, catalog, "repositories")
-            )
-            if not all(_REPO.fullmatch(r) for r in repos):
-                raise Fallback("a repository name this path does not put in a URL")
-            walked = list(_unchanged(wire, repos, tag_filter, known))
-        finally:
-            wire.close()
-        kept = db.reports(quick.settings, sorted({d for _, _, d in walked}))
-        entries: list[Entry] = []
-        for repository, tag, digest in walked:
-            value = kept.get(digest)
-            if value is None:
-                raise Fallback("a kept report is missing")
+            out[digest] = decode_reports(value)
+        except MemoError as exc:
+            out[digest] = exc
+    return out
+
+
+def reaudit(target: Target, quick: Quick, walk: Walk | None = None) -> AuditReport:
+    """The audit of ``target`` when nothing changed since the last one: the report the
+    full audit makes, from the audit database alone. Fallback (nothing written) on
+    anything else. ``walk``: the registry's side, started already (else started here)."""
+    from leakscan.audit.result import AuditReport, AuditStats, audited, kept_layer_ids, record
+
+    t0 = time.monotonic()
+    started = time.time()
+    tag_filter = _tag_filter(quick.tag_pattern)
+    own = walk is None
+    try:
+        if walk is None:
+            _reachable(target, quick.db)
+            walk = Walk(target, quick.repos, quick.repos_from, tag_filter)
+        db = AuditDb(quick.db)
+        try:
+            known = db.remembered(target.name, quick.settings)
+            if not known:
+                raise Fallback("nothing kept")
+            # while the registry answers; the walk's threads need the interpreter only
+            # briefly for each answer, and get it sooner than the default 5 ms
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH)
             try:
-                reports = decode_reports(value)
-            except MemoError:
-                raise Fallback("a kept report does not read back") from None
-            reference = f"{target.host}/{repository}:{tag}"
-            entries.extend((repository, tag, _named(r, reference)) for r in reports)
-        lids = kept_layer_ids(e[2] for e in entries)
-        # every tag is as it was: from here on this is the audit, written as the full one is
-        audit_id = db.start(target.name, started)
-        now = time.time()
-        sightings = record(db, target.name, audit_id, entries, now)
-        db.finish(audit_id, now)
+                decoded = _prefetched(db, quick, known, tag_filter)
+                walked = walk.result()
+            finally:
+                sys.setswitchinterval(interval)
+            entries: list[Entry] = []
+            for repository, tag, digest in walked:
+                if known.get((repository, tag)) != digest:
+                    raise Fallback("a tag that is new, or names another digest")
+                reports = decoded.get(digest)
+                if reports is None:
+                    raise Fallback("a kept report is missing")
+                if isinstance(reports, Exception):
+                    raise Fallback("a kept report does not read back")
+                reference = f"{target.host}/{repository}:{tag}"
+                entries.extend((repository, tag, _named(r, reference)) for r in reports)
+            lids = kept_layer_ids(e[2] for e in entries)
+            # every tag is as it was: from here on this is the audit, written as the full one is
+            audit_id = db.start(target.name, started)
+            now = time.time()
+            sightings = record(db, target.name, audit_id, entries, now)
+            db.finish(audit_id, now)
+        finally:
+            db.close()
     finally:
-        db.close()
+        if own and walk is not None:
+            walk.stop()
     images = audited(entries, sightings, audit_id, quick.new_only, quick.since)
     stats = AuditStats(
         repositories=len({r for r, _, _ in walked}),
@@ -554,12 +670,20 @@ def _named(report: m.ImageReport, reference: str) -> m.ImageReport:
 # --- the command ----------------------------------------------------------------------------
 
 
-def _quick_for(args: Args) -> tuple[Target, Quick] | None:
-    """The target and what the re-audit needs, as the full command would read them; None
+@dataclass(frozen=True)
+class Plan:
+    """What the command's arguments resolve to, before the model is imported."""
+
+    target: Target
+    db: str
+    config: FileConfig
+
+
+def _plan(args: Args) -> Plan | None:
+    """The target and the audit database, as the full command would resolve them; None
     for settings the full path alone handles."""
     from leakscan.settings import load_config
     from leakscan.store import FILE_NAME, default_location
-    from leakscan.store.keys import DEFAULT_DETECTORS, DEFAULT_LIMITS, fingerprint_of
 
     config = load_config(args.config)
     if config.baseline is not None or config.detect_secrets_plugins:
@@ -579,9 +703,19 @@ def _quick_for(args: Args) -> tuple[Target, Quick] | None:
         return None  # a shared store: the full audit opens it, and says what it thinks
     db = args.db or (str(cache_dir / "audit.sqlite3") if cache_dir is not None else None)
     if db is None:
-        from leakscan.audit.db import default_path
-
         db = str(default_path(store))
+    options = RegistryOptions(plain_http=args.plain_http)
+    return Plan(parse_target(args.target, options), db, config)
+
+
+def _quick(args: Args, plan: Plan) -> Quick:
+    """What the re-audit needs: the key its kept reports are filed under (this imports the
+    model), the selection, --since read as the command reads it (a bad one: Fallback, and
+    the full command says what is wrong)."""
+    from leakscan.audit.memo import settings_key
+    from leakscan.store.keys import DEFAULT_DETECTORS, DEFAULT_LIMITS, fingerprint_of
+
+    config = plan.config
     level = args.level or config.min_confidence or "medium"
     settings = settings_key(
         # detection_fingerprint(DetectorConfig(), ArchiveLimits(), None), as the command
@@ -592,12 +726,10 @@ def _quick_for(args: Args) -> tuple[Target, Quick] | None:
         config.ignore_rules,
         config.ignore_paths,
     )
-    options = RegistryOptions(plain_http=args.plain_http)
-    target = parse_target(args.target, options)
-    # as the command reads it (a bad one: the full command says what is wrong)
     after = since_time(args.since) if args.since is not None else None
-    quick = Quick(db, settings, tuple(args.repo), args.repos_from, args.tag, args.new_only, after)
-    return target, quick
+    return Quick(
+        plan.db, settings, tuple(args.repo), args.repos_from, args.tag, args.new_only, after
+    )
 
 
 def answer(argv: Sequence[str]) -> int | None:
@@ -607,13 +739,21 @@ def answer(argv: Sequence[str]) -> int | None:
     args = parse(argv)
     if args is None or sys.stderr.isatty():
         return None  # a terminal gets the progress bar of the full command
+    walk = None
     try:
-        found = _quick_for(args)
-        if found is None:
+        plan = _plan(args)
+        if plan is None:
             return None
-        report = reaudit(*found)
+        tag_filter = _tag_filter(args.tag)
+        _reachable(plan.target, plan.db)
+        # the registry's side starts now: its answers come while the rest is prepared
+        walk = Walk(plan.target, args.repo, args.repos_from, tag_filter)
+        report = reaudit(plan.target, _quick(args, plan), walk)
     except Exception:  # noqa: BLE001 - whatever it is, the full audit does it and says it
         return None
+    finally:
+        if walk is not None:
+            walk.stop()
     # from here on the audit is recorded: no second run, whatever happens; a failure is
     # one line, as the full command's guard says it
     try:

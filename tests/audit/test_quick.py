@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from base64 import b64encode
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 import regkit
 from auditkit import Fill, Filled, push_all
 from clirun import Run
+from regkit import FaultProxy
 from schema import validate_report
 
 from leakscan.audit import quick
@@ -277,3 +279,84 @@ def test_what_it_shares_with_the_registry_client() -> None:
     from leakscan.sources.registry_client import USER_AGENT
 
     assert quick.ACCEPT == ACCEPT and quick.USER_AGENT == USER_AGENT
+
+
+class HeadGate(FaultProxy):
+    """Holds every HEAD until ``decoded`` is set (at most 30 s, then answers 503); notes
+    the first HEAD it is asked."""
+
+    def __init__(self, upstream: regkit.Registry) -> None:
+        super().__init__(upstream)
+        self.asked = threading.Event()
+        self.decoded = threading.Event()
+
+    def handle(self, h: Any, method: str) -> None:
+        if method == "HEAD":
+            self.asked.set()
+            if not self.decoded.wait(30):
+                h.send_response(503)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
+        super().handle(h, method)
+
+
+def test_the_registry_is_walked_while_the_kept_reports_are_decoded(
+    filled: Filled,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The tags' HEADs are on the wire while the kept reports are decoded: here the
+    decoding waits for the first HEAD to reach the registry, and the registry answers no
+    HEAD before the decoding is done. A re-audit that walks the registry first and decodes
+    after (or the other way round) answers nothing here (a HEAD is refused after 30 s)."""
+    proxy = HeadGate(filled.registry)
+    try:
+        args = [proxy.host, "--format", "json", "--no-cache", "--db", str(tmp_path / "a.db")]
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+        proxy.decoded.set()  # the first audit: nothing held
+        assert cli(args, tmp_path).code == 1
+        proxy.decoded.clear()
+        real = quick._prefetched
+        waited: list[bool] = []
+
+        def prefetched(*a: Any) -> Any:
+            waited.append(proxy.asked.wait(30))
+            try:
+                return real(*a)
+            finally:
+                proxy.decoded.set()
+
+        monkeypatch.setattr(quick, "_prefetched", prefetched)
+        monkeypatch.setenv("HOME", str(tmp_path))
+        capsys.readouterr()
+        assert quick.answer(args) == 1
+        assert waited == [True]
+        assert json.loads(capsys.readouterr().out)["stats"]["layers_scanned"] == 0
+        assert not [t for t in threading.enumerate() if t.name.startswith("leakscan-reaudit")]
+    finally:
+        proxy.close()
+
+
+def test_a_fallback_stops_the_walk(filled: Filled, tmp_path: Path) -> None:
+    """Whatever makes the quick path give up, its walk of the registry has ended when it
+    returns: the full audit that follows is alone on the wire."""
+    host = filled.registry.host
+    args = [host, "--format", "json", "--no-cache", "--db", str(tmp_path / "a.db")]
+    assert cli(args, tmp_path).code == 1
+    stopped = threading.Event()
+    real = quick.Walk.stop
+
+    def stop(self: quick.Walk) -> None:
+        real(self)
+        stopped.set()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys.stderr, "isatty", lambda: False)
+        mp.setattr(quick.Walk, "stop", stop)
+        mp.setenv("HOME", str(tmp_path))
+        # no report kept under these settings: given up before the walk is in
+        assert quick.answer([*args, "--min-confidence", "low"]) is None
+    assert stopped.is_set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("leakscan-reaudit")]
