@@ -45,6 +45,7 @@ from typing import Any
 import memory
 import rootfs
 from compare import STDLIB_SKIP, real_tree, run_measured, stdlib_dir
+from gitrun import git_env
 from memory import MIB, ImagePlan, ImageSpec, LayerSpec, Member, Tree, generate
 
 GIB = 1 << 30
@@ -232,15 +233,7 @@ def git_repositories(cache: Path) -> Source:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "Bench",
-        "GIT_AUTHOR_EMAIL": "bench@example.internal",
-        "GIT_COMMITTER_NAME": "Bench",
-        "GIT_COMMITTER_EMAIL": "bench@example.internal",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-    }
+    env = git_env()
     for name in GIT_PACKAGES:
         spec = importlib.util.find_spec(name)
         places = list(spec.submodule_search_locations or []) if spec else []

@@ -54,28 +54,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from gitrun import git, git_env
+
 HERE = Path(__file__).resolve().parent
 VERSION = 2  # bump when the generated repository changes
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.internal",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.internal",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-}
 MAX_FILE = 32 << 20
-
-
-def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    return subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        input=stdin,
-        env={**os.environ, **GIT_ENV},
-        check=True,
-        capture_output=True,
-    ).stdout
 
 
 # more real Python sources, read once the library tree is all in (it holds ~490 MiB here):
@@ -122,7 +105,7 @@ def build_repo(repo: Path, source_mb: int, edits: int) -> None:
     if repo.exists():
         shutil.rmtree(repo)
     repo.mkdir(parents=True)
-    _git(repo, "init", "-q", "--bare", "-b", "main")
+    git(repo, "init", "-q", "--bare", "-b", "main")
     files = _sources(source_mb << 20)
     rng = random.Random(14)
     stream = bytearray()
@@ -150,7 +133,7 @@ def build_repo(repo: Path, source_mb: int, edits: int) -> None:
         ["git", "fast-import", "--quiet", "--depth=50"],
         cwd=repo,
         stdin=subprocess.PIPE,
-        env={**os.environ, **GIT_ENV},
+        env=git_env(),
     )
     assert proc.stdin is not None
 
@@ -187,7 +170,7 @@ def build_repo(repo: Path, source_mb: int, edits: int) -> None:
     proc.stdin.close()
     if proc.wait() != 0:
         raise SystemExit("git fast-import failed")
-    _git(repo, "gc", "-q")
+    git(repo, "gc", "-q")
 
 
 def write_image(repo: Path, out: Path) -> Path:
@@ -236,11 +219,11 @@ def engine_floor(repo: Path) -> None:
 
     engines = default_detectors()
     names: dict[str, str] = {}
-    for line in _git(repo, "rev-list", "--objects", "--all").decode().splitlines():
+    for line in git(repo, "rev-list", "--objects", "--all").decode().splitlines():
         oid, _, path = line.partition(" ")
         if path:
             names.setdefault(oid, path)
-    dump = _git(repo, "cat-file", "--batch-all-objects", "--batch")
+    dump = git(repo, "cat-file", "--batch-all-objects", "--batch")
     objects: list[tuple[str, str, bytes]] = []
     pos = 0
     while pos < len(dump):
@@ -521,8 +504,8 @@ def main() -> int:
         print(f"built the repository and image in {time.perf_counter() - start:.0f} s")
     packs = list((repo / "objects" / "pack").glob("*.pack"))
     pack_mb = sum(p.stat().st_size for p in packs) / (1 << 20)
-    count = _git(repo, "count-objects", "-v").decode()
-    commits = int(_git(repo, "rev-list", "--count", "--all"))
+    count = git(repo, "count-objects", "-v").decode()
+    commits = int(git(repo, "rev-list", "--count", "--all"))
     print(
         f"repository: {pack_mb:.0f} MiB of packs, {commits} commits; {count.split()[-1]} "
         f"MiB size-garbage; {' '.join(count.split()[4:8])}"

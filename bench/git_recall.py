@@ -41,24 +41,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from gitrun import git
+
 HERE = Path(__file__).resolve().parent
 VERSION = 1  # bump when the generated repository changes
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.internal",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.internal",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-}
 MAX_FILE = 4 << 20
-
-
-def _git(repo: Path, *args: str, when: int | None = None) -> None:
-    env = {**os.environ, **GIT_ENV}
-    if when is not None:
-        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = f"{when} +0000"
-    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
 
 
 def build_repo(repo: Path, source_mb: int, edits: int) -> None:
@@ -66,7 +53,7 @@ def build_repo(repo: Path, source_mb: int, edits: int) -> None:
     if repo.exists():
         shutil.rmtree(repo)
     repo.mkdir(parents=True)
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     root = Path(os.__file__).resolve().parent
     budget, total, batch, when = source_mb << 20, 0, 0, 1_600_000_000
     python: list[Path] = []
@@ -87,14 +74,14 @@ def build_repo(repo: Path, source_mb: int, edits: int) -> None:
                 python.append(dst)
             if batch == 300:
                 when += 3600
-                _git(repo, "add", "-A")
-                _git(repo, "commit", "-q", "-m", f"Add {batch} files", when=when)
+                git(repo, "add", "-A")
+                git(repo, "commit", "-q", "-m", f"Add {batch} files", when=when)
                 batch = 0
         if total >= budget * 0.99:
             break
     when += 3600
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "--allow-empty", "-m", "Add the rest", when=when)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "Add the rest", when=when)
     for n in range(edits):
         path = python[(n * 7919) % len(python)]
         lines = path.read_bytes().split(b"\n")
@@ -102,8 +89,8 @@ def build_repo(repo: Path, source_mb: int, edits: int) -> None:
         lines[k] += b"  # edit %d" % n
         path.write_bytes(b"\n".join(lines))
         when += 60
-        _git(repo, "commit", "-q", "-am", f"Edit {n}", when=when)
-    _git(repo, "gc", "-q")
+        git(repo, "commit", "-q", "-am", f"Edit {n}", when=when)
+    git(repo, "gc", "-q")
 
 
 def _layer_tar(files: list[tuple[str, bytes]], tree: Path | None, at: str) -> bytes:
