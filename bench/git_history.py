@@ -56,6 +56,10 @@ from typing import Any
 
 from gitrun import git, git_env
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from gitrepos import PackWriter, obj_header, ofs, pack_index  # noqa: E402
+from gitrepos import oid as git_oid  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 VERSION = 2  # bump when the generated repository changes
 MAX_FILE = 32 << 20
@@ -283,82 +287,45 @@ def _dulwich_pack(pack: Path) -> Any:
     return Pack(str(pack.with_suffix("")), object_format=SHA1)
 
 
-def _header(kind: int, size: int) -> bytes:
-    """A pack object's header (type, size in little-endian base-128)."""
-    out = bytearray()
-    b = (kind << 4) | (size & 15)
-    size >>= 4
-    while size:
-        out.append(b | 0x80)
-        b, size = size & 0x7F, size >> 7
-    out.append(b)
-    return bytes(out)
-
-
-def _ofs(back: int) -> bytes:
-    out = [back & 0x7F]
-    back >>= 7
-    while back:
-        back -= 1
-        out.append(0x80 | (back & 0x7F))
-        back >>= 7
-    return bytes(reversed(out))
-
-
-def _oid(data: bytes) -> bytes:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).digest()
-
-
 def _write_pack(folder: Path, objects: list[tuple[bytes, bytes]]) -> None:
     """``objects`` ((header, zlib payload), the id the index gives it) as pack-x.pack and
     a version 2 pack-x.idx as git writes them."""
-    body = bytearray()
-    offsets = []
+    writer = PackWriter()
     for raw, _ in objects:
-        offsets.append(12 + len(body))
-        body += raw
-    pack = b"PACK" + (2).to_bytes(4, "big") + len(objects).to_bytes(4, "big") + bytes(body)
-    pack += hashlib.sha1(pack).digest()
-    ends = [*offsets[1:], len(pack) - 20]
-    rows = sorted(
-        (oid, at, zlib.crc32(pack[at:end]))
-        for (_, oid), at, end in zip(objects, offsets, ends, strict=True)
-    )
-    idx = bytearray(b"\377tOc" + (2).to_bytes(4, "big"))
-    idx += b"".join(sum(1 for r in rows if r[0][0] <= b).to_bytes(4, "big") for b in range(256))
-    idx += b"".join(r[0] for r in rows)
-    idx += b"".join(r[2].to_bytes(4, "big") for r in rows)
-    idx += b"".join(r[1].to_bytes(4, "big") for r in rows)
-    idx += pack[-20:]
-    idx += hashlib.sha1(bytes(idx)).digest()
+        writer.raw(raw, b"")
+    pack = writer.pack()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pack-x.pack").write_bytes(pack)
-    (folder / "pack-x.idx").write_bytes(bytes(idx))
+    ids = [object_id for _, object_id in objects]
+    (folder / "pack-x.idx").write_bytes(pack_index(pack, writer.offsets, ids))
 
 
 def hostile_packs(root: Path) -> dict[str, Path]:
     """Small hostile packs, each beside a whole blob that reads fine."""
-    fine = (_header(3, 5) + zlib.compress(b"fine\n"), _oid(b"fine\n"))
-    a, b = _oid(b"A"), _oid(b"B")
+    fine = (obj_header(3, 5) + zlib.compress(b"fine\n"), git_oid("blob", b"fine\n"))
+    a, b = git_oid("blob", b"A"), git_oid("blob", b"B")
     delta_on = bytes([1, 1, 1]) + b"X"  # base 1 byte, result 1 byte, insert "X"
     cases = {
         # two REF_DELTAs, each on the other
         "delta loop": [
             fine,
-            (_header(7, 4) + b + zlib.compress(delta_on), a),
-            (_header(7, 4) + a + zlib.compress(delta_on), b),
+            (obj_header(7, 4) + b + zlib.compress(delta_on), a),
+            (obj_header(7, 4) + a + zlib.compress(delta_on), b),
         ],
         # OFS_DELTA bases before the pack's start, and 3 bytes back (inside an object)
         "delta base outside the pack": [
             fine,
-            (_header(6, 4) + _ofs(10_000) + zlib.compress(delta_on), _oid(b"X")),
+            (obj_header(6, 4) + ofs(10_000) + zlib.compress(delta_on), git_oid("blob", b"X")),
         ],
         "delta base inside an object": [
             fine,
-            (_header(6, 4) + _ofs(3) + zlib.compress(delta_on), _oid(b"X")),
+            (obj_header(6, 4) + ofs(3) + zlib.compress(delta_on), git_oid("blob", b"X")),
         ],
         # declares 10 bytes, inflates to 256 MiB of zeros
-        "zlib bomb": [fine, (_header(3, 10) + zlib.compress(bytes(256 << 20), 9), _oid(b"Z"))],
+        "zlib bomb": [
+            fine,
+            (obj_header(3, 10) + zlib.compress(bytes(256 << 20), 9), git_oid("blob", b"Z")),
+        ],
     }
     out = {}
     for n, (name, objects) in enumerate(cases.items()):
