@@ -306,7 +306,30 @@ class RegistryFlags:
         )
 
 
-_GROUPS: tuple[type, ...] = (StoreFlags, RegistryFlags)
+@dataclass(frozen=True)
+class ReadFlags:
+    """How scan and baseline read an image: plugins of one's own, the archive and file
+    limits and the worker processes, declared once for both."""
+
+    detect_secrets_plugin: PluginOpt = None
+    max_archive_depth: DepthOpt = ArchiveLimits.max_depth
+    max_expanded_bytes: ExpandOpt = "2G"
+    max_file_size: FileSizeOpt = None
+    workers: WorkersOpt = 0
+
+    def flags(self) -> Flags:
+        """These as scanning flags, sizes in bytes: a bad size is a usage error, so call it
+        before anything else the command does."""
+        return Flags(
+            detect_secrets_plugin=self.detect_secrets_plugin,
+            max_archive_depth=self.max_archive_depth,
+            max_expanded_bytes=_size_flag("--max-expanded-bytes", self.max_expanded_bytes),
+            max_file_size=_file_size_flag(self.max_file_size),
+            workers=self.workers,
+        )
+
+
+_GROUPS: tuple[type, ...] = (StoreFlags, RegistryFlags, ReadFlags)
 
 
 def _grouped(command: Callable[..., None]) -> Callable[..., None]:
@@ -464,11 +487,7 @@ def scan_command(
             "--ignore-path", help="Suppress findings in files matching GLOB (repeatable)."
         ),
     ] = None,
-    detect_secrets_plugin: PluginOpt = None,
-    max_archive_depth: DepthOpt = ArchiveLimits.max_depth,
-    max_expanded_bytes: ExpandOpt = "2G",
-    max_file_size: FileSizeOpt = None,
-    workers: WorkersOpt = 0,
+    read: ReadFlags = ReadFlags(),
     store: StoreFlags = StoreFlags(),
     registry: RegistryFlags = RegistryFlags(),
     config: ConfigOpt = None,
@@ -478,8 +497,7 @@ def scan_command(
 
     def work() -> int:
         # sizes first: a bad one is a usage error before stdin, the settings or the image
-        expanded = _size_flag("--max-expanded-bytes", max_expanded_bytes)
-        file_size = _file_size_flag(max_file_size)
+        read_flags = read.flags()
         from leakscan.policy import judge, policy_for
         from leakscan.report import parse_outputs, write_outputs
 
@@ -493,18 +511,14 @@ def scan_command(
             # JSON or SARIF report asked for is still written, the error in it
             report = ScanReport(image, (), (Problem(str(exc)),))
         else:
-            flags = Flags(
+            flags = dataclasses.replace(
+                read_flags,
                 platform=platform,
                 min_confidence=min_confidence,
                 show_secrets=show_secrets,
                 baseline=baseline,
                 ignore_rule=ignore_rule,
                 ignore_path=ignore_path,
-                detect_secrets_plugin=detect_secrets_plugin,
-                max_archive_depth=max_archive_depth,
-                max_expanded_bytes=expanded,
-                max_file_size=file_size,
-                workers=workers,
                 registry=registry.options(),
                 cache=store.spec(),
             )
@@ -526,11 +540,7 @@ def baseline_command(
     ],
     platform: PlatformOpt = None,
     min_confidence: LevelOpt = None,
-    detect_secrets_plugin: PluginOpt = None,
-    max_archive_depth: DepthOpt = ArchiveLimits.max_depth,
-    max_expanded_bytes: ExpandOpt = "2G",
-    max_file_size: FileSizeOpt = None,
-    workers: WorkersOpt = 0,
+    read: ReadFlags = ReadFlags(),
     store: StoreFlags = StoreFlags(),
     registry: RegistryFlags = RegistryFlags(),
     config: ConfigOpt = None,
@@ -542,17 +552,12 @@ def baseline_command(
     written, so that what was read can be reviewed)."""
 
     def work() -> int:
-        expanded = _size_flag("--max-expanded-bytes", max_expanded_bytes)
-        file_size = _file_size_flag(max_file_size)
+        read_flags = read.flags()
         refuse_early(image)
-        flags = Flags(
+        flags = dataclasses.replace(
+            read_flags,
             platform=platform,
             min_confidence=min_confidence,
-            detect_secrets_plugin=detect_secrets_plugin,
-            max_archive_depth=max_archive_depth,
-            max_expanded_bytes=expanded,
-            max_file_size=file_size,
-            workers=workers,
             registry=registry.options(),
             cache=store.spec(),
         )
