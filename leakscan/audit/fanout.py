@@ -15,12 +15,15 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from leakscan import model as m
 from leakscan.detectors import DetectorConfig, Detectors, build_detectors, default_detectors
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import LayerScan, scan_layer
 from leakscan.recall import StoreMemo
+from leakscan.sources.hosts import is_loopback
+from leakscan.store import open_store
 from leakscan.workers import LayerPool, MemoSpec
 
 
@@ -272,13 +275,112 @@ def _roomy() -> RoomyMalloc:
     return _ROOMY
 
 
-def scan_on_worker(blob: m.LayerBlob, settings: ScanSettings) -> LayerScan:
-    """One layer, on a Dask worker: it opens (pulls) the layer itself."""
+def _machine() -> str | None:
+    """This boot of this machine and this process's network namespace (what ``localhost``
+    means here), or None where that cannot be told."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            boot = fh.read().strip()
+        return f"{boot} {os.readlink('/proc/self/ns/net')}"
+    except OSError:
+        return None
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+@dataclass(frozen=True)
+class SharedStore:
+    """The client's result store, described so that a Dask worker can tell whether it
+    reaches the very same one (then it looks file contents up in it as a local worker
+    process does) or not (then it scans without it).
+
+    A redis store on another host is the same store from anywhere. A file store, a unix
+    socket or a redis on ``localhost`` are the client's only on its machine: the worker
+    must run on the same boot of the same kernel (and, for ``localhost``, in the same
+    network namespace), and a path must be the same file (device and inode) as the
+    client's. A remote worker where the path does not exist, or names another file, scans
+    without a store; nothing is created there."""
+
+    spec: str
+    fingerprint: str
+    machine: str | None
+    file: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, memo: MemoSpec) -> SharedStore:
+        """The store ``memo`` names, as seen from here."""
+        spec, fingerprint = memo
+        path = _local_path(spec)
+        if path is not None and not spec.startswith("unix://"):
+            # the worker is told the path as the client resolved it (``~`` is the client's)
+            path = spec = os.path.abspath(os.path.expanduser(spec))
+        return cls(spec, fingerprint, _machine(), _identity(path) if path else None)
+
+    def reachable(self) -> bool:
+        """Whether this process reaches the client's store (see the class)."""
+        path = _local_path(self.spec)
+        if path is None:
+            host = urlsplit(self.spec).hostname or "localhost"
+            return not is_loopback(host) or (
+                self.machine is not None and _machine() == self.machine
+            )
+        if self.file is None or self.machine is None or _machine() != self.machine:
+            return False
+        return _identity(path) == self.file
+
+
+def _local_path(spec: str) -> str | None:
+    """The file or socket a store spec names on its machine; None for a redis URL."""
+    if spec.startswith(("redis://", "rediss://")):
+        return None
+    if spec.startswith("unix://"):
+        return urlsplit(spec).path
+    return spec
+
+
+# per thread of a Dask worker (a StoreMemo is not shared between threads): the store it
+# was told of, and its connection to it (None: not reachable from here)
+_WORKER_STORE = threading.local()
+
+
+def _worker_memo(store: SharedStore | None) -> StoreMemo | None:
+    if store is None:
+        return None
+    held: tuple[SharedStore, StoreMemo | None] | None = getattr(_WORKER_STORE, "held", None)
+    if held is None or held[0] != store:
+        memo = None
+        if store.reachable():
+            # a store that fails answers nothing, silently: the client has said what is wrong
+            memo = StoreMemo(open_store(store.spec), store.fingerprint)
+        if held is not None and held[1] is not None:
+            held[1].store.close()
+        held = _WORKER_STORE.held = (store, memo)
+    return held[1]
+
+
+def scan_on_worker(
+    blob: m.LayerBlob, settings: ScanSettings, store: SharedStore | None = None
+) -> LayerScan:
+    """One layer, on a Dask worker: it opens (pulls) the layer itself, and looks file
+    contents up in the client's result store when it reaches it."""
     engines = _WORKER_ENGINES.get(settings.detectors)
     if engines is None:
         engines = _WORKER_ENGINES[settings.detectors] = build_engines(settings.detectors)
+    memo = _worker_memo(store)
     with _roomy():
-        return scan_layer(blob, engines, settings.limits, max_file_size=settings.max_file_size)
+        result = scan_layer(
+            blob, engines, settings.limits, max_file_size=settings.max_file_size, memo=memo
+        )
+    if memo is not None:
+        memo.flush()
+        memo.store.flush_counts()
+    return result
 
 
 def warm_worker(settings: ScanSettings) -> None:
@@ -288,9 +390,10 @@ def warm_worker(settings: ScanSettings) -> None:
 
 
 class DaskFanout:
-    """Layers sent to an existing Dask cluster (``distributed``), largest first."""
+    """Layers sent to an existing Dask cluster (``distributed``), largest first. ``memo``
+    names the result store: workers that reach it look file contents up in it."""
 
-    def __init__(self, settings: ScanSettings, address: str) -> None:
+    def __init__(self, settings: ScanSettings, address: str, memo: MemoSpec | None = None) -> None:
         try:
             from distributed import Client
         except ImportError:
@@ -300,6 +403,7 @@ class DaskFanout:
                 "--dask needs the distributed package: pip install 'leakscan[audit]'"
             ) from None
         self.settings = settings
+        self.store = SharedStore.of(memo) if memo is not None else None
         self.client: Any = Client(  # type: ignore[no-untyped-call]
             address, set_as_default=False, timeout="30s"
         )
@@ -336,7 +440,7 @@ class DaskFanout:
             # a key of our own: Dask would otherwise hash the blob (and its client) to name it
             key = f"leakscan-layer-{n}-{blob.diff_id or blob.digest}"
             future = self.client.submit(
-                scan_on_worker, blob, self.settings, key=key, pure=False, priority=-n
+                scan_on_worker, blob, self.settings, self.store, key=key, pure=False, priority=-n
             )
             self._futures[future] = blob
             future.add_done_callback(self._done.append)
@@ -382,9 +486,10 @@ def fanout(
 ) -> Fanout:
     """Where layers are scanned: Dask when an address is given, else ``workers`` local
     processes (1: this process alone). Local scans look file contents up in the result
-    store: ``memo`` names it for worker processes, ``local_memo`` is this process's."""
+    store: ``memo`` names it for worker processes (and Dask workers that reach it),
+    ``local_memo`` is this process's."""
     if dask:
-        return DaskFanout(settings, dask)
+        return DaskFanout(settings, dask, memo)
     if workers > 1:
         return LocalPool(settings, workers, memo)
     return InProcess(settings, local_memo)

@@ -11,16 +11,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auditkit import Filled
+import regkit
+from auditkit import Fill, Filled
+from imagebuilder import Image, Layer, fake_token, write_oci_layout
 from test_core import findings_view, run
 
 from leakscan.audit.catalog import Tagged, parse_target, resolve_registry
 from leakscan.audit.core import layer_id
-from leakscan.audit.fanout import DaskFanout, InProcess, LocalPool, ScanSettings, fanout
+from leakscan.audit.fanout import (
+    DaskFanout,
+    InProcess,
+    LocalPool,
+    ScanSettings,
+    SharedStore,
+    _machine,
+    fanout,
+    scan_on_worker,
+)
 from leakscan.detectors import DetectorConfig
 from leakscan.errors import InputError
 from leakscan.layers.archives import ArchiveLimits
+from leakscan.scan import ScanOptions
 from leakscan.sources.auth import RegistryOptions
+from leakscan.store import CONTENT, open_store, store_info
 
 SETTINGS = ScanSettings(DetectorConfig(), ArchiveLimits(), None)
 
@@ -148,3 +161,92 @@ def test_roomy_malloc_leaves_glibc_alone_without_a_setting() -> None:
         [sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out[0] == "False"
+
+
+# --- Dask workers and the client's result store --------------------------------------------
+
+
+def test_dask_workers_answer_from_the_shared_store(
+    fill: Fill, tmp_path: Path, cluster: str
+) -> None:
+    """A file content a Dask worker scanned in one layer is taken from the client's result
+    store in another layer that holds it (as local worker processes do), not scanned again:
+    the store counts the lookup a hit; the findings are a cold local audit's."""
+    token = fake_token("github")
+    env = f"GITHUB_TOKEN={token}\n" + "x = 1\n" * 4000
+    first = Layer(created_by="COPY . /app").file("app/.env", env)
+    second = Layer(created_by="COPY . /app").file("app/.env", env).file("app/b.txt", "other\n")
+    registry = regkit.start_registry(tmp_path / "registry", "memo")
+    try:
+        for name, layer in (("a", first), ("b", second)):
+            image = Image(layers=[fill.bases["b0"], layer])
+            registry.push(f"oci:{write_oci_layout(tmp_path / name, image, tag='t')}:t", f"{name}:1")
+        store = tmp_path / "store" / "results.sqlite3"
+        scan = ScanOptions(cache=str(store))
+        db = tmp_path / "a.db"
+        one = run(registry.host, db, scan=scan, repos=("a",), dask=cluster)
+        assert one.complete and one.stats.layers_scanned == 2
+        hits = store_info(str(store)).hits.get(CONTENT, 0)
+        # b's own layer is new; its .env was stored by the worker that scanned a's
+        two = run(registry.host, db, scan=scan, dask=cluster)
+        assert two.complete and two.stats.layers_scanned == 1
+        assert store_info(str(store)).hits.get(CONTENT, 0) >= hits + 1
+        cold = run(registry.host, tmp_path / "cold.db")
+        assert findings_view(two) == findings_view(cold)
+        assert len({f.fingerprint for f in two.findings}) == 1
+    finally:
+        registry.stop()
+
+
+def test_dask_worker_without_the_store_scans_without_it(
+    filled: Filled, tmp_path: Path, cluster: str
+) -> None:
+    """A store the worker does not reach (a path that does not exist there) is neither
+    used nor created; the layer is scanned all the same."""
+    from distributed import Client
+
+    target = parse_target(filled.registry.host, RegistryOptions())
+    blob = next(
+        b
+        for found in resolve_registry(target, ["web"], None)
+        if isinstance(found, Tagged)
+        for b in found.image.layers
+    )
+    nowhere = tmp_path / "nowhere" / "results.sqlite3"
+    store = SharedStore(str(nowhere), "fp", _machine(), (1, 1))
+    with Client(cluster, set_as_default=False) as client:
+        remote = client.submit(scan_on_worker, blob, SETTINGS, store, pure=False).result()
+    local = scan_on_worker(blob, SETTINGS)
+    assert not remote.errors and remote.hits == local.hits
+    assert remote.record == local.record
+    assert not nowhere.parent.exists()
+
+
+def test_shared_store_reached_only_where_it_is_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite3"
+    open_store(str(path)).close()
+    here = SharedStore.of((str(path), "fp"))
+    assert here.reachable() and here.file is not None
+    # another machine (or boot, or network namespace); another file at the same path
+    assert not SharedStore(here.spec, "fp", "another boot", here.file).reachable()
+    other = tmp_path / "other.sqlite3"
+    open_store(str(other)).close()
+    other.replace(path)  # made while the first existed: another inode
+    assert not here.reachable()
+    assert not SharedStore(str(tmp_path / "missing"), "fp", _machine(), here.file).reachable()
+    # redis: a host of its own is the same store from anywhere; localhost only here
+    remote = SharedStore.of(("redis://cache.example.internal:6379/0", "fp"))
+    assert SharedStore("redis://cache.example.internal:6379/0", "fp", None, None).reachable()
+    assert remote.reachable()
+    local = SharedStore.of(("redis://127.0.0.1:6379/0", "fp"))
+    assert local.reachable()
+    assert not SharedStore(local.spec, "fp", "another boot", None).reachable()
+    assert not SharedStore("redis://localhost/0", "fp", None, None).reachable()
+
+
+def test_shared_store_path_is_the_clients(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``~`` and a relative path are resolved by the client: a worker is told the file."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert SharedStore.of(("~/s.sqlite3", "fp")).spec == str(tmp_path / "s.sqlite3")
+    assert SharedStore.of(("s.sqlite3", "fp")).spec == str(tmp_path / "s.sqlite3")
