@@ -16,7 +16,7 @@ from leakscan.detectors import Match
 from leakscan.layers.walker import LayerRecord
 from leakscan.layerscan import FileResult, LayerScan
 from leakscan.metadata import Text
-from leakscan.store import CONTENT, LAYER, ResultStore
+from leakscan.store import CONTENT, HEAD, LAYER, ResultStore
 from leakscan.store.codec import (
     CodecError,
     decode_file,
@@ -163,6 +163,7 @@ class StoreMemo:
         self.store = store
         self.fingerprint = fingerprint
         self._pending: dict[str, bytes] = {}
+        self._heads: set[str] = set()
 
     def recall_many(self, keys: list[str]) -> dict[str, FileResult]:
         """See :class:`leakscan.layerscan.ContentMemo`."""
@@ -175,19 +176,28 @@ class StoreMemo:
                 out[stored[where]] = decode_file(value)
         return out
 
-    def keep(self, key: str, result: FileResult) -> None:
+    def keep(self, key: str, result: FileResult, head: str | None = None) -> None:
         """See :class:`leakscan.layerscan.ContentMemo`."""
         value = encode_file(result)
         if value is None:  # a member named after its secret: scanned again next time
             return
         self._pending[content_key(self.fingerprint, key)] = value
+        if head is not None:
+            self._heads.add(content_key(self.fingerprint, head))
         if len(self._pending) >= MEMO_BATCH:
             self.flush()
+
+    def knows_head(self, head: str) -> bool:
+        """See :class:`leakscan.layerscan.ContentMemo`."""
+        where = content_key(self.fingerprint, head)
+        return where in self._heads or bool(self.store.get_many(HEAD, [where]))
 
     def flush(self) -> None:
         """Write what is waiting."""
         pending, self._pending = self._pending, {}
+        heads, self._heads = self._heads, set()
         self.store.put_many(CONTENT, pending.items())
+        self.store.put_many(HEAD, [(where, b"") for where in sorted(heads)])
 
 
 def _sha(text: str) -> str:

@@ -423,3 +423,90 @@ def test_worker_processes_use_the_store_too(tmp_path: Path) -> None:
     assert store_info(spec).hits.get(CONTENT, 0) - before >= len(big) + 2
     opts = ScanOptions(cache=spec, min_confidence="low", workers=1)
     assert plain(scan(refs[1], opts)) == plain(scan(refs[1], ScanOptions(min_confidence="low")))
+
+
+
+def _large(files: dict[str, bytes], order: int, salt: str) -> Image:
+    """``files`` over two layers (``order`` picks which file goes where), each layer with
+    a ``salt`` file of its own, so that no two images share a layer digest."""
+    layers = [Layer().file("salt", f"{salt}0"), Layer().file("salt", f"{salt}1")]
+    for n, name in enumerate(sorted(files)):
+        layers[(n + order) % 2].file(name, files[name])
+    return Image(layers=layers, compression="none")
+
+
+def test_large_files_are_looked_up_by_their_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file over MEMO_WHOLE is looked up by its size and first bytes before it is read
+    whole: with an empty store it is streamed to the engines (never read whole), and a
+    re-layered image takes its result from the store (never handed to the engines again).
+    A head is only a hint: a file with the head of one seen before and another tail is
+    scanned, and its own secret found."""
+    import hashlib
+
+    from leakscan import layerscan
+    from leakscan.detectors import Detectors as Engines
+    from leakscan.layers.walker import FileEntry
+    from leakscan.store import CONTENT, HEAD, store_info
+
+    big = layerscan.MEMO_WHOLE + 4096
+    pad = ("# padding line\n" * (big // 15 + 1)).encode()[: big - 60]
+
+    def settings(token: str) -> bytes:
+        return pad + f"\nGITHUB_TOKEN={token}\n".encode().rjust(60, b"#")
+
+    files = {
+        "srv/app/settings.env": settings(fake_token("github")),
+        "srv/app/blob.bin": os.urandom(big + 12345),
+        "srv/app/small.env": f"GITHUB_TOKEN={fake_token('github')}\n".encode(),
+    }
+    large = {"/srv/app/settings.env", "/srv/app/blob.bin"}
+    read_whole: list[str] = []
+    scanned: list[str] = []
+    real_whole, real_scanner = FileEntry.whole, Engines.scanner
+
+    def whole(self: FileEntry) -> bytes:
+        read_whole.append(self.path)
+        return real_whole(self)
+
+    def scanner(self: Engines, subject: Any) -> Any:
+        scanned.append(subject.path)
+        return real_scanner(self, subject)
+
+    monkeypatch.setattr(FileEntry, "whole", whole)
+    monkeypatch.setattr(Engines, "scanner", scanner)
+    spec = str(tmp_path / "store" / "results.sqlite3")
+    opts = _opts(tmp_path, workers=1)
+    cold_opts = ScanOptions(min_confidence="low", workers=1)
+
+    first = write("oci-dir", _large(files, 0, "a"), tmp_path / "a")
+    assert plain(scan(first, opts)) == plain(scan(first, cold_opts))
+    assert "/srv/app/small.env" in read_whole
+    assert not large & set(read_whole), "a large file was read whole for an empty store"
+    assert store_info(spec).entries[HEAD] == 2
+
+    second = write("oci-dir", _large(files, 1, "b"), tmp_path / "b")
+    cold = plain(scan(second, cold_opts))
+    read_whole.clear()
+    scanned.clear()
+    before = store_info(spec).hits
+    warm = scan(second, opts)
+    assert warm.cache is not None and warm.cache.layers_scanned == 2
+    assert plain(warm) == cold
+    assert large <= set(read_whole)  # its head known: read whole, looked up by content
+    assert not set(scanned) & {*large, "/srv/app/small.env"}, "a file seen before was scanned"
+    after = store_info(spec).hits
+    assert after[HEAD] - before.get(HEAD, 0) == 2
+    assert after[CONTENT] - before.get(CONTENT, 0) == 3
+
+    # the path, size and first bytes of settings.env, another token at its end
+    token = fake_token("github")
+    files["srv/app/settings.env"] = settings(token)
+    third = write("oci-dir", _large(files, 1, "c"), tmp_path / "c")
+    cold = plain(scan(third, cold_opts))
+    scanned.clear()
+    assert plain(scan(third, opts)) == cold
+    assert "/srv/app/settings.env" in scanned
+    found = {f["secret_sha256"] for f in cold["images"][0]["findings"]}
+    assert hashlib.sha256(token.encode()).hexdigest() in found

@@ -186,12 +186,24 @@ class _MemberReader(HashingReader):
     walker, is the one reading.
     """
 
-    def __init__(self, tape: _Tape, size: int, path: str) -> None:
+    def __init__(
+        self,
+        tape: _Tape,
+        size: int,
+        path: str,
+        prefix: bytes = b"",
+        hasher: hashlib._Hash | None = None,
+    ) -> None:
         # HashingReader's own reading (through ``_raw``) is overridden whole
         super().__init__(cast(BinaryIO, None))
         self._tape = tape
         self._path = path
+        # ``size`` bytes are left on the tape; ``prefix`` (the file's first bytes, taken
+        # from the tape and hashed into ``hasher`` already) is handed out before them
         self.left = size
+        self._prefix = prefix
+        if hasher is not None:
+            self.hasher = hasher
 
     def _truncated(self) -> LayerError:
         # ``left`` stays: every later read, and the walk itself, fail the same way
@@ -199,8 +211,23 @@ class _MemberReader(HashingReader):
 
     def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes (all that is left when negative); fewer only at the end."""
+        want = -1 if size is None or size < 0 else size
+        prefix = self._prefix
+        if not prefix:
+            return self._take(want)
+        if 0 <= want <= len(prefix):
+            self._prefix = prefix[want:]
+            self.count += want
+            return prefix[:want]
+        self._prefix = b""
+        self.count += len(prefix)
+        rest = self._take(want - len(prefix) if want > 0 else -1)
+        return prefix + rest if rest else prefix
+
+    def _take(self, size: int) -> bytes:
+        """Up to ``size`` bytes from the tape (all that is left when negative), hashed."""
         left = self.left
-        want = left if size is None or size < 0 else min(size, left)
+        want = left if size < 0 else min(size, left)
         if want <= 0:
             return b""
         data = self._tape.exact(want)
@@ -241,7 +268,7 @@ class FileEntry:
     # one per file of every layer: the reader object (an io.RawIOBase, costly to make and
     # to drop) is made only for a caller that streams the file; a file read whole, as
     # most are, is read from the layer's piece without one
-    __slots__ = ("path", "size", "_tape", "_reader", "_digest")
+    __slots__ = ("path", "size", "_tape", "_reader", "_digest", "_head", "_hasher")
 
     def __init__(self, path: str, size: int, tape: _Tape) -> None:
         self.path = path
@@ -249,14 +276,37 @@ class FileEntry:
         self._tape = tape
         self._reader: _MemberReader | None = None
         self._digest: bytes | None = None
+        # the first bytes, once :meth:`head` took them, and the hash they began
+        self._head = b""
+        self._hasher: hashlib._Hash | None = None
+
+    def head(self, n: int) -> bytes:
+        """The file's first ``n`` bytes (all of them when it is shorter), before anything
+        else has read it; its stream, :meth:`whole` and :meth:`digest` still start from
+        its first byte (raises LayerError when the tar ends inside them)."""
+        if self._digest is not None or self._reader is not None or self._hasher is not None:
+            raise ValueError("the file was read already")
+        take = min(n, self.size)
+        data = self._tape.exact(take) if take else b""
+        if len(data) < take:
+            raise _truncated("in", self.path)
+        hasher = _SHA256.copy()
+        hasher.update(data)
+        self._head, self._hasher = data, hasher
+        return data
 
     @property
     def reader(self) -> HashingReader:
         """The file's bytes, hashed as they are read (none left once :meth:`whole` or
         :meth:`digest` has read them)."""
         if self._reader is None:
-            left = 0 if self._digest is not None else self.size
-            self._reader = _MemberReader(self._tape, left, self.path)
+            if self._digest is not None:
+                self._reader = _MemberReader(self._tape, 0, self.path)
+            else:
+                left = self.size - len(self._head)
+                self._reader = _MemberReader(
+                    self._tape, left, self.path, self._head, self._hasher
+                )
         return self._reader
 
     @property
@@ -273,14 +323,17 @@ class FileEntry:
             if self._reader.count:
                 raise ValueError("the file was read in part already")
             return self._reader.read()  # hashed as it is read
-        size = self.size
+        head = self._head
+        size = self.size - len(head)
         data = self._tape.exact(size) if size else b""
         if len(data) < size:
             raise _truncated("in", self.path)
-        hasher = _SHA256.copy()
+        hasher = self._hasher or _SHA256.copy()
         hasher.update(data)
         self._digest = hasher.digest()
-        return data
+        # after a head, one copy of the whole file: only a file the memo may know is
+        # read whole after its head (see leakscan.layerscan)
+        return head + data if head else data
 
     def digest(self) -> bytes:
         """Raw sha256 of the whole file (reads whatever the caller left unread)."""
@@ -288,9 +341,9 @@ class FileEntry:
             self._reader.drain()
             self._digest = self._reader.hasher.digest()
         if self._digest is None:
-            # nobody read it: hashed where it lies in the layer's pieces
-            hasher = _SHA256.copy()
-            left = self.size
+            # nobody read it (beyond its head): hashed where it lies in the layer's pieces
+            hasher = self._hasher or _SHA256.copy()
+            left = self.size - len(self._head)
             while left > 0:
                 view = self._tape.view(min(left, READ_SIZE))
                 if not view:

@@ -20,6 +20,8 @@ from leakscan.store.backends import Backend, BackendInfo, StoreError, open_backe
 # what the store keeps, one namespace each
 LAYER = "layer"
 CONTENT = "content"
+# that a file of some size and first bytes was kept under CONTENT: a hint, never a result
+HEAD = "head"
 ENV_DIR = "LEAKSCAN_CACHE_DIR"
 FILE_NAME = "results.sqlite3"
 
@@ -176,6 +178,7 @@ def clear_store(spec: str | None = None) -> int:
 
 __all__ = [
     "CONTENT",
+    "HEAD",
     "LAYER",
     "BackendInfo",
     "ResultStore",

@@ -151,6 +151,53 @@ def test_whole_file_reads_and_digests_as_its_stream_does() -> None:
                 entry.whole()
 
 
+@pytest.mark.parametrize("then", ["stream", "stream in parts", "whole", "digest"])
+def test_a_file_after_its_head_reads_from_its_first_byte(then: str) -> None:
+    """After head(n), the stream, whole() and digest() still cover the file from its first
+    byte, across the walk's pieces too, and the walk records the digest it would have."""
+    sizes = [0, 1, 100, 4096, READ_SIZE - 700, READ_SIZE + 3, 3 * READ_SIZE + 5]
+    layer = Layer()
+    for n, size in enumerate(sizes):
+        layer.file(f"f{n}", os.urandom(size))
+    data = layer.tar_bytes()
+    streamed, seen = _walk(data)
+    record = LayerRecord()
+    for entry in walk(io.BytesIO(data), record):
+        full = seen[entry.path]
+        assert entry.head(4096) == full[:4096]
+        with pytest.raises(ValueError):
+            entry.head(10)
+        if then == "stream":
+            assert entry.stream.read() == full
+        elif then == "stream in parts":
+            parts = [entry.stream.read(1000)]
+            while part := entry.stream.read(READ_SIZE // 3):
+                parts.append(part)
+            assert b"".join(parts) == full
+        elif then == "whole":
+            assert entry.whole() == full
+        assert entry.digest() == hashlib.sha256(full).digest()
+    assert record.entries == streamed.entries
+
+
+def test_a_head_is_taken_before_anything_else_reads_the_file() -> None:
+    data = Layer().file("a", os.urandom(5000)).file("b", os.urandom(5000)).tar_bytes()
+    for n, entry in enumerate(walk(io.BytesIO(data), LayerRecord())):
+        if n == 0:
+            entry.stream.read(1)
+        else:
+            entry.whole()
+        with pytest.raises(ValueError):
+            entry.head(100)
+
+
+def test_a_head_from_a_truncated_tar_is_an_error() -> None:
+    data = Layer().file("a", os.urandom(2 * READ_SIZE)).tar_bytes()[: READ_SIZE // 2]
+    entry = next(walk(io.BytesIO(data), LayerRecord()))
+    with pytest.raises(LayerError, match="truncated in /a"):
+        entry.head(READ_SIZE)
+
+
 @pytest.mark.parametrize("cut", [1500, 3000, READ_SIZE + 900])
 def test_a_file_read_whole_from_a_truncated_tar_is_an_error(cut: int) -> None:
     data = Layer().file("a", os.urandom(2 * READ_SIZE)).tar_bytes()[:cut]
