@@ -25,7 +25,7 @@ from typing import Any
 from leakscan import model as m
 from leakscan.layers.walker import EntryRecord, LayerRecord
 from leakscan.layerscan import FileHit, FileResult, LayerScan
-from leakscan.redact import Redactor
+from leakscan.redact import MIN_MASKED_LENGTH, Redactor, mask
 from leakscan.sightings import Seen, sealed
 
 FORMAT = 2
@@ -55,6 +55,8 @@ def _row(x: Seen) -> list[Any]:
 def encode_file(result: FileResult) -> bytes | None:
     """One file content's result as stored, or None when an archive member's name in it
     holds one of its secrets (see the module's docstring)."""
+    if not result.groups and not result.skipped:  # most files: nothing to mask or check
+        return _NOTHING
     redact = Redactor({form for _, group in result.groups for x in group for form in x.forms()})
     suffixes = [suffix for suffix, _ in result.groups] + [suffix for suffix, _ in result.skipped]
     if any(redact(suffix) != suffix for suffix in suffixes):
@@ -63,8 +65,6 @@ def encode_file(result: FileResult) -> bytes | None:
         "groups": [[suffix, [_row(x) for x in sealed(group)]] for suffix, group in result.groups],
         "skipped": [[suffix, redact(reason)] for suffix, reason in result.skipped],
     }
-    if not result.groups and not result.skipped:
-        return _NOTHING
     text = json.dumps(value, separators=(",", ":")).encode()
     if len(text) < _SMALL:
         return _HEAD.pack(FORMAT, _RAW) + text
@@ -117,15 +117,23 @@ def encode_layer(
     fingerprint of a finding is judged by (see the module's docstring)."""
     own = {form for hit in scan.hits for x in hit.seen for form in x.forms()}
     rec = scan.record
-    judged = own | set(image)
-    if judged:  # most layers hold no secret: then no path can hold one (nor be joined)
-        strict = Redactor(judged)
+    judged = _maskable(own | set(image))
+    every = _maskable(own | set(also) | set(image))
+    # most layers' images hold no secret: then no path can hold one (nor be joined)
+    joined = (
+        "\0".join([*rec.entries, *rec.whiteouts, *rec.opaques, *rec.odd_whiteouts])
+        if every
+        else ""
+    )
+    if judged:
         paths = [p for h in scan.hits for p in (h.path, h.shown, *_git_paths(h.git))]
-        paths.append("\0".join([*rec.entries, *rec.whiteouts, *rec.opaques, *rec.odd_whiteouts]))
-        if any(strict(p) != p for p in paths):
+        paths.append(joined)
+        if any(secret in p for p in paths for secret in judged):
             return None
-    redact = Redactor(own | set(also) | set(image))
-    record = _encode_record(rec, redact)
+    redact = Redactor(every)
+    # the record's paths masked one by one only when a secret is in one of them (what the
+    # engines found in a skipped file's name): 28,000 regular-expression passes otherwise
+    record = _encode_record(rec, redact if any(s in joined for s in every) else None)
     head = {
         "diff_id": scan.diff_id,
         "hits": [
@@ -154,23 +162,38 @@ _CODES = set(_CODE_KIND) | {code.upper() for code in _CODE_KIND}
 _TEXT = ("utf-8", "surrogatepass")
 
 
-def _encode_record(rec: LayerRecord, redact: Redactor) -> bytes:
+def _encode_record(rec: LayerRecord, redact: Redactor | None) -> bytes:
     # what ``redact`` changes here is what the engines found in skipped files' names:
-    # paths no finding of this layer is at (encode_layer stores none with its own secrets)
+    # paths no finding of this layer is at (encode_layer stores none with its own secrets);
+    # None when no path holds anything to mask
+    masked = redact or _as_is
     meta = {
-        "whiteouts": sorted(redact(p) for p in rec.whiteouts),
-        "opaques": sorted(redact(p) for p in rec.opaques),
-        "odd_whiteouts": [redact(p) for p in rec.odd_whiteouts],
+        "whiteouts": sorted(masked(p) for p in rec.whiteouts),
+        "opaques": sorted(masked(p) for p in rec.opaques),
+        "odd_whiteouts": [masked(p) for p in rec.odd_whiteouts],
         "too_long": rec.too_long,
     }
-    paths = "\0".join(redact(p) for p in rec.entries).encode(*_TEXT)
+    names = rec.entries if redact is None else (redact(p) for p in rec.entries)
+    paths = "\0".join(names).encode(*_TEXT)
     kinds = "".join(
         _KIND_CODE[e.kind].upper() if e.digest else _KIND_CODE[e.kind] for e in rec.entries.values()
     ).encode()
     digests = b"".join(e.digest for e in rec.entries.values() if e.digest)
     head = json.dumps(meta, separators=(",", ":")).encode()
     body = _SIZES.pack(len(head), len(paths), len(kinds)) + head + paths + kinds + digests
-    return zlib.compress(body, 6)
+    # level 1: a base layer's record (1 MB of paths and digests) in 9 ms rather than 15, 5%
+    # larger (its digests do not compress at any level)
+    return zlib.compress(body, 1)
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def _maskable(secrets: Iterable[str]) -> set[str]:
+    """The secrets a :class:`Redactor` changes wherever they are: long enough to be masked,
+    and not their own masked form."""
+    return {s for s in secrets if len(s) >= MIN_MASKED_LENGTH and mask(s) != s}
 
 
 def _parts(value: bytes) -> tuple[Any, bytes]:

@@ -70,6 +70,21 @@ def test_layer_round_trip_without_the_secret() -> None:
     assert len(record.entries) == len(scan.record.entries)  # the masked path is there, masked
 
 
+def test_a_layer_without_findings_masks_what_the_engines_found_in_its_paths() -> None:
+    # no secret of its own nor of its image: the record's paths are masked for ``also``
+    # alone, and left as they are when it names nothing in them
+    other = fake_token("github")
+    scan = _layer(fake_token("github"), other)
+    scan.hits.clear()
+    value = encode_layer(scan, also=[other])
+    assert value is not None and other.encode() not in value
+    entries = decode_record(decode_layer(value, 0)[1]).entries
+    assert len(entries) == len(scan.record.entries) and not any(other in p for p in entries)
+    plain = encode_layer(scan, also=[fake_token("github")])
+    assert plain is not None
+    assert decode_record(decode_layer(plain, 0)[1]).entries == scan.record.entries
+
+
 def test_a_secret_in_a_path_is_not_stored() -> None:
     """Masked, such a path is no longer the one a cold scan judges; in clear, the store
     would hold the secret: such a result is not stored (and is scanned again)."""
