@@ -334,9 +334,10 @@ _GROUPS: tuple[type, ...] = (StoreFlags, RegistryFlags, ReadFlags)
 
 def _grouped(command: Callable[..., None]) -> Callable[..., None]:
     """Typer knows no groups of options: it is shown each group parameter of ``command``
-    (typed :class:`StoreFlags` or :class:`RegistryFlags`) as the group's own options, in
-    that parameter's place, so that the order in --help is the command's; the command is
-    called with the group back as one value."""
+    (typed :class:`StoreFlags`, :class:`RegistryFlags` or :class:`ReadFlags`) as the
+    group's own options, in that parameter's place, so that the order in --help is the
+    command's; the command is called with the group back as one value. A command without
+    a group is returned as it is."""
     signature = inspect.signature(command, eval_str=True)
     params: list[inspect.Parameter] = []
     groups: dict[str, tuple[type, tuple[str, ...]]] = {}
@@ -351,6 +352,8 @@ def _grouped(command: Callable[..., None]) -> Callable[..., None]:
             inspect.Parameter(f.name, param.kind, default=f.default, annotation=hints[f.name])
             for f in fields
         ]
+    if not groups:
+        return command
     names = [p.name for p in params]
     assert len(names) == len(set(names)), f"{command.__name__}: a group field repeats a name"
 
@@ -440,7 +443,6 @@ def _write(text: str, output: Path | None) -> None:
         raise LeakscanError(f"cannot write {output}: {exc.strerror}") from None
 
 
-@_grouped
 def scan_command(
     image: ImageArg,
     format: Annotated[
@@ -531,7 +533,6 @@ def scan_command(
     _guarded(debug, work)
 
 
-@_grouped
 def baseline_command(
     image: ImageArg,
     output: Annotated[
@@ -694,7 +695,6 @@ class AuditFormat(enum.StrEnum):
     html = "html"
 
 
-@_grouped
 def audit_command(
     target: Annotated[
         str,
@@ -831,7 +831,6 @@ def dockerfile_command(
     _guarded(debug, work)
 
 
-@_grouped
 def push_command(
     image: Annotated[
         str,
@@ -890,7 +889,6 @@ def push_command(
     _guarded(debug, work)
 
 
-@_grouped
 def serve_command(
     harbor: Annotated[
         bool, typer.Option("--harbor", help="Serve Harbor's pluggable scanner API v1.2.")
@@ -1016,7 +1014,9 @@ def _cache_app() -> typer.Typer:
 
 def _app(command: Callable[..., None], epilog: str | None = None) -> typer.Typer:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-    app.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=epilog)(command)
+    # grouped here, not where the command is defined: only the command run pays for it
+    grouped = _grouped(command)
+    app.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=epilog)(grouped)
     return app
 
 

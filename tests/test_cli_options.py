@@ -137,7 +137,7 @@ def test_option_groups_keep_their_place_and_arrive_whole(tmp_path: Path) -> None
     ) -> None:
         seen.append((first, store, registry, last))
 
-    app = cli._app(cli._grouped(command))
+    app = cli._app(command)  # which groups the command
     args = ["--cache-dir", str(tmp_path), "--no-tls-verify", "--ca-file", "ca.pem", "--last"]
     assert CliRunner().invoke(app, args).exit_code == 0
     expected_registry = cli.RegistryFlags(ca_file="ca.pem", tls_verify=False)
