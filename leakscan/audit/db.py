@@ -194,6 +194,16 @@ class AuditDb:
             raise
         return out
 
+    def sightings(self, target: str) -> dict[tuple[str, str], Seen]:
+        """Every finding's first sighting in ``target``, by (repository, fingerprint), as
+        :meth:`record` returns them for findings seen before (read only)."""
+        rows = self.conn.execute(
+            "SELECT repository, fingerprint, first_seen, first_audit FROM findings "
+            "WHERE target = ?",
+            (target,),
+        )
+        return {(r, fp): Seen(first, audit) for r, fp, first, audit in rows}
+
     # -- tags unchanged since the last audit
 
     def remembered(self, target: str, settings: str) -> dict[tuple[str, str], str]:

@@ -37,7 +37,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,7 +62,7 @@ from leakscan.terms import CONFIDENCE_RANK
 if TYPE_CHECKING:
     # the model and what is built of it load once the registry's side is under way
     from leakscan import model as m
-    from leakscan.audit.result import AuditReport, Entry
+    from leakscan.audit.result import AuditedImage, AuditReport, Entry
     from leakscan.settings import FileConfig
 
 # what the registry source accepts for a manifest (leakscan.sources.registry.ACCEPT: the
@@ -572,24 +572,32 @@ def _reachable(target: Target, db: str) -> None:
         raise Fallback("no audit database")
 
 
+def _expected(
+    quick: Quick, known: dict[tuple[str, str], str], tag_filter: re.Pattern[str] | None
+) -> list[Named]:
+    """The walk as it goes when nothing changed: the known tags of the repositories the
+    options select among the known ones, and of ``--tag``, in the walk's order."""
+    chosen = repository_names(quick.repos, quick.repos_from, lambda: {r for r, _ in known})
+    tags: dict[str, list[tuple[str, str]]] = {}
+    for (repository, tag), digest in known.items():
+        tags.setdefault(repository, []).append((tag, digest))
+    return [
+        (repository, tag, digest)
+        for repository in chosen
+        for tag, digest in sorted(tags.get(repository, ()))
+        if tag_filter is None or tag_filter.search(tag)
+    ]
+
+
 def _prefetched(
-    db: AuditDb, quick: Quick, known: dict[tuple[str, str], str], tag_filter: re.Pattern[str] | None
+    db: AuditDb, settings: str, expected: list[Named]
 ) -> dict[str, tuple[m.ImageReport, ...] | Exception]:
-    """The kept reports, decoded, of the tags the walk names if nothing changed: the known
-    tags of the repositories the options select among the known ones, and of ``--tag``
-    (a decoding that fails is kept as its error: it matters only if its tag is walked)."""
+    """The kept reports of the ``expected`` digests, decoded (a decoding that fails is kept
+    as its error: it matters only if its tag is walked)."""
     from leakscan.audit.memo import MemoError, decode_reports
 
-    chosen = set(repository_names(quick.repos, quick.repos_from, lambda: {r for r, _ in known}))
-    digests = sorted(
-        {
-            d
-            for (r, t), d in known.items()
-            if r in chosen and (tag_filter is None or tag_filter.search(t))
-        }
-    )
     out: dict[str, tuple[m.ImageReport, ...] | Exception] = {}
-    for digest, value in db.reports(quick.settings, digests).items():
+    for digest, value in db.reports(settings, sorted({d for *_, d in expected})).items():
         try:
             out[digest] = decode_reports(value)
         except MemoError as exc:
@@ -597,10 +605,39 @@ def _prefetched(
     return out
 
 
+def _entries(
+    target: Target, walked: list[Named], decoded: dict[str, tuple[m.ImageReport, ...] | Exception]
+) -> list[Entry]:
+    """The audit's images of the ``walked`` tags, from their kept reports."""
+    entries: list[Entry] = []
+    for repository, tag, digest in walked:
+        reports = decoded.get(digest)
+        if reports is None:
+            raise Fallback("a kept report is missing")
+        if isinstance(reports, Exception):
+            raise Fallback("a kept report does not read back")
+        reference = f"{target.host}/{repository}:{tag}"
+        entries.extend((repository, tag, _named(r, reference)) for r in reports)
+    return entries
+
+
+# an image's text in the JSON report (leakscan.audit.report.image_text)
+Render = Callable[["AuditedImage"], str]
+
+
 def reaudit(target: Target, quick: Quick, walk: Walk | None = None) -> AuditReport:
     """The audit of ``target`` when nothing changed since the last one: the report the
     full audit makes, from the audit database alone. Fallback (nothing written) on
     anything else. ``walk``: the registry's side, started already (else started here)."""
+    return _reaudit(target, quick, walk, None)[0]
+
+
+def _reaudit(
+    target: Target, quick: Quick, walk: Walk | None, render: Render | None
+) -> tuple[AuditReport, list[str] | None]:
+    """:func:`reaudit`, and with ``render`` each image's text, made while the registry
+    answers, for the images the audit would report if nothing changed: the texts are
+    returned when the images reported are those (else None)."""
     from leakscan.audit.result import AuditReport, AuditStats, audited, kept_layer_ids, record
 
     t0 = time.monotonic()
@@ -621,21 +658,31 @@ def reaudit(target: Target, quick: Quick, walk: Walk | None = None) -> AuditRepo
             interval = sys.getswitchinterval()
             sys.setswitchinterval(SWITCH)
             try:
-                decoded = _prefetched(db, quick, known, tag_filter)
+                expected = _expected(quick, known, tag_filter)
+                decoded = _prefetched(db, quick.settings, expected)
+                guessed: list[Entry] | None = None
+                guess: tuple[AuditedImage, ...] = ()
+                texts: list[str] | None = None
+                if render is not None:
+                    try:
+                        guessed = _entries(target, expected, decoded)
+                        # the sightings as they are: record() leaves a known one as it is
+                        guess = audited(
+                            guessed, db.sightings(target.name), -1, quick.new_only, quick.since
+                        )
+                        texts = [render(image) for image in guess]
+                    except (Fallback, KeyError):  # a finding never seen: not guessed
+                        texts = None
                 walked = walk.result()
             finally:
                 sys.setswitchinterval(interval)
-            entries: list[Entry] = []
             for repository, tag, digest in walked:
                 if known.get((repository, tag)) != digest:
                     raise Fallback("a tag that is new, or names another digest")
-                reports = decoded.get(digest)
-                if reports is None:
-                    raise Fallback("a kept report is missing")
-                if isinstance(reports, Exception):
-                    raise Fallback("a kept report does not read back")
-                reference = f"{target.host}/{repository}:{tag}"
-                entries.extend((repository, tag, _named(r, reference)) for r in reports)
+            if guessed is not None and walked == expected:
+                entries = guessed
+            else:
+                entries = _entries(target, walked, decoded)
             lids = kept_layer_ids(e[2] for e in entries)
             # every tag is as it was: from here on this is the audit, written as the full one is
             audit_id = db.start(target.name, started)
@@ -648,6 +695,8 @@ def reaudit(target: Target, quick: Quick, walk: Walk | None = None) -> AuditRepo
         if own and walk is not None:
             walk.stop()
     images = audited(entries, sightings, audit_id, quick.new_only, quick.since)
+    if images != guess:
+        texts = None  # not the images guessed: the report writes its own
     stats = AuditStats(
         repositories=len({r for r, _, _ in walked}),
         images=len(images),
@@ -658,9 +707,10 @@ def reaudit(target: Target, quick: Quick, walk: Walk | None = None) -> AuditRepo
         bytes_scanned=0,
         seconds=round(time.monotonic() - t0, 3),
     )
-    return AuditReport(
+    report = AuditReport(
         target.name, images, (), stats, audit_id, started, quick.new_only, quick.since
     )
+    return report, texts
 
 
 def _named(report: m.ImageReport, reference: str) -> m.ImageReport:
@@ -748,7 +798,8 @@ def answer(argv: Sequence[str]) -> int | None:
         _reachable(plan.target, plan.db)
         # the registry's side starts now: its answers come while the rest is prepared
         walk = Walk(plan.target, args.repo, args.repos_from, tag_filter)
-        report = reaudit(plan.target, _quick(args, plan), walk)
+        render = _image_text() if args.format == "json" else None
+        report, texts = _reaudit(plan.target, _quick(args, plan), walk, render)
     except Exception:  # noqa: BLE001 - whatever it is, the full audit does it and says it
         return None
     finally:
@@ -757,7 +808,7 @@ def answer(argv: Sequence[str]) -> int | None:
     # from here on the audit is recorded: no second run, whatever happens; a failure is
     # one line, as the full command's guard says it
     try:
-        return _write(report, args)
+        return _write(report, args, texts)
     except OSError as exc:  # stdout closed under us
         _say(f"error: {exc.filename or ''}: {exc.strerror or exc}")
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback
@@ -769,11 +820,17 @@ def _say(message: str) -> None:
     sys.stderr.write(f"leakscan: {' '.join(message.split())}\n")
 
 
-def _write(report: AuditReport, args: Args) -> int:
+def _image_text() -> Render:
+    from leakscan.audit.report import image_text
+
+    return image_text
+
+
+def _write(report: AuditReport, args: Args, images: list[str] | None = None) -> int:
     from leakscan.audit.report import render_json, render_table
 
     if args.format == "json":
-        text = render_json(report)
+        text = render_json(report, images)
     elif args.format == "html":
         from leakscan.report.html import render_html
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from json.encoder import encode_basestring as _quote
 from typing import Any
 
 from leakscan import __version__, provenance
 from leakscan import model as m
-from leakscan.audit.result import AuditReport
-from leakscan.report.json import SCHEMA_VERSION, finding_dict, image_dict
+from leakscan.audit.result import AuditedImage, AuditReport
+from leakscan.report.json import SCHEMA_VERSION, finding_dict
+from leakscan.report.json import image_dict as _scan_image_dict
 
 
 def iso(seconds: float) -> str:
@@ -21,25 +23,26 @@ def iso(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def image_dict(entry: AuditedImage) -> dict[str, Any]:
+    """One image of an audit as plain data."""
+    one = _scan_image_dict(entry.report)
+    firsts = dict(entry.first_seen)
+    one["findings"] = [
+        dict(finding_dict(f), first_seen=iso(firsts[f.fingerprint])) for f in entry.report.findings
+    ]
+    one["repository"] = entry.repository
+    one["tag"] = entry.tag
+    return one
+
+
 def audit_dict(report: AuditReport) -> dict[str, Any]:
     """The whole audit as plain data."""
-    images = []
-    for entry in report.images:
-        one = image_dict(entry.report)
-        firsts = dict(entry.first_seen)
-        one["findings"] = [
-            dict(finding_dict(f), first_seen=iso(firsts[f.fingerprint]))
-            for f in entry.report.findings
-        ]
-        one["repository"] = entry.repository
-        one["tag"] = entry.tag
-        images.append(one)
     out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "leakscan", "version": __version__},
         "reference": report.registry,
         "registry": report.registry,
-        "images": images,
+        "images": [image_dict(entry) for entry in report.images],
         "errors": [
             {"message": p.message, "layer_index": p.layer_index, "path": p.path}
             for p in report.errors
@@ -55,9 +58,45 @@ def audit_dict(report: AuditReport) -> dict[str, Any]:
     return out
 
 
-def render_json(report: AuditReport) -> str:
-    """The JSON text."""
-    return dumps_indented(audit_dict(report)) + "\n"
+# where an image's text starts in the report: the third level ({"images": [{...)
+_IMAGE_INDENT = "\n    "
+
+
+def image_text(entry: AuditedImage) -> str:
+    """One image's text as :func:`render_json` writes it inside the report (so that it can
+    be written before the rest of the report is known: the re-audit makes its images'
+    while it waits for the registry)."""
+    return _dumps(image_dict(entry), _IMAGE_INDENT)
+
+
+def render_json(report: AuditReport, images: Sequence[str] | None = None) -> str:
+    """The JSON text: ``dumps_indented(audit_dict(report))``. ``images``: the text of each
+    of ``report.images``, as :func:`image_text` gives it, made already."""
+    texts = [image_text(e) for e in report.images] if images is None else list(images)
+    if len(texts) != len(report.images):
+        raise ValueError("an image's text for each image")
+    data = audit_dict(replace(report, images=()))
+    out: list[str] = []
+    sep = "{\n  "
+    for key, value in data.items():
+        out.append(f"{sep}{_quote(key)}: ")
+        if key == "images" and texts:
+            out.append("[" + _IMAGE_INDENT + ("," + _IMAGE_INDENT).join(texts) + "\n  ]")
+        else:
+            out.append(_dumps(value, "\n  "))
+        sep = ",\n  "
+    return "".join(out) + "\n}\n"
+
+
+def _dumps(value: Any, newline: str) -> str:
+    """``value`` as :func:`dumps_indented` writes it at the indent ``newline``."""
+    out: list[str] = []
+    try:
+        _indented(value, newline, out.append)
+    except _NotPlain:
+        # json's text, each line but the first moved in (no JSON string holds a newline)
+        return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", newline)
+    return "".join(out)
 
 
 class _NotPlain(Exception):
@@ -70,12 +109,7 @@ def dumps_indented(value: Any) -> str:
     takes no indent), which an audit's report of a megabyte or more waits on. Strings are
     still escaped by json's own C function; anything but str keys and JSON's own kinds of
     value goes to :func:`json.dumps` whole, which says what is wrong with it."""
-    out: list[str] = []
-    try:
-        _indented(value, "\n", out.append)
-    except _NotPlain:
-        return json.dumps(value, indent=2, ensure_ascii=False)
-    return "".join(out)
+    return _dumps(value, "\n")
 
 
 def _scalar(value: Any) -> str:

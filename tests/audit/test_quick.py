@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from base64 import b64encode
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,9 @@ def test_same_report_as_the_full_second_audit(
     whole = full([*args, "--db", str(tmp_path / "b.db")], tmp_path)
     assert status is not None, "the quick path did not answer"
     assert (status, timeless(out)) == (whole.returncode, timeless(whole.stdout)), whole.stderr
+    # json.dumps(indent=2)'s text, to the byte, from either path
+    for text in (out, whole.stdout):
+        assert text == json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
     assert audits(tmp_path / "a.db") == audits(tmp_path / "b.db") == 2
     # and the audit after it, on what each wrote: the databases hold the same sightings
     again = full([*args, "--db", str(tmp_path / "a.db")], tmp_path)
@@ -360,3 +364,74 @@ def test_a_fallback_stops_the_walk(filled: Filled, tmp_path: Path) -> None:
         assert quick.answer([*args, "--min-confidence", "low"]) is None
     assert stopped.is_set()
     assert not [t for t in threading.enumerate() if t.name.startswith("leakscan-reaudit")]
+
+
+def newless(text: str) -> dict[str, Any]:
+    """:func:`timeless`, and a first sighting in this audit said so, not when."""
+    data = json.loads(text)
+    for image in data["images"]:
+        for finding in image["findings"]:
+            if finding["first_seen"] >= data["audit"]["started"]:
+                finding["first_seen"] = "this audit"
+    return timeless(json.dumps(data))
+
+
+def test_images_written_ahead_are_used_only_when_they_are_the_report(
+    fresh: Filled,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The quick path writes its images' JSON while the registry answers, for the images
+    it expects. Used when nothing changed; when the audit turns out otherwise (a tag
+    deleted since the last audit, a finding whose first sighting is not in the database)
+    the report is written afresh, and is still the full audit's."""
+    host = fresh.registry.host
+    db = tmp_path / "a.db"
+    args = [host, "--format", "json", "--no-cache", "--new-only", "--db", str(db)]
+    assert cli(args, tmp_path).code in (0, 1)
+    used: list[bool] = []
+    real = quick._reaudit
+
+    def spy(*a: Any) -> Any:
+        report, texts = real(*a)
+        used.append(texts is not None)
+        return report, texts
+
+    monkeypatch.setattr(quick, "_reaudit", spy)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    def both() -> dict[str, Any]:
+        shutil.copy(db, tmp_path / "b.db")
+        capsys.readouterr()
+        status = quick.answer(args)
+        out = capsys.readouterr().out
+        whole = full([*args[:-1], str(tmp_path / "b.db")], tmp_path)
+        assert status is not None, "the quick path did not answer"
+        assert (status, newless(out)) == (whole.returncode, newless(whole.stdout))
+        assert out == json.dumps(json.loads(out), indent=2, ensure_ascii=False) + "\n"
+        return newless(out)
+
+    both()
+    assert used == [True]
+    with closing(sqlite3.connect(db)) as conn, conn:
+        repository, tag, digest = conn.execute(
+            "SELECT repository, tag, digest FROM tags t WHERE (SELECT count(*) FROM tags u "
+            "WHERE u.digest = t.digest) = 1 ORDER BY 1, 2"
+        ).fetchone()
+    status, _, _ = fresh.registry.raw_request("DELETE", f"/v2/{repository}/manifests/{digest}")
+    assert status == 202
+    shown = both()
+    assert used == [True, False]
+    assert (repository, tag) not in {(i["repository"], i["tag"]) for i in shown["images"]}
+    with closing(sqlite3.connect(db)) as conn, conn:
+        # a finding as if never seen: --new-only shows it again, in both paths
+        conn.execute(
+            "DELETE FROM findings WHERE rowid = (SELECT min(rowid) FROM findings f "
+            "WHERE f.repository != ?)",
+            (repository,),
+        )
+    shown = both()
+    assert used == [True, False, False]
+    assert [f for i in shown["images"] for f in i["findings"]], "the forgotten finding is new"
