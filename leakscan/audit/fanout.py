@@ -6,7 +6,9 @@ opener with the client (and its credentials) in it."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import importlib.util
 import os
 import sys
 import threading
@@ -391,33 +393,83 @@ def warm_worker(settings: ScanSettings) -> None:
 
 class DaskFanout:
     """Layers sent to an existing Dask cluster (``distributed``), largest first. ``memo``
-    names the result store: workers that reach it look file contents up in it."""
+    names the result store: workers that reach it look file contents up in it.
+
+    The client connects on a thread of its own (importing ``distributed`` and meeting the
+    scheduler take half a second) while the caller walks the registry: layers handed in
+    meanwhile wait here and go out at the next call once it is connected. A cluster that
+    cannot be reached is an OSError at that call (at the latest ``drain``)."""
 
     def __init__(self, settings: ScanSettings, address: str, memo: MemoSpec | None = None) -> None:
-        try:
-            from distributed import Client
-        except ImportError:
+        if importlib.util.find_spec("distributed") is None:
             from leakscan.errors import InputError
 
-            raise InputError(
-                "--dask needs the distributed package: pip install 'leakscan[audit]'"
-            ) from None
+            raise InputError("--dask needs the distributed package: pip install 'leakscan[audit]'")
         self.settings = settings
+        self.address = address
         self.store = SharedStore.of(memo) if memo is not None else None
-        self.client: Any = Client(  # type: ignore[no-untyped-call]
-            address, set_as_default=False, timeout="30s"
-        )
+        self.client: Any = None
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._want_warm = self._warm_sent = False
+        self._queued: list[m.LayerBlob] = []
         self._futures: dict[Any, m.LayerBlob] = {}
         self._submitted = 0
         self._warming: list[Any] = []
         self._done: deque[Any] = deque()  # futures as they complete (see LocalPool)
+        self._connecting = threading.Thread(target=self._connect, name="dask-connect", daemon=True)
+        self._connecting.start()
+
+    def _connect(self) -> None:
+        try:
+            from distributed import Client
+
+            client: Any = Client(  # type: ignore[no-untyped-call]
+                self.address, set_as_default=False, timeout="30s"
+            )
+        except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread
+            self._error = exc
+            return
+        with self._lock:
+            if self._closed:  # closed while connecting: nobody else will close it
+                client.close()
+                return
+            self.client = client
+        if self._take_warm():
+            # an optimisation only: a failure here is the layers' own to report
+            with contextlib.suppress(Exception):
+                self._warm()
+
+    def _take_warm(self) -> bool:
+        """Whether the workers are to be warmed now (once: connected, and asked to)."""
+        with self._lock:
+            if self.client is None or not self._want_warm or self._warm_sent:
+                return False
+            self._warm_sent = True
+            return True
+
+    def _connected(self, wait: bool) -> bool:
+        """Whether the client is connected (``wait``: once it is); the connection's error
+        raised here, on the caller's thread."""
+        if wait:
+            self._connecting.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self.client is not None
 
     def start(self) -> None:
         """Have every worker load leakscan and its engines now, while the client walks
         the registry (a worker that starts on its first layer spends its first second
         importing)."""
-        if self._warming:
-            return
+        with self._lock:
+            self._want_warm = True
+        # not connected yet: the connecting thread warms them once it is
+        if self._take_warm():
+            self._warm()
+
+    def _warm(self) -> None:
         workers = list(self.client.scheduler_info().get("workers", {}))
         self._warming = [
             self.client.submit(
@@ -433,6 +485,12 @@ class DaskFanout:
         ]
 
     def submit(self, blobs: Sequence[m.LayerBlob]) -> None:
+        self._queued.extend(blobs)
+        if self._connected(wait=False):
+            self._send()
+
+    def _send(self) -> None:
+        blobs, self._queued = self._queued, []
         # largest first: the last layer to finish should be a small one
         for blob in sorted(blobs, key=lambda b: b.size or 0, reverse=True):
             n = self._submitted
@@ -456,12 +514,18 @@ class DaskFanout:
             future.release()
 
     def ready(self) -> Results:
+        if self._queued and self._connected(wait=False):
+            self._send()
         while self._done:
             future = self._done.popleft()
             if future in self._futures:
                 yield self._result(future)
 
     def drain(self) -> Results:
+        # waited for even with nothing to send: a cluster that cannot be reached is said
+        self._connected(wait=True)
+        if self._queued:
+            self._send()
         if not self._futures:
             return
         from distributed import as_completed
@@ -472,9 +536,14 @@ class DaskFanout:
             yield self._result(future)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self.client = self.client, None
         for future in self._warming:
             future.release()
-        self.client.close()
+        self._warming = []
+        if client is not None:
+            client.close()
 
 
 def fanout(

@@ -74,10 +74,35 @@ def test_dask_workers_are_other_processes(filled: Filled, cluster: str) -> None:
 
 
 def test_dask_unreachable_is_an_error() -> None:
-    from leakscan.audit.fanout import DaskFanout as Fan
+    """The client connects while the registry is walked: the error comes by drain()."""
+    fan = DaskFanout(SETTINGS, "tcp://127.0.0.1:1")
+    try:
+        with pytest.raises(OSError):
+            list(fan.drain())
+    finally:
+        fan.close()
 
-    with pytest.raises(OSError):
-        Fan(SETTINGS, "tcp://127.0.0.1:1")
+
+def test_dask_layers_handed_in_while_connecting(filled: Filled, cluster: str) -> None:
+    """Layers submitted before the client is connected wait, then go out: every one comes
+    back scanned, the workers warmed first."""
+    target = parse_target(filled.registry.host, RegistryOptions())
+    blobs = {}
+    for found in resolve_registry(target, ["web"], None):
+        assert isinstance(found, Tagged)
+        for blob in found.image.layers:
+            blobs.setdefault(layer_id(blob), blob)
+    fan = DaskFanout(SETTINGS, cluster)
+    try:
+        fan.start()
+        fan.submit(list(blobs.values()))
+        early = list(fan.ready())
+        results = early + list(fan.drain())
+        assert len(fan._warming) == 2
+        assert sorted(layer_id(b) for b, _ in results) == sorted(blobs)
+        assert all(not r.errors and r.diff_id == b.diff_id for b, r in results)
+    finally:
+        fan.close()
 
 
 def test_daemon_target_refuses_dask(tmp_path: Path) -> None:
