@@ -21,8 +21,14 @@ Every measurement is taken ``--rounds`` times and the medians printed (the machi
 min and max show how noisy it was); CPU seconds (the process and its workers) beside wall
 seconds tell load from cost.
 
+With ``--dask-config KEY=VALUE`` (repeated) the LocalCluster's workers run with that Dask
+setting (e.g. ``distributed.worker.profile.enabled=false``: no statistical profiler sampling
+the task's stack every 10 ms on the worker's event loop); ``--dask-only`` skips the
+first/second audit figures.
+
 Usage: python bench/audit.py [--unique-mb 600] [--repos 20] [--tags 100] [--workers 2]
-                             [--dask] [--rounds 3] [--workdir bench/out/audit]
+                             [--dask] [--dask-only] [--dask-config KEY=VALUE]...
+                             [--rounds 3] [--workdir bench/out/audit]
 """
 
 from __future__ import annotations
@@ -247,6 +253,56 @@ def _unique_step(host: str, workers: int) -> None:
     print(json.dumps({"layers": n, "walk": walk}))
 
 
+def _cluster_cpu(pids: list[int]) -> float:
+    """CPU seconds so far of the Dask worker processes ``pids`` and of this process (the
+    LocalCluster's scheduler and nannies run in it)."""
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return total + usage.ru_utime + usage.ru_stime
+
+
+def _dask(args: argparse.Namespace, host: str) -> int:
+    """The first audit on a Dask LocalCluster of 2 workers against ``--workers 2``, in
+    paired rounds (taking turns, so that load on the machine falls on both alike)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    settings: dict[str, Any] = {}
+    for item in args.dask_config:
+        key, _, value = item.partition("=")
+        settings[key] = dask.config.interpret_value(value)
+    if settings:
+        dask.config.set(settings)
+        print(f"Dask settings: {settings}")
+    med = statistics.median
+    twos: list[tuple[float, float]] = []
+    dasks: list[tuple[float, float]] = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=None) as cluster:  # fmt: skip
+        with Client(cluster.scheduler_address, set_as_default=False) as client:
+            pids = list(client.run(os.getpid).values())
+        for n in range(args.rounds):
+            pair = [("w2", "--workers=2"), ("dask", f"--dask={cluster.scheduler_address}")]
+            for name, flag in pair if n % 2 == 0 else pair[::-1]:
+                c0 = _cluster_cpu(pids)
+                took, cpu, _ = _audit(host, args.workdir / f"{name}-{n}.sqlite3", flag)
+                if name == "dask":  # the audit's own process, and the cluster's
+                    cpu += _cluster_cpu(pids) - c0
+                (twos if name == "w2" else dasks).append((took, cpu))
+                print(f"round {n + 1} {name}: {took:.2f} s, CPU {cpu:.2f} s, "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    pairs = [d[0] / t[0] for d, t in zip(dasks, twos, strict=True)]
+    print(f"--workers 2: {_spread([t for t, _ in twos])}, CPU {med(c for _, c in twos):.2f} s; "
+          f"Dask LocalCluster of 2 workers: {_spread([t for t, _ in dasks])}, CPU "
+          f"{med(c for _, c in dasks):.2f} s (client, scheduler, workers); "
+          f"{med(pairs):.2f}x (median of the rounds' ratios; bar 1.0)")  # fmt: skip
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--unique-mb", type=int, default=600)
@@ -254,6 +310,8 @@ def main() -> int:
     parser.add_argument("--tags", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dask", action="store_true")
+    parser.add_argument("--dask-only", action="store_true")
+    parser.add_argument("--dask-config", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "audit")
     parser.add_argument("--_unique", metavar="HOST", help=argparse.SUPPRESS)
@@ -292,7 +350,7 @@ def main() -> int:
         shares: list[float] = []
         stats: dict[str, Any] = {}
         s2: dict[str, Any] = {}
-        for n in range(args.rounds):
+        for n in range(0 if args.dask_only else args.rounds):
             # the interpreter's start and the engines' loading count, the walk does not
             took, cpu = _once(registry.host, args.workers)
             once.append(took)
@@ -312,6 +370,8 @@ def main() -> int:
                   f"({ratios[-1]:.2f}x), second audit {second:.2f} s ({100 * shares[-1]:.1f}%; "
                   f"{s2['layers_scanned']} layers scanned)", flush=True)  # fmt: skip
         med = statistics.median
+        if args.dask_only:
+            return _dask(args, registry.host)
         print(f"unique layers scanned once ({w}): {_spread(once)}, CPU {med(cpus['once']):.2f} s")
         print(f"first audit ({w}):                {_spread(firsts)}, CPU "
               f"{med(cpus['first']):.2f} s; ratio {med(ratios):.2f} (median of the rounds' "
@@ -325,26 +385,7 @@ def main() -> int:
         print(f"  of which the audit itself (stats.seconds, no interpreter start, no imports): "
               f"{med(inside):.2f} s, {s2['images'] / med(inside):.0f} images/s")  # fmt: skip
         if args.dask:
-            from distributed import LocalCluster
-
-            twos: list[float] = []
-            dasks: list[float] = []
-            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                              host="127.0.0.1", dashboard_address=None) as cluster:  # fmt: skip
-                for n in range(args.rounds):
-                    # taking turns: load on the machine falls on both alike
-                    pair = [
-                        ("w2", "--workers=2"),
-                        ("dask", f"--dask={cluster.scheduler_address}"),
-                    ]
-                    for name, flag in pair if n % 2 == 0 else pair[::-1]:
-                        took, _, _ = _audit(
-                            registry.host, args.workdir / f"{name}-{n}.sqlite3", flag
-                        )
-                        (twos if name == "w2" else dasks).append(took)
-            pairs = [d / t for d, t in zip(dasks, twos, strict=True)]
-            print(f"--workers 2: {_spread(twos)}; Dask LocalCluster of 2 workers: "
-                  f"{_spread(dasks)} ({med(pairs):.2f}x, median of the rounds)")  # fmt: skip
+            return _dask(args, registry.host)
     finally:
         registry.stop()
     return 0
