@@ -82,6 +82,9 @@ THREADS = 4
 # the interpreter's switch interval while the walk's threads wait for answers and this
 # process decodes kept reports (seconds; Python's default is 0.005)
 SWITCH = 0.0005
+# a header line, and header lines per answer, longer or more than http.client reads
+_LINE = 65537
+_FIELDS = 100
 # a listing page larger than this is not one this path reads
 MAX_PAGE_BYTES = 16 << 20
 # names this path puts in a URL as they are (the registry spec's characters)
@@ -215,6 +218,45 @@ class Wire:
             self.authenticate(who, sent, got.headers.get("WWW-Authenticate", ""))
         return got
 
+    def heads(self, who: str, paths: Sequence[str]) -> list[tuple[int, str | None]]:
+        """HEAD each manifest of ``paths`` for repository ``who``: (status, the digest it
+        names). Sent together on this thread's connection and answered in order (HTTP/1.1
+        pipelining: one write, no round trip nor thread hand-over between them, and none of
+        http.client's per-response machinery); what is not answered cleanly so (a 401, a
+        connection closed, an answer this reader does not take) is asked again one by one,
+        as :meth:`request` asks."""
+        got: list[tuple[int, str | None]] = []
+        conn = self._connection()
+        try:
+            if conn.sock is None:
+                conn.connect()
+            lines = [f"Host: {self.host}", f"User-Agent: {USER_AGENT}", f"Accept: {ACCEPT}"]
+            sent = self._auth.get(who)
+            if sent is not None:
+                lines.append(f"Authorization: {sent}")
+            fields = "".join(f"{line}\r\n" for line in lines)
+            conn.sock.sendall(
+                "".join(f"HEAD {path} HTTP/1.1\r\n{fields}\r\n" for path in paths).encode("latin-1")
+            )
+            with conn.sock.makefile("rb") as answers:
+                for _ in paths:
+                    status, digest, more = _head_answer(answers)
+                    got.append((status, digest))
+                    if not more:
+                        break
+        except (OSError, ValueError, UnicodeError):
+            pass
+        if len(got) < len(paths):
+            conn.close()  # where its answers are is not known: the next request opens anew
+        out: list[tuple[int, str | None]] = []
+        for n, path in enumerate(paths):
+            if n < len(got) and got[n][0] != 401:
+                out.append(got[n])
+            else:
+                one = self.request("HEAD", path, ACCEPT, who)
+                out.append((one.status, one.headers.get("Docker-Content-Digest")))
+        return out
+
     def _exchange(
         self, method: str, path: str, accept: str | None, authorization: str | None
     ) -> Answer:
@@ -329,6 +371,36 @@ class Wire:
         with self._lock:
             for conn in self._all:
                 conn.close()
+
+
+def _head_answer(answers: Any) -> tuple[int, str | None, bool]:
+    """One answer to a HEAD from ``answers`` (a binary file): its status, its
+    Docker-Content-Digest, whether the connection stays open after it. ValueError for
+    anything but a final HTTP/1.1 answer in its place (an answer to HEAD has no body)."""
+    status_line = answers.readline(_LINE)
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or parts[0] != b"HTTP/1.1" or not status_line.endswith(b"\n"):
+        raise ValueError("not an HTTP/1.1 answer")
+    status = int(parts[1])
+    if not 200 <= status < 600:
+        raise ValueError("an interim answer")
+    digest = None
+    more = True
+    for _ in range(_FIELDS):
+        line = answers.readline(_LINE)
+        if line in (b"\r\n", b"\n"):
+            return status, digest, more
+        if not line.endswith(b"\n"):
+            raise ValueError("an answer cut short")
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise ValueError("a header without its colon")
+        name = name.strip().lower()
+        if name == b"docker-content-digest":
+            digest = value.strip().decode("ascii")
+        elif name == b"connection" and b"close" in value.lower():
+            more = False
+    raise ValueError("too many header fields")
 
 
 def _proxied() -> bool:
@@ -464,29 +536,32 @@ def _digests(
     def listing(repository: str) -> list[str]:
         return sorted(paged(wire, f"/v2/{repository}/tags/list?n={PAGE}", "tags", repository))
 
-    def digest(repository: str, tag: str) -> str:
-        got = wire.request("HEAD", f"/v2/{repository}/manifests/{tag}", ACCEPT, repository)
-        named = got.headers.get("Docker-Content-Digest")
-        if got.status != 200 or not named:
-            raise Fallback("a tag that does not name its digest")
+    def digests(repository: str, tags: list[str]) -> list[str]:
+        paths = [f"/v2/{repository}/manifests/{tag}" for tag in tags]
+        named = []
+        for status, digest in wire.heads(repository, paths):
+            if status != 200 or not digest:
+                raise Fallback("a tag that does not name its digest")
+            named.append(digest)
         return named
 
     lists: list[Future[list[str]]] = []
-    heads: list[tuple[str, str, Future[str]]] = []
+    heads: list[tuple[str, list[str], Future[list[str]]]] = []
     with ThreadPoolExecutor(THREADS) as pool:
         try:
             lists = [pool.submit(listing, r) for r in repos]
             for repository, names in zip(repos, lists, strict=True):
-                for tag in names.result():
-                    if tag_filter is not None and not tag_filter.search(tag):
-                        continue
-                    if stop.is_set():
-                        raise Fallback("stopped")
-                    if not _TAG.fullmatch(tag):
-                        raise Fallback("a tag this path does not put in a URL")
-                    heads.append((repository, tag, pool.submit(digest, repository, tag)))
-            for repository, tag, head in heads:
-                yield repository, tag, head.result()
+                tags = [t for t in names.result() if tag_filter is None or tag_filter.search(t)]
+                if stop.is_set():
+                    raise Fallback("stopped")
+                if not all(_TAG.fullmatch(t) for t in tags):
+                    raise Fallback("a tag this path does not put in a URL")
+                if tags:
+                    # a repository's HEADs in one go, as soon as its tags are in
+                    heads.append((repository, tags, pool.submit(digests, repository, tags)))
+            for repository, tags, head in heads:
+                for tag, digest in zip(tags, head.result(), strict=True):
+                    yield repository, tag, digest
         finally:
             # on a Fallback, nothing more is sent than what is on the wire already
             for listed in lists:

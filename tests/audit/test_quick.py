@@ -435,3 +435,35 @@ def test_images_written_ahead_are_used_only_when_they_are_the_report(
     shown = both()
     assert used == [True, False, False]
     assert [f for i in shown["images"] for f in i["findings"]], "the forgotten finding is new"
+
+
+class HangUp(FaultProxy):
+    """Hangs up after each answer to a HEAD (without saying so in the answer): a
+    registry, or something in front of one, that takes no pipelined requests."""
+
+    def handle(self, h: Any, method: str) -> None:
+        super().handle(h, method)
+        if method == "HEAD":
+            h.close_connection = True
+
+
+def test_heads_asked_again_when_the_registry_hangs_up(filled: Filled, tmp_path: Path) -> None:
+    """A repository's HEADs go out together on one connection; a registry that answers one
+    and closes the connection gets the others asked one by one, and the quick path's
+    report is still the full audit's."""
+    proxy = HangUp(filled.registry)
+    try:
+        args = [proxy.host, "--format", "json", "--no-cache"]
+        assert cli([*args, "--db", str(tmp_path / "a.db")], tmp_path).code == 1
+        shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+        proxy.reset(regkit.Faults())
+        status, out = lean([*args, "--db", str(tmp_path / "a.db")], tmp_path)
+        assert status is not None, "the quick path did not answer"
+        heads = [entry for entry in proxy.log if entry[0] == "HEAD"]
+        whole = full([*args, "--db", str(tmp_path / "b.db")], tmp_path)
+        assert (status, timeless(out)) == (whole.returncode, timeless(whole.stdout))
+        tags = {(i["repository"], i["tag"]) for i in timeless(out)["images"]}
+        # each tag answered once (what was sent after a hang-up never reached it)
+        assert len([h for h in heads if h[3] == 200]) == len(tags) > 1
+    finally:
+        proxy.close()
