@@ -20,7 +20,9 @@ as the full audit (:mod:`leakscan.audit.result`), and render with the same rende
 report is the full path's, to the byte (bar the audit's id, start and duration).
 
 HTTP is :mod:`http.client` with kept-alive connections, one per thread: the listings and
-HEADs are small and many, and each one through ``requests`` costs several times the CPU.
+HEADs are small and many, and each one through ``requests`` costs several times the CPU. A
+repository's HEADs are pipelined on one connection and their answers read by a small reader
+of their three headers that matter (:meth:`Wire.heads`).
 Those requests (:class:`Walk`) start on threads of their own as soon as the target is known,
 and the registry answers them while this process imports the model and decodes the kept
 reports: most of a re-audit is waiting for a registry, which need not be waited for idle.
@@ -226,6 +228,7 @@ class Wire:
         connection closed, an answer this reader does not take) is asked again one by one,
         as :meth:`request` asks."""
         got: list[tuple[int, str | None]] = []
+        more = True
         conn = self._connection()
         try:
             if conn.sock is None:
@@ -245,9 +248,11 @@ class Wire:
                     if not more:
                         break
         except (OSError, ValueError, UnicodeError):
-            pass
-        if len(got) < len(paths):
-            conn.close()  # where its answers are is not known: the next request opens anew
+            more = False
+        if len(got) < len(paths) or not more:
+            # closed by the registry, or where its answers are is not known: the next
+            # request opens a connection anew
+            conn.close()
         out: list[tuple[int, str | None]] = []
         for n, path in enumerate(paths):
             if n < len(got) and got[n][0] != 401:
