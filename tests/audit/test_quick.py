@@ -185,6 +185,16 @@ def test_the_command_answers_without_the_heavy_imports(filled: Filled, tmp_path:
     scanners = ("leakscan.audit.core", "leakscan.detectors", "leakscan.layers", "leakscan.scan")
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY or m.startswith(scanners))
     assert heavy == []
+    # nor the CLI, the full walk and its registry client, the worker processes
+    full_path = {
+        "leakscan.cli",
+        "leakscan.command",
+        "leakscan.audit.catalog",
+        "leakscan.audit.fanout",
+        "leakscan.sources.registry",
+        "multiprocessing",
+    }
+    assert sorted(full_path & imported) == []
     # a first audit goes the full way (and so the check above can tell the two apart)
     proc = subprocess.run(
         [
@@ -205,6 +215,7 @@ def test_the_command_answers_without_the_heavy_imports(filled: Filled, tmp_path:
     )
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert proc.returncode == 1 and {"requests", "typer", "leakscan.audit.core"} <= imported
+    assert full_path <= imported
 
 
 def test_a_moved_or_unknown_tag_leaves_it_to_the_full_audit(fresh: Filled, tmp_path: Path) -> None:
