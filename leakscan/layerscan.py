@@ -9,8 +9,8 @@ import posixpath
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from functools import lru_cache, partial
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol
 
 from leakscan import model as m
 from leakscan.detectors import Detectors, Subject
@@ -88,6 +88,9 @@ class FileResult:
     skipped: tuple[tuple[str, str], ...]  # (suffix, reason)
 
 
+_NOTHING = FileResult((), ())
+
+
 class ContentMemo(Protocol):
     """Results of file contents seen before, by :func:`memo_key`."""
 
@@ -117,7 +120,6 @@ class _Known:
         return True
 
 
-@dataclass
 class _Tally:
     """The scans of one memoized file, gathered until the last has settled. ``base`` is
     the place its hits are shown at (the layer file, or a git blob's place), which the
@@ -125,23 +127,29 @@ class _Tally:
     digest was known (set once it has been read); ``head`` the file's :func:`head_key`
     when it has one."""
 
-    base: str
-    key: str
-    waiting: int
-    head: str | None = None
-    groups: list[tuple[str, tuple[Seen, ...]]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    # one per file a cold scan with a store reads: a plain class with slots is made in a
+    # third of the time a dataclass with two list factories takes
+    __slots__ = ("base", "key", "waiting", "head", "groups", "skipped")
+
+    def __init__(self, base: str, key: str, head: str | None = None) -> None:
+        self.base = base
+        self.key = key
+        self.waiting = 0
+        self.head = head
+        self.groups: list[tuple[str, tuple[Seen, ...]]] = []
+        self.skipped: list[tuple[str, str]] = []
 
 
-@dataclass(frozen=True)
-class _Waiting:
-    """A file read whole, its content not yet looked up in the memo."""
+class _Waiting(NamedTuple):
+    """A file read whole, its content not yet looked up in the memo (a named tuple: one is
+    made for every file a scan with a store reads, a frozen dataclass costs three times
+    as much to make)."""
 
     path: str
     key: str
     data: bytes
     digest: bytes
-    head: str | None = None
+    head: str | None
 
 
 @dataclass(frozen=True)
@@ -237,7 +245,10 @@ def scan_layer(
     def kept(tally: _Tally) -> None:
         """Hand a memoized file's complete result to the memo."""
         if memo is not None:
-            result = FileResult(tuple(tally.groups), tuple(tally.skipped))
+            if tally.groups or tally.skipped:
+                result = FileResult(tuple(tally.groups), tuple(tally.skipped))
+            else:
+                result = _NOTHING  # most files
             memo.keep(tally.key, result, tally.head)
 
     def start(
@@ -293,7 +304,7 @@ def scan_layer(
                 pending.append((_Known(result), w.path, w.path, w.digest, None))
                 settle(MAX_PENDING_FILES)
                 continue
-            tally = _Tally(w.path, w.key, 0, head=w.head)
+            tally = _Tally(w.path, w.key, w.head)
             start(w.path, io.BytesIO(w.data), len(w.data), partial(bytes, w.digest), tally)
 
     def start_git(w: _GitWaiting, tally: _Tally | None) -> None:
@@ -329,7 +340,7 @@ def scan_layer(
         for w in batch:
             result = known.get(w.key)
             if result is None:
-                start_git(w, _Tally(git_shown(w.git_dir, w.blob), w.key, 0))
+                start_git(w, _Tally(git_shown(w.git_dir, w.blob), w.key))
                 continue
             shown = git_shown(w.git_dir, w.blob)
             out.skipped.extend(
@@ -368,7 +379,7 @@ def scan_layer(
                     head = head_key(entry.size, entry.head(HEAD_BYTES), entry.path)
                     if not memo.knows_head(head):
                         look_up()  # the files before this one first
-                        tally = _Tally(entry.path, "", 0, head)
+                        tally = _Tally(entry.path, "", head)
                         start(entry.path, entry.stream, entry.size, entry.digest, tally)
                         if moved:
                             moved(raw.count)
@@ -467,8 +478,21 @@ def memo_key(digest: bytes, path: str) -> str:
     """Where a file's result is kept: its content, and what of its path the engines read
     (the same bytes as a README and as an .env are not scanned alike)."""
     tail = "/".join(path.rsplit("/", _PATH_TAIL)[-_PATH_TAIL:])
-    flavour = hashlib.sha256(f"{is_vendored(path)}\0{tail}".encode()).hexdigest()[:16]
-    return f"{digest.hex()}:{flavour}"
+    # whether a path is vendored is a matter of its folders (every pattern of it ends in a
+    # slash): asked once per folder, not once per file
+    h = _SHA256.copy()
+    h.update(f"{_vendored_folder(path[: path.rfind('/') + 1])}\0{tail}".encode())
+    return f"{digest.hex()}:{h.hexdigest()[:16]}"
+
+
+# hashers are copied from this one (hashlib.sha256() looks the algorithm up each time)
+_SHA256 = hashlib.sha256()
+
+
+@lru_cache(maxsize=4096)
+def _vendored_folder(folder: str) -> bool:
+    """:func:`is_vendored` of a path in ``folder`` (written with its final slash)."""
+    return is_vendored(folder)
 
 
 def head_key(size: int, head: bytes, path: str) -> str:

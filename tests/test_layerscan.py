@@ -309,3 +309,34 @@ def test_a_lock_file_kingfisher_excludes_is_still_read(detectors: Detectors) -> 
     text = f"lockfileVersion: '9.0'\nsettings:\n  registryToken: {token}\n"
     found = _hits(Layer().file("app/pnpm-lock.yaml", text), detectors)["/app/pnpm-lock.yaml"]
     assert token in {x.secret for x in found if x.detector == "kingfisher"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/app/.env",
+        "/.env",
+        "/srv/node_modules/pkg/lib/config.js",
+        "/srv/app/node_modules/x.js",
+        "/srv/node_modules",  # a file named like a vendored folder
+        "/usr/lib/python3/dist-packages/x/settings.py",
+        "/usr/local/lib/python3.11/a.py",
+        "/lib/x",
+        "/opt/vendor/b/c/d/e/f.txt",
+        "/opt/app/vendor.txt",
+        "/layer.tar!/usr/lib/x.conf",
+        "/repo/.git!/node_modules/x/.npmrc",
+    ],
+)
+def test_memo_key_reads_what_the_engines_read_of_a_path(path: str) -> None:
+    """A file's memo key is its content and what the engines read of its path: the last
+    three parts and whether it is vendored (asked per folder, which must agree with
+    asking of the whole path)."""
+    from leakscan.detectors.context import is_vendored
+    from leakscan.layerscan import memo_key
+
+    digest = hashlib.sha256(path.encode()).digest()
+    tail = "/".join(path.rsplit("/", 3)[-3:])
+    flavour = hashlib.sha256(f"{is_vendored(path)}\0{tail}".encode()).hexdigest()[:16]
+    assert memo_key(digest, path) == f"{digest.hex()}:{flavour}"
+    assert memo_key(digest, path) == memo_key(digest, path)  # the folder's answer cached
