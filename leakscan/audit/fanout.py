@@ -267,14 +267,8 @@ class RoomyMalloc:
                 self._libc.malloc_trim(0)
 
 
-_ROOMY: RoomyMalloc | None = None
-
-
-def _roomy() -> RoomyMalloc:
-    global _ROOMY
-    if _ROOMY is None:
-        _ROOMY = RoomyMalloc()
-    return _ROOMY
+# one per process, made at import: the threads of a worker must share its count
+_ROOMY = RoomyMalloc()
 
 
 def _machine() -> str | None:
@@ -375,7 +369,7 @@ def scan_on_worker(
     if engines is None:
         engines = _WORKER_ENGINES[settings.detectors] = build_engines(settings.detectors)
     memo = _worker_memo(store)
-    with _roomy():
+    with _ROOMY:
         result = scan_layer(
             blob, engines, settings.limits, max_file_size=settings.max_file_size, memo=memo
         )
