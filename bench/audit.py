@@ -281,6 +281,15 @@ def _dask(args: argparse.Namespace, host: str) -> int:
     med = statistics.median
     twos: list[tuple[float, float]] = []
     dasks: list[tuple[float, float]] = []
+    # --workers 2 on a machine with no cluster at all, as a user choosing between the two
+    # would run it: an idle LocalCluster is not free (heartbeats, the workers' profilers),
+    # and the pairs below run --workers 2 beside it
+    alone = [
+        _audit(host, args.workdir / f"alone-{n}.sqlite3", "--workers=2")[:2]
+        for n in range(args.rounds)
+    ]
+    print(f"--workers 2, no cluster running: {_spread([t for t, _ in alone])}, CPU "
+          f"{med(c for _, c in alone):.2f} s", flush=True)  # fmt: skip
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       host="127.0.0.1", dashboard_address=None) as cluster:  # fmt: skip
         with Client(cluster.scheduler_address, set_as_default=False) as client:
@@ -300,6 +309,9 @@ def _dask(args: argparse.Namespace, host: str) -> int:
           f"Dask LocalCluster of 2 workers: {_spread([t for t, _ in dasks])}, CPU "
           f"{med(c for _, c in dasks):.2f} s (client, scheduler, workers); "
           f"{med(pairs):.2f}x (median of the rounds' ratios; bar 1.0)")  # fmt: skip
+    lone = med(t for t, _ in alone)
+    print(f"Dask against --workers 2 with no cluster running: "
+          f"{med(t for t, _ in dasks) / lone:.2f}x (medians)")  # fmt: skip
     return 0
 
 
