@@ -19,28 +19,26 @@ every tag is known unchanged does it write to the audit database, through the sa
 as the full audit (:mod:`leakscan.audit.result`), and render with the same renderers: the
 report is the full path's, to the byte (bar the audit's id, start and duration).
 
-HTTP is :mod:`http.client` with kept-alive connections, one per thread: the listings and
-HEADs are small and many, and each one through ``requests`` costs several times the CPU. A
-repository's HEADs are pipelined on one connection and their answers read by a small reader
-of their three headers that matter (:meth:`Wire.heads`).
-Those requests (:class:`Walk`) start on threads of their own as soon as the target is known,
-and the registry answers them while this process imports the model and decodes the kept
-reports: most of a re-audit is waiting for a registry, which need not be waited for idle.
+HTTP is :mod:`leakscan.audit.wire`'s, with kept-alive connections, one per thread: the
+listings and HEADs are small and many, and each one through ``requests`` costs several times
+the CPU, and importing :mod:`http.client` alone costs more than all of them. A repository's
+HEADs are pipelined on one connection. Those requests (:class:`Walk`) start on threads of their
+own as soon as the target and the audit database are known, before the rest of this module's
+imports, and the registry answers them while this process imports the model and decodes the
+kept reports: most of a re-audit is waiting for a registry, which need not be waited for idle.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import re
-import ssl
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,12 +54,15 @@ from leakscan.audit.target import (
     repository_names,
     since_time,
 )
+from leakscan.audit.wire import Answer, Connection, TooLarge, open_socket, sni_name, split_host
 from leakscan.quick import read_options
 from leakscan.sources.auth import Challenge, Credentials, RegistryOptions
 from leakscan.sources.hosts import is_loopback
 from leakscan.terms import CONFIDENCE_RANK
 
 if TYPE_CHECKING:
+    import ssl
+
     # the model and what is built of it load once the registry's side is under way
     from leakscan import model as m
     from leakscan.audit.result import AuditedImage, AuditReport, Entry
@@ -77,6 +78,8 @@ ACCEPT = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
+# what a registry's answer to GET /v2/ carries (the distribution spec's API version field)
+API_VERSION = "Docker-Distribution-API-Version"
 # as the registry client names itself
 USER_AGENT = f"leakscan/{__version__}"
 # HEADs and listings in flight at once: a remote registry is mostly round trips
@@ -84,9 +87,6 @@ THREADS = 4
 # the interpreter's switch interval while the walk's threads wait for answers and this
 # process decodes kept reports (seconds; Python's default is 0.005)
 SWITCH = 0.0005
-# a header line, and header lines per answer, longer or more than http.client reads
-_LINE = 65537
-_FIELDS = 100
 # a listing page larger than this is not one this path reads
 MAX_PAGE_BYTES = 16 << 20
 # names this path puts in a URL as they are (the registry spec's characters)
@@ -164,15 +164,6 @@ def parse(argv: Sequence[str]) -> Args | None:
 # --- HTTP -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Answer:
-    """One response, read whole."""
-
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-
 class Wire:
     """Requests to one registry over kept-alive connections, one per thread, answering
     authentication challenges as the registry client does (a Bearer token per repository
@@ -186,23 +177,17 @@ class Wire:
         self.tls = tls
         self.timeout = target.options.timeout
         self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+        self._all: list[Connection] = []
         self._lock = threading.Lock()
         # the Authorization value in use, per repository ("catalog": the registry's root),
         # as the registry client keeps one per repository client
         self._auth: dict[str, str] = {}
         self._auth_lock = threading.Lock()
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self.tls is not None:
-                conn = http.client.HTTPSConnection(
-                    self.host, timeout=self.timeout, context=self.tls
-                )
-            else:
-                conn = http.client.HTTPConnection(self.host, timeout=self.timeout)
-            self._local.conn = conn
+            conn = self._local.conn = Connection(self.host, self.timeout, self.tls)
             with self._lock:
                 self._all.append(conn)
         return conn
@@ -217,49 +202,37 @@ class Wire:
             got = self._exchange(method, path, accept, sent)
             if got.status != 401 or round_:
                 break
-            self.authenticate(who, sent, got.headers.get("WWW-Authenticate", ""))
+            self.authenticate(who, sent, got.headers.get("WWW-Authenticate", "") or "")
         return got
 
     def heads(self, who: str, paths: Sequence[str]) -> list[tuple[int, str | None]]:
         """HEAD each manifest of ``paths`` for repository ``who``: (status, the digest it
         names). Sent together on this thread's connection and answered in order (HTTP/1.1
-        pipelining: one write, no round trip nor thread hand-over between them, and none of
-        http.client's per-response machinery); what is not answered cleanly so (a 401, a
-        connection closed, an answer this reader does not take) is asked again one by one,
-        as :meth:`request` asks."""
+        pipelining: one write, no round trip nor thread hand-over between them); what is
+        not answered cleanly so (a 401, a connection closed, an answer this reader does not
+        take) is asked again one by one, as :meth:`request` asks."""
         got: list[tuple[int, str | None]] = []
-        more = True
         conn = self._connection()
+        fields = _fields(ACCEPT, self._auth.get(who))
         try:
-            if conn.sock is None:
-                conn.connect()
-            lines = [f"Host: {self.host}", f"User-Agent: {USER_AGENT}", f"Accept: {ACCEPT}"]
-            sent = self._auth.get(who)
-            if sent is not None:
-                lines.append(f"Authorization: {sent}")
-            fields = "".join(f"{line}\r\n" for line in lines)
-            conn.sock.sendall(
-                "".join(f"HEAD {path} HTTP/1.1\r\n{fields}\r\n" for path in paths).encode("latin-1")
-            )
-            with conn.sock.makefile("rb") as answers:
-                for _ in paths:
-                    status, digest, more = _head_answer(answers)
-                    got.append((status, digest))
-                    if not more:
-                        break
+            conn.send([("HEAD", path) for path in paths], fields)
+            for _ in paths:
+                one = conn.receive(True, 0)
+                got.append((one.status, one.headers.get("Docker-Content-Digest")))
+                if not conn.is_open:
+                    break  # closed after this answer: the rest is asked again
         except (OSError, ValueError, UnicodeError):
-            more = False
-        if len(got) < len(paths) or not more:
-            # closed by the registry, or where its answers are is not known: the next
-            # request opens a connection anew
+            pass
+        if len(got) < len(paths):
+            # where the registry's answers are is not known: the next request opens anew
             conn.close()
         out: list[tuple[int, str | None]] = []
         for n, path in enumerate(paths):
             if n < len(got) and got[n][0] != 401:
                 out.append(got[n])
             else:
-                one = self.request("HEAD", path, ACCEPT, who)
-                out.append((one.status, one.headers.get("Docker-Content-Digest")))
+                again = self.request("HEAD", path, ACCEPT, who)
+                out.append((again.status, again.headers.get("Docker-Content-Digest")))
         return out
 
     def _exchange(
@@ -267,27 +240,16 @@ class Wire:
     ) -> Answer:
         """One request; once more on a fresh connection when a kept-alive one was closed
         by the other side (every request here is an idempotent read)."""
-        headers = {"User-Agent": USER_AGENT}
-        if accept is not None:
-            headers["Accept"] = accept
-        if authorization is not None:
-            headers["Authorization"] = authorization
+        fields = _fields(accept, authorization)
         for attempt in (0, 1):
             conn = self._connection()
             try:
-                conn.request(method, path, headers=headers)
-                resp = conn.getresponse()
-                body = resp.read(MAX_PAGE_BYTES + 1)
-                if not resp.isclosed() and len(body) > MAX_PAGE_BYTES:
-                    raise Fallback("a response larger than a listing page")
-                if resp.will_close:
-                    conn.close()
-                return Answer(resp.status, resp.headers, body)
-            except ssl.SSLError:
-                conn.close()
-                raise Fallback("TLS") from None
-            except (OSError, http.client.HTTPException):
-                conn.close()
+                return conn.exchange(method, path, fields, MAX_PAGE_BYTES)
+            except TooLarge:
+                raise Fallback("a response larger than a listing page") from None
+            except (OSError, ValueError) as exc:
+                if _is_tls_error(exc):
+                    raise Fallback("TLS") from None
                 if attempt:
                     raise Fallback("the connection failed") from None
         raise AssertionError("unreachable")
@@ -332,37 +294,34 @@ class Wire:
             raise Fallback("an invalid token realm")
         if not is_loopback(parts.netloc) and _proxied():
             raise Fallback("a proxy")
-        fields = {"scope": challenge.get("scope") or f"repository:{who}:pull"}
+        query = {"scope": challenge.get("scope") or f"repository:{who}:pull"}
         service = challenge.get("service")
         if service:
-            fields["service"] = service
-        headers = {"User-Agent": USER_AGENT}
+            query["service"] = service
+        authorization = None
         if creds is not None:
             if creds.identity_token is not None:
                 raise Fallback("an identity token")
             pair = f"{creds.username}:{creds.password}".encode()
-            headers["Authorization"] = f"Basic {base64.b64encode(pair).decode('ascii')}"
-            fields["account"] = creds.username
+            authorization = f"Basic {base64.b64encode(pair).decode('ascii')}"
+            query["account"] = creds.username
         path = (parts.path or "/") + "?" + (f"{parts.query}&" if parts.query else "")
-        path += urlencode(fields)
-        conn: http.client.HTTPConnection
+        path += urlencode(query)
+        tls = None
         if parts.scheme == "https":
             tls = self.tls or _verifying_context(self.target)
-            conn = http.client.HTTPSConnection(parts.netloc, timeout=self.timeout, context=tls)
-        else:
-            conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
         try:
-            conn.request("GET", path, headers=headers)
-            resp = conn.getresponse()
-            body = resp.read(MAX_PAGE_BYTES + 1)
-        except (OSError, http.client.HTTPException):
+            conn = Connection(parts.netloc, self.timeout, tls)
+            try:
+                got = conn.exchange("GET", path, _fields(None, authorization), MAX_PAGE_BYTES)
+            finally:
+                conn.close()
+        except (OSError, ValueError):
             raise Fallback("the token server") from None
-        finally:
-            conn.close()
-        if resp.status != 200:
+        if got.status != 200:
             raise Fallback("the token server refused")
         try:
-            answer: Any = json.loads(body)
+            answer: Any = json.loads(got.body)
         except ValueError:
             raise Fallback("the token server's answer") from None
         token = (
@@ -378,34 +337,20 @@ class Wire:
                 conn.close()
 
 
-def _head_answer(answers: Any) -> tuple[int, str | None, bool]:
-    """One answer to a HEAD from ``answers`` (a binary file): its status, its
-    Docker-Content-Digest, whether the connection stays open after it. ValueError for
-    anything but a final HTTP/1.1 answer in its place (an answer to HEAD has no body)."""
-    status_line = answers.readline(_LINE)
-    parts = status_line.split(None, 2)
-    if len(parts) < 2 or parts[0] != b"HTTP/1.1" or not status_line.endswith(b"\n"):
-        raise ValueError("not an HTTP/1.1 answer")
-    status = int(parts[1])
-    if not 200 <= status < 600:
-        raise ValueError("an interim answer")
-    digest = None
-    more = True
-    for _ in range(_FIELDS):
-        line = answers.readline(_LINE)
-        if line in (b"\r\n", b"\n"):
-            return status, digest, more
-        if not line.endswith(b"\n"):
-            raise ValueError("an answer cut short")
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise ValueError("a header without its colon")
-        name = name.strip().lower()
-        if name == b"docker-content-digest":
-            digest = value.strip().decode("ascii")
-        elif name == b"connection" and b"close" in value.lower():
-            more = False
-    raise ValueError("too many header fields")
+def _fields(accept: str | None, authorization: str | None) -> dict[str, str]:
+    """A request's header fields, as the registry client sends them."""
+    fields = {"User-Agent": USER_AGENT}
+    if accept is not None:
+        fields["Accept"] = accept
+    if authorization is not None:
+        fields["Authorization"] = authorization
+    return fields
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is TLS's (ssl is loaded only when a registry speaks it)."""
+    ssl_module = sys.modules.get("ssl")
+    return ssl_module is not None and isinstance(exc, ssl_module.SSLError)
 
 
 def _proxied() -> bool:
@@ -417,6 +362,8 @@ def _verifying_context(target: Target) -> ssl.SSLContext:
     """TLS as the registry client verifies it (requests' default CA bundle, a bundle a
     variable names, the host's certs.d CAs); Fallback for what this path does not do
     (client certificates, --ca-file, no verification)."""
+    import ssl
+
     assert target.host is not None
     options = target.options
     if options.client_cert(target.host) is not None:
@@ -434,18 +381,24 @@ def _verifying_context(target: Target) -> ssl.SSLContext:
 def _speaks_tls(host: str, timeout: float) -> bool:
     """Whether ``host`` answers a TLS handshake at all (no certificate checked: only which
     scheme to use is asked here, with no CA bundle loaded for a plain-HTTP registry)."""
+    import ssl
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    conn = http.client.HTTPSConnection(host, timeout=timeout, context=ctx)
     try:
-        conn.connect()
+        name, port = split_host(host, 443)
+        sock = open_socket(name, port, timeout)
+    except (OSError, ValueError):
+        raise Fallback("cannot connect") from None
+    try:
+        ctx.wrap_socket(sock, server_hostname=sni_name(name)).close()
     except ssl.SSLError:
         return False
     except OSError:
         raise Fallback("cannot connect") from None
     finally:
-        conn.close()
+        sock.close()
     return True
 
 
@@ -459,17 +412,36 @@ def connect(target: Target) -> Wire:
     loopback = is_loopback(host)
     if not loopback and _proxied():
         raise Fallback("a proxy")
-    tls = None
-    # plain HTTP when asked for, else for a loopback registry that speaks no TLS
-    if not options.plain_http and (not loopback or _speaks_tls(host, options.timeout)):
-        tls = _verifying_context(target)
-    wire = Wire(target, tls)
+    if options.plain_http:
+        return _first_contact(Wire(target, None), None)
+    if loopback:
+        # A loopback registry is asked in plain HTTP first: a registry's answer to it means
+        # the port speaks no TLS (a TLS port answers plain HTTP with a 400, or hangs up), so
+        # the registry client, which tries TLS first there, would have found plain HTTP too.
+        # This spares the TLS handshake that fails and the ssl module's import.
+        plain = Wire(target, None)
+        try:
+            got = plain._connection().exchange("GET", "/v2/", _fields(None, None), MAX_PAGE_BYTES)
+        except (OSError, ValueError):
+            got = None
+        if got is not None and got.status in (200, 401) and got.headers.get(API_VERSION):
+            return _first_contact(plain, got)
+        plain.close()
+        if not _speaks_tls(host, options.timeout):
+            raise Fallback("neither plain HTTP nor TLS")
+    return _first_contact(Wire(target, _verifying_context(target)), None)
+
+
+def _first_contact(wire: Wire, got: Answer | None) -> Wire:
+    """``wire`` once its ``GET /v2/`` (``got``, when asked already) is 200, or a 401 that
+    was answered; else Fallback."""
     try:
         # as the registry client's first contact: a 401 is answered (for its root), not
         # asked again
-        got = wire._exchange("GET", "/v2/", None, None)
+        if got is None:
+            got = wire._exchange("GET", "/v2/", None, None)
         if got.status == 401:
-            wire.authenticate("catalog", None, got.headers.get("WWW-Authenticate", ""))
+            wire.authenticate("catalog", None, got.headers.get("WWW-Authenticate", "") or "")
         elif got.status != 200:
             raise Fallback("GET /v2/ was not 200")
     except BaseException:
@@ -550,29 +522,95 @@ def _digests(
             named.append(digest)
         return named
 
-    lists: list[Future[list[str]]] = []
-    heads: list[tuple[str, list[str], Future[list[str]]]] = []
-    with ThreadPoolExecutor(THREADS) as pool:
-        try:
-            lists = [pool.submit(listing, r) for r in repos]
-            for repository, names in zip(repos, lists, strict=True):
-                tags = [t for t in names.result() if tag_filter is None or tag_filter.search(t)]
-                if stop.is_set():
-                    raise Fallback("stopped")
-                if not all(_TAG.fullmatch(t) for t in tags):
-                    raise Fallback("a tag this path does not put in a URL")
-                if tags:
-                    # a repository's HEADs in one go, as soon as its tags are in
-                    heads.append((repository, tags, pool.submit(digests, repository, tags)))
-            for repository, tags, head in heads:
-                for tag, digest in zip(tags, head.result(), strict=True):
-                    yield repository, tag, digest
-        finally:
-            # on a Fallback, nothing more is sent than what is on the wire already
-            for listed in lists:
-                listed.cancel()
-            for *_, head in heads:
-                head.cancel()
+    pool = _Pool(THREADS)
+    try:
+        lists = [pool.submit(listing, r) for r in repos]
+        heads: list[tuple[str, list[str], _Job]] = []
+        for repository, names in zip(repos, lists, strict=True):
+            tags = [t for t in names.result() if tag_filter is None or tag_filter.search(t)]
+            if stop.is_set():
+                raise Fallback("stopped")
+            if not all(_TAG.fullmatch(t) for t in tags):
+                raise Fallback("a tag this path does not put in a URL")
+            if tags:
+                # a repository's HEADs in one go, as soon as its tags are in
+                heads.append((repository, tags, pool.submit(digests, repository, tags)))
+        for repository, tags, head in heads:
+            for tag, digest in zip(tags, head.result(), strict=True):
+                yield repository, tag, digest
+    finally:
+        # on a Fallback, nothing more is sent than what is on the wire already
+        pool.close()
+
+
+class _Job:
+    """A call handed to a :class:`_Pool`, and what it returned or raised."""
+
+    __slots__ = ("call", "done", "value", "error")
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def result(self) -> Any:
+        """What the call returned, once it has; what it raised, raised."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Pool:
+    """``size`` threads running calls in the order they are handed in (a thread pool
+    without :mod:`concurrent.futures`, whose import brings :mod:`logging`: the walk starts
+    before the rest of this process has imported anything)."""
+
+    def __init__(self, size: int) -> None:
+        self._jobs: deque[_Job] = deque()
+        self._ready = threading.Condition()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"leakscan-reaudit-{n}", daemon=True)
+            for n in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, call: Callable[..., Any], *args: Any) -> _Job:
+        job = _Job(lambda: call(*args))
+        with self._ready:
+            self._jobs.append(job)
+            self._ready.notify()
+        return job
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._jobs and not self._closed:
+                    self._ready.wait()
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+            try:
+                job.value = job.call()
+            except BaseException as exc:  # noqa: BLE001 - raised by the job's result()
+                job.error = exc
+            finally:
+                job.done.set()
+
+    def close(self) -> None:
+        """Drop the calls not started, wait for those running."""
+        with self._ready:
+            for job in self._jobs:
+                job.error = Fallback("stopped")
+                job.done.set()
+            self._jobs.clear()
+            self._closed = True
+            self._ready.notify_all()
+        for thread in self._threads:
+            thread.join()
 
 
 class Walk:
@@ -870,13 +908,16 @@ def answer(argv: Sequence[str]) -> int | None:
     if args is None or sys.stderr.isatty():
         return None  # a terminal gets the progress bar of the full command
     walk = None
+    interval = sys.getswitchinterval()
     try:
         plan = _plan(args)
         if plan is None:
             return None
         tag_filter = _tag_filter(args.tag)
         _reachable(plan.target, plan.db)
-        # the registry's side starts now: its answers come while the rest is prepared
+        # the registry's side starts now: its answers come while the rest is imported and
+        # prepared, and the walk's threads get the interpreter back sooner than every 5 ms
+        sys.setswitchinterval(SWITCH)
         walk = Walk(plan.target, args.repo, args.repos_from, tag_filter)
         render = _image_text() if args.format == "json" else None
         report, texts = _reaudit(plan.target, _quick(args, plan), walk, render)
@@ -885,6 +926,7 @@ def answer(argv: Sequence[str]) -> int | None:
     finally:
         if walk is not None:
             walk.stop()
+        sys.setswitchinterval(interval)
     # from here on the audit is recorded: no second run, whatever happens; a failure is
     # one line, as the full command's guard says it
     try:

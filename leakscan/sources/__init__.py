@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import os
 import posixpath
-import tarfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from leakscan.errors import InputError
-from leakscan.sources.base import Source
 
-if TYPE_CHECKING:  # the registry's settings: no file or archive source needs them imported
+# the registry's settings: no file or archive source needs them imported; nor the model (the
+# quick re-audit imports leakscan.sources.auth, and so this package, before it needs one)
+if TYPE_CHECKING:
     from leakscan.sources.auth import RegistryOptions
+    from leakscan.sources.base import Source
 
 Transport = Literal["docker-archive", "oci", "oci-archive", "docker", "docker-daemon", "name"]
 
@@ -71,6 +72,8 @@ def _sniff_path(path: str) -> Transport:
         if os.path.isfile(os.path.join(path, "index.json")):
             return "oci"
         raise InputError(f"{path}: directory has neither index.json nor manifest.json")
+    import tarfile
+
     try:
         with tarfile.open(path, mode="r:*") as tar:
             names = set()

@@ -21,15 +21,12 @@ leaves it out, and error messages name where credentials came from, never what t
 
 from __future__ import annotations
 
-import atexit
+# subprocess, tempfile and hashlib are imported where used: the quick re-audit imports this
+# module before its walk of the registry starts, and needs none of them unless asked to log in
 import functools
-import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -190,6 +187,10 @@ def registry_client_cert(host: str) -> tuple[str, str] | None:
 
 @functools.cache
 def _bundle_dir() -> str:
+    import atexit
+    import shutil
+    import tempfile
+
     folder = tempfile.mkdtemp(prefix="leakscan-ca-")
     atexit.register(shutil.rmtree, folder, True)
     return folder
@@ -209,6 +210,8 @@ def _bundle_with(base: str | None, extra: tuple[str, ...]) -> str:
         except OSError as exc:
             raise InputError(f"cannot read CA file {path}: {exc.strerror}") from None
     data = b"\n".join(parts)
+    import hashlib
+
     target = os.path.join(_bundle_dir(), hashlib.sha256(data).hexdigest()[:16] + ".pem")
     if not os.path.exists(target):
         with open(target + ".part", "wb") as fh:
@@ -410,6 +413,8 @@ def _quiet_store() -> type[Any]:
     """docker's helper client (``docker.credentials.Store``), with a timeout, and with the
     helper's output kept off the user's terminal (a helper's error could quote its input).
     Made on first use: importing docker costs a quarter of a second."""
+    import subprocess
+
     from docker.credentials import Store, errors
     from docker.credentials.utils import create_environment_dict
 

@@ -195,6 +195,9 @@ def test_the_command_answers_without_the_heavy_imports(filled: Filled, tmp_path:
         "multiprocessing",
     }
     assert sorted(full_path & imported) == []
+    # nor, for a plain-HTTP registry, http.client and its email parser, TLS, or a thread
+    # pool that brings logging: the walk of the registry starts before they would load
+    assert sorted({"http.client", "email.parser", "ssl", "concurrent.futures"} & imported) == []
     # a first audit goes the full way (and so the check above can tell the two apart)
     proc = subprocess.run(
         [
@@ -478,3 +481,33 @@ def test_heads_asked_again_when_the_registry_hangs_up(filled: Filled, tmp_path: 
         assert len([h for h in heads if h[3] == 200]) == len(tags) > 1
     finally:
         proxy.close()
+
+
+def test_a_tls_registry_on_loopback_is_answered_over_verified_tls(
+    fill: Fill, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loopback registry is asked in plain HTTP first; one that speaks TLS answers that
+    with a 400, and the re-audit goes on over TLS, verified against the CAs the registry
+    client trusts (certs.d), or leaves the audit to the full path when it cannot verify."""
+    tls = regkit.make_tls(tmp_path / "tls")
+    registry = regkit.start_registry(tmp_path / "registry", "tls", tls=tls)
+    try:
+        push_all(registry, fill, only=sorted(fill.tags)[:3])
+        roots = tmp_path / "certs"
+        (roots / registry.host).mkdir(parents=True)
+        shutil.copy(tls.ca, roots / registry.host / "ca.crt")
+        monkeypatch.setenv("LEAKSCAN_CERTS_DIRS", str(roots))
+        args = [registry.host, "--format", "json", "--no-cache"]
+        first = cli([*args, "--db", str(tmp_path / "a.db")], tmp_path)
+        assert first.code == 1, first.err
+        shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+        shutil.copy(tmp_path / "a.db", tmp_path / "c.db")
+        status, out = lean([*args, "--db", str(tmp_path / "a.db")], tmp_path)
+        assert status is not None, "the quick path did not answer"
+        whole = full([*args, "--db", str(tmp_path / "b.db")], tmp_path)
+        assert (status, timeless(out)) == (whole.returncode, timeless(whole.stdout))
+        # the registry's certificate not trusted: never answered in plain HTTP, nor unverified
+        monkeypatch.setenv("LEAKSCAN_CERTS_DIRS", str(tmp_path / "none"))
+        assert lean([*args, "--db", str(tmp_path / "c.db")], tmp_path) == (None, "")
+    finally:
+        registry.stop()
