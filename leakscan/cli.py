@@ -659,16 +659,42 @@ def cache_prune_command(
     ] = "30d",
     cache: CacheOpt = None,
     cache_dir: CacheDirOpt = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="The audit database whose kept reports are pruned too (default: beside "
+            "the store, as leakscan audit puts it).",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Remove what no scan has used for a while."""
+    """Remove what no scan or audit has used for a while."""
     seconds = parse_duration(older_than)
 
     def work() -> int:
+        import os
+        import sqlite3
+
+        from leakscan.audit.db import AuditDb, AuditDbError, audit_db_path
         from leakscan.store import prune_store
 
-        removed = prune_store(seconds, _store_spec(cache, cache_dir))
+        spec = _store_spec(cache, cache_dir)
+        removed = prune_store(seconds, spec)
         print(f"removed {removed} entries unused for {older_than}")
+        path = audit_db_path(db, cache_dir, spec)
+        if os.path.isfile(path):  # never made here: only an audit makes one
+            try:
+                audit_db = AuditDb(path)
+                try:
+                    rows = audit_db.prune(seconds)
+                finally:
+                    audit_db.close()
+            except (AuditDbError, sqlite3.Error) as exc:
+                raise InputError(f"audit database: {exc}") from None
+            print(f"removed {rows} kept reports, layer results and tags of {path}")
+        elif db:
+            raise InputError(f"--db {db}: no such audit database")
         return EXIT_CLEAN
 
     _guarded(debug, work)
@@ -756,6 +782,7 @@ def audit_command(
     def work() -> int:
         from leakscan.audit import AuditOptions, audit
         from leakscan.audit.cli import progress_bar, render
+        from leakscan.audit.db import audit_db_path
 
         file_size = _file_size_flag(max_file_size)
         from leakscan.audit.target import since_time
@@ -773,8 +800,7 @@ def audit_command(
             repos=tuple(repo or ()),
             repos_from=repos_from,
             tag_pattern=tag,
-            db=db
-            or (str(store.cache_dir / "audit.sqlite3") if store.cache_dir is not None else None),
+            db=audit_db_path(db, store.cache_dir, store.spec()),
             workers=workers,
             dask=dask,
             new_only=new_only,

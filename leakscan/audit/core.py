@@ -545,6 +545,8 @@ def _registry_audit(
             for t in images:
                 assert t.tag is not None
                 late[(t.repository, t.tag)].append(run.assemble(t.image))
+        used = (item.digest for item in walked if isinstance(item, Unchanged))
+        run.db.used_reports(settings, used, time.time())
         for i, item in enumerate(walked):
             if isinstance(item, Tagged):
                 entries.append((item.repository, item.tag, reports[i]))
@@ -718,6 +720,8 @@ def audit(
         sightings = record(db, target.name, audit_id, entries, now)
         if kept:
             _keep_reports(db, target.name, settings, kept, entries)
+        # what a tag named before it moved is never read again
+        db.drop_unnamed_reports()
         db.finish(audit_id, now)
     images = audited(entries, sightings, audit_id, options.new_only, options.since)
     stats = AuditStats(

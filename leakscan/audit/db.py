@@ -9,7 +9,10 @@ needs to go on after being stopped.
 * ``tags`` and ``reports``: the digest each tag named at the last audit, and the image
   reports (as shown: redacted) of each digest, so that a tag that names the same digest
   next time is reported without reading its configs (``reports`` is keyed by the settings
-  they were made with, see ``core._settings_key``).
+  they were made with, see ``core._settings_key``, and carries when an audit last used
+  it). A report no tag names any more is dropped at the end of each full audit; those
+  kept under settings no audit uses any more (another leakscan, other options) go with
+  ``leakscan cache prune``, as the result store's entries do.
 * ``layers``: each layer's result (as the result store encodes it: no secret in clear),
   committed the moment it is done, so that an audit killed midway and started again scans
   only what is left.
@@ -20,7 +23,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +51,7 @@ CREATE TABLE IF NOT EXISTS tags (
   PRIMARY KEY (target, repository, tag)
 );
 CREATE TABLE IF NOT EXISTS reports (
-  settings TEXT NOT NULL, digest TEXT NOT NULL, value BLOB NOT NULL,
+  settings TEXT NOT NULL, digest TEXT NOT NULL, value BLOB NOT NULL, used REAL,
   PRIMARY KEY (settings, digest)
 );
 CREATE TABLE IF NOT EXISTS layers (
@@ -57,8 +61,23 @@ CREATE TABLE IF NOT EXISTS layers (
 """
 
 
+# a kept report used this recently is not marked used again (a nightly audit marks each
+# once; pruning errs by at most this, never dropping a report used more recently than asked)
+USED_REFRESH = 86400.0
+
+
 class AuditDbError(Exception):
     """The audit database cannot be opened or written."""
+
+
+def audit_db_path(db: str | None, cache_dir: Path | None, store_spec: str | None) -> str:
+    """Where an audit's database is: ``--db``, else in ``--cache-dir``, else beside the
+    result store (every command that opens it resolves it so)."""
+    if db:
+        return db
+    if cache_dir is not None:
+        return str(cache_dir / FILE_NAME)
+    return str(default_path(store_spec))
 
 
 def default_path(store_spec: str | None) -> Path:
@@ -99,6 +118,11 @@ class AuditDb:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(reports)")}
+            if "used" not in columns:
+                # a database of an earlier leakscan: its reports count as used now
+                self.conn.execute("ALTER TABLE reports ADD COLUMN used REAL")
+                self.conn.execute("UPDATE reports SET used = ?", (time.time(),))
         except sqlite3.Error as exc:
             raise AuditDbError(f"{self.path}: {exc}") from None
         except OSError as exc:
@@ -107,6 +131,19 @@ class AuditDb:
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction, taken at once (no other writer between its reads and
+        its writes), rolled back on any error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def start(self, target: str, now: float | None = None) -> int:
         """Record an audit's start; its id."""
@@ -164,8 +201,7 @@ class AuditDb:
         """Note the images (repository, tag, platform, manifest digest, config digest) and
         findings (repository, fingerprint) seen now; returns every finding's first sighting."""
         wanted = sorted(set(findings))
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self.conn.executemany(
                 "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (target, repository, tag, platform) DO UPDATE SET "
@@ -187,11 +223,6 @@ class AuditDb:
                     (target, repository, fp),
                 ).fetchone()
                 out[(repository, fp)] = Seen(row[0], row[1])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
         return out
 
     def sightings(self, target: str) -> dict[tuple[str, str], Seen]:
@@ -238,21 +269,51 @@ class AuditDb:
     ) -> None:
         """Note the digest each tag (repository, tag, digest) named and the reports of
         those digests, in one transaction."""
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
+        with self._transaction():
+            now = time.time()
             self.conn.executemany(
-                "INSERT OR REPLACE INTO reports VALUES (?, ?, ?)",
-                [(settings, d, v) for d, v in reports.items()],
+                "INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?)",
+                [(settings, d, v, now) for d, v in reports.items()],
             )
             self.conn.executemany(
                 "INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
                 [(target, r, t, d) for r, t, d in tags],
             )
-            self.conn.execute("COMMIT")
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
+
+    def used_reports(self, settings: str, digests: Iterable[str], now: float) -> None:
+        """Mark the kept reports of ``digests`` used by an audit at ``now`` (those marked
+        within :data:`USED_REFRESH` are left as they are: nothing is written for them)."""
+        wanted = sorted(set(digests))
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            self.conn.execute(
+                f"UPDATE reports SET used = ? WHERE settings = ? AND digest IN ({marks}) "
+                "AND (used IS NULL OR used < ?)",
+                [now, settings, *chunk, now - USED_REFRESH],
+            )
+
+    def drop_unnamed_reports(self) -> int:
+        """Drop the kept reports of digests no tag names any more (a tag names one digest
+        at a time: the reports of the digest it named before are never read again)."""
+        cur = self.conn.execute("DELETE FROM reports WHERE digest NOT IN (SELECT digest FROM tags)")
+        return max(cur.rowcount, 0)
+
+    def prune(self, older_than: float, now: float | None = None) -> int:
+        """Drop what no audit used within ``older_than`` seconds: kept reports (of other
+        settings, or of tags no longer audited), the layer results kept for resuming an
+        audit, and the tags whose reports are gone. The history (audits, images, findings
+        and their first and last sightings) stays. Returns how many rows went."""
+        cutoff = (now if now is not None else time.time()) - older_than
+        removed = 0
+        with self._transaction():
+            for sql, args in (
+                ("DELETE FROM reports WHERE used IS NULL OR used < ?", (cutoff,)),
+                ("DELETE FROM layers WHERE scanned < ?", (cutoff,)),
+                ("DELETE FROM tags WHERE digest NOT IN (SELECT digest FROM reports)", ()),
+            ):
+                removed += max(self.conn.execute(sql, args).rowcount, 0)
+        return removed
 
     def image_first_seen(self, target: str) -> dict[tuple[str, str, str], float]:
         """When each (repository, tag, platform) of ``target`` was first seen."""

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from leakscan import __version__
-from leakscan.audit.db import AuditDb, default_path
+from leakscan.audit.db import AuditDb, audit_db_path
 from leakscan.audit.target import (
     MAX_PAGES,
     PAGE,
@@ -806,6 +806,7 @@ def _reaudit(
             audit_id = db.start(target.name, started)
             now = time.time()
             sightings = record(db, target.name, audit_id, entries, now)
+            db.used_reports(quick.settings, (digest for *_, digest in walked), now)
             db.finish(audit_id, now)
         finally:
             db.close()
@@ -869,9 +870,7 @@ def _plan(args: Args) -> Plan | None:
         store = str(default_location())
     if store is not None and "://" in store:
         return None  # a shared store: the full audit opens it, and says what it thinks
-    db = args.db or (str(cache_dir / "audit.sqlite3") if cache_dir is not None else None)
-    if db is None:
-        db = str(default_path(store))
+    db = audit_db_path(args.db, cache_dir, store)
     options = RegistryOptions(plain_http=args.plain_http)
     return Plan(parse_target(args.target, options), db, config)
 

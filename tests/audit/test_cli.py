@@ -150,3 +150,59 @@ def test_cronjob_manifest_runs_a_valid_audit(tmp_path: Path) -> None:
     helptext = cli(["--help"], tmp_path).out
     for arg in args[2:]:
         assert arg.split("=", 1)[0] in helptext, arg
+
+
+def _kept(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        return {d for (d,) in conn.execute("SELECT digest FROM reports")}
+
+
+def test_kept_reports_of_moved_tags_are_dropped_and_old_ones_pruned(
+    fresh: Filled, tmp_path: Path
+) -> None:
+    """A tag pushed anew leaves the report of the digest it named: the full audit drops
+    it. Reports no audit used for a while go with ``leakscan cache prune``; the audits'
+    history stays, and the next audit reads those tags in full and reports the same."""
+    registry, fill = fresh.registry, fresh.fill
+    db = tmp_path / "cache" / "audit.sqlite3"
+    args = [registry.host, "--format", "json"]
+    first = cli(args, tmp_path)
+    assert first.code == 1 and db.exists(), first.err
+    with sqlite3.connect(db) as conn:
+        named = dict(conn.execute("SELECT repository || ':' || tag, digest FROM tags"))
+    # a tag whose digest no other tag names, moved onto another image
+    counts: dict[str, int] = {}
+    for digest in named.values():
+        counts[digest] = counts.get(digest, 0) + 1
+    moved = next(t for t in sorted(named) if counts[named[t]] == 1 and t in fill.layouts)
+    other = next(t for t in sorted(fill.layouts) if named.get(t) != named[moved])
+    path, _ = fill.layouts[other]
+    registry.push(f"oci:{path}:t", moved)
+    assert named[moved] in _kept(db)
+    second = cli(args, tmp_path)
+    assert second.code == 1, second.err
+    assert named[moved] not in _kept(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE reports SET used = 1000")
+        audits = conn.execute("SELECT count(*) FROM audits").fetchone()[0]
+    env = dict(os.environ, HOME=str(tmp_path))
+    prune = subprocess.run(
+        [sys.executable, "-m", "leakscan", "cache", "prune", "--cache-dir", str(db.parent)],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert prune.returncode == 0, prune.stderr
+    assert f"kept reports, layer results and tags of {db}" in prune.stdout
+    assert _kept(db) == set()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM audits").fetchone()[0] == audits
+        assert conn.execute("SELECT count(*) FROM findings").fetchone()[0] > 0
+    third = cli(args, tmp_path)
+    assert third.code == 1, third.err
+    assert view(json.loads(third.out)) == view(json.loads(second.out))
+    assert _kept(db)  # kept again for the next one
+    missing = subprocess.run(
+        [sys.executable, "-m", "leakscan", "cache", "prune", "--db", str(tmp_path / "no.db")],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "no such audit database" in missing.stderr
