@@ -194,6 +194,13 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# this process's environment before a LocalCluster started in it (set in main): distributed's
+# nannies write their workers' settings into os.environ (MALLOC_TRIM_THRESHOLD_=65536 among
+# them, which pins glibc's mmap threshold), and every audit started from here afterwards
+# would inherit them: runs before 2026-12-05 09:10 timed --workers 2 "beside the cluster" so
+_ENV: dict[str, str] = {}
+
+
 def _audit(host: str, db: Path, *extra: str) -> tuple[float, float, dict[str, Any]]:
     """One audit in a fresh interpreter, with a result store of its own beside ``db``:
     wall seconds, CPU seconds, the JSON report."""
@@ -201,7 +208,7 @@ def _audit(host: str, db: Path, *extra: str) -> tuple[float, float, dict[str, An
     proc = subprocess.run(
         [sys.executable, "-m", "leakscan", "audit", host, "--format", "json", "--db", str(db),
          "--cache-dir", str(db.with_suffix(".cache")), *extra],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        capture_output=True, text=True, cwd=ROOT, check=False, env=_ENV or None,
     )  # fmt: skip
     took, cpu = time.monotonic() - t0, _cpu() - c0
     if proc.returncode not in (0, 1):
@@ -338,6 +345,7 @@ def main() -> int:
     # one compiled rule catalog for every run (each audit has a store folder of its own,
     # and compiling the catalog there would be counted against the audit)
     os.environ.setdefault("KF_RULE_CACHE_DIR", str(args.workdir / "rules"))
+    _ENV.update(os.environ)
     registry = regkit.start_registry(args.workdir / "registry", "bench")
     try:
         t0 = time.monotonic()
