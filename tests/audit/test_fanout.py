@@ -74,7 +74,7 @@ def test_dask_workers_are_other_processes(filled: Filled, cluster: str) -> None:
 
 
 def test_dask_unreachable_is_an_error() -> None:
-    """The client connects while the registry is walked: the error comes by drain()."""
+    """A cluster that cannot be reached: the error comes by drain() (the layers wait)."""
     fan = DaskFanout(SETTINGS, "tcp://127.0.0.1:1")
     try:
         with pytest.raises(OSError):
@@ -83,9 +83,11 @@ def test_dask_unreachable_is_an_error() -> None:
         fan.close()
 
 
-def test_dask_layers_handed_in_while_connecting(filled: Filled, cluster: str) -> None:
-    """Layers submitted before the client is connected wait, then go out: every one comes
-    back scanned, the workers warmed first."""
+def test_dask_layers_come_back_scanned_the_workers_warmed_first(
+    filled: Filled, cluster: str
+) -> None:
+    """The client connects when made; the workers are warmed when the audit starts, then
+    every layer handed in comes back scanned."""
     target = parse_target(filled.registry.host, RegistryOptions())
     blobs = {}
     for found in resolve_registry(target, ["web"], None):
