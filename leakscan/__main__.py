@@ -89,6 +89,17 @@ def _warm_up(argv: list[str]) -> int:
         "uncached": "compiled, not kept: cannot write",
     }.get(catalog_origin() or "", "compiled in")
     print(f"rule catalog: {info} ({how} {rules_dir()})")
+    if catalog_origin() == "uncached":
+        from leakscan.catalog import open_to_others
+
+        unsafe = open_to_others(rules_dir())
+        if unsafe is not None:
+            # the reason, else every scan compiles it again (3-4 s of CPU) with no word said
+            print(
+                f"  {unsafe} is writable by others: the compiled catalog is kept only in a "
+                "folder no other user can write to, nor any folder above it "
+                "(chmod go-w it, or set KF_RULE_CACHE_DIR)"
+            )
     return 0
 
 

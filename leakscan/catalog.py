@@ -65,6 +65,24 @@ def rules_dir() -> Path:
     return default_location().parent / "rules"
 
 
+def open_to_others(folder: Path) -> Path | None:
+    """``folder``, or the first folder above it, that others may write to (group or
+    world writable, without the sticky bit ``/tmp`` has): kingfisher keeps no compiled
+    catalog below one (seen with a folder unpacked by root from ``git archive``, 0775), and
+    every run then compiles it again. None when there is none."""
+    import stat
+
+    path = Path(os.path.abspath(folder))
+    for each in (path, *path.parents):
+        try:
+            mode = each.stat().st_mode
+        except OSError:
+            continue  # not made yet: made private
+        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+            return each
+    return None
+
+
 def stamp_name(version: str) -> str:
     """The stamp a compile of kingfisher ``version``'s catalog leaves in :func:`rules_dir`."""
     return f"kingfisher-{version}-{CONFIDENCE}.json"

@@ -228,6 +228,34 @@ def test_warm_up_into_the_cache_dir(tmp_path: Path) -> None:
     assert Rules(confidence="low", cache_dir=tmp_path / "ci" / "rules").cache_status == "loaded"
 
 
+def test_warm_up_says_why_a_catalog_is_not_kept(tmp_path: Path) -> None:
+    """kingfisher keeps no compiled catalog below a folder others may write to (a tree
+    unpacked by root from git archive has them): warm-up says which one, else every scan
+    compiles the catalog again with no word said."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)
+    run = _leakscan("warm-up", f"--cache-dir={shared / 'ci'}", env=_env(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "not kept" in run.stdout
+    assert f"{shared} is writable by others" in run.stdout
+    shared.chmod(0o755)
+    run = _leakscan("warm-up", f"--cache-dir={shared / 'ci'}", env=_env(tmp_path))
+    assert run.returncode == 0 and "not kept" not in run.stdout and "writable" not in run.stdout
+
+
+def test_open_to_others_leaves_sticky_folders_alone(tmp_path: Path) -> None:
+    from leakscan.catalog import open_to_others
+
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)  # as /tmp: others write, but cannot replace what is not theirs
+    assert open_to_others(sticky / "a" / "rules") is None
+    (sticky / "a").mkdir()
+    (sticky / "a").chmod(0o757)
+    assert open_to_others(sticky / "a" / "rules") == sticky / "a"
+
+
 @pytest.mark.usefixtures("clean_env")
 def test_no_cache_leaves_the_cache_dir_alone(tmp_path: Path) -> None:
     _rules_beside(["app.tar", "--no-cache", "--cache-dir", str(tmp_path / "n")])
