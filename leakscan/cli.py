@@ -630,15 +630,55 @@ def _store_spec(cache: str | None, cache_dir: Path | None) -> str:
 # the cache commands let a StoreError through: it is a LeakscanError, one line and exit 2
 
 
+AuditDbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="The audit database (default: beside the store, as leakscan audit puts it).",
+    ),
+]
+
+
+def _on_audit_db(
+    db: str | None, cache_dir: Path | None, spec: str, use: Callable[[Any], Any]
+) -> tuple[str, Any] | None:
+    """``use`` called with the audit database the cache commands look at (an AuditDb):
+    its path and what ``use`` returned; None when there is none (they never make one).
+    ``--db`` naming none, or a database that cannot be read, is one line and exit 2."""
+    import os
+    import sqlite3
+
+    from leakscan.audit.db import AuditDb, AuditDbError, audit_db_path
+
+    path = audit_db_path(db, cache_dir, spec)
+    if not os.path.isfile(path):
+        if db:
+            raise InputError(f"--db {db}: no such audit database")
+        return None
+    try:
+        audit_db = AuditDb(path)
+        try:
+            return path, use(audit_db)
+        finally:
+            audit_db.close()
+    except (AuditDbError, sqlite3.Error) as exc:
+        raise InputError(f"audit database {path}: {exc}") from None
+
+
 def cache_info_command(
-    cache: CacheOpt = None, cache_dir: CacheDirOpt = None, debug: DebugOpt = False
+    cache: CacheOpt = None,
+    cache_dir: CacheDirOpt = None,
+    db: AuditDbOpt = None,
+    debug: DebugOpt = False,
 ) -> None:
-    """Where the result store is, its size, its entries and how often it answered."""
+    """Where the result store is, its size, its entries and how often it answered; and
+    what the audit database beside it keeps."""
 
     def work() -> int:
         from leakscan.store import store_info
 
-        info = store_info(_store_spec(cache, cache_dir))
+        spec = _store_spec(cache, cache_dir)
+        info = store_info(spec)
         print(f"location  {info.location}")
         print(f"size      {info.size_bytes} bytes")
         for kind in sorted(set(info.entries) | set(info.hits) | set(info.misses)):
@@ -648,6 +688,11 @@ def cache_info_command(
                 f"{kind:<8}  {info.entries.get(kind, 0)} entries, "
                 f"{hits} hits, {misses} misses, hit rate {rate}"
             )
+        held = _on_audit_db(db, cache_dir, spec, lambda a: a.counts())
+        if held is not None:
+            path, rows = held
+            print(f"audit db  {path}, {Path(path).stat().st_size} bytes")
+            print("          " + ", ".join(f"{n} {what}" for what, n in rows.items()))
         return EXIT_CLEAN
 
     _guarded(debug, work)
@@ -659,42 +704,21 @@ def cache_prune_command(
     ] = "30d",
     cache: CacheOpt = None,
     cache_dir: CacheDirOpt = None,
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            help="The audit database whose kept reports are pruned too (default: beside "
-            "the store, as leakscan audit puts it).",
-        ),
-    ] = None,
+    db: AuditDbOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Remove what no scan or audit has used for a while."""
     seconds = parse_duration(older_than)
 
     def work() -> int:
-        import os
-        import sqlite3
-
-        from leakscan.audit.db import AuditDb, AuditDbError, audit_db_path
         from leakscan.store import prune_store
 
         spec = _store_spec(cache, cache_dir)
         removed = prune_store(seconds, spec)
         print(f"removed {removed} entries unused for {older_than}")
-        path = audit_db_path(db, cache_dir, spec)
-        if os.path.isfile(path):  # never made here: only an audit makes one
-            try:
-                audit_db = AuditDb(path)
-                try:
-                    rows = audit_db.prune(seconds)
-                finally:
-                    audit_db.close()
-            except (AuditDbError, sqlite3.Error) as exc:
-                raise InputError(f"audit database: {exc}") from None
-            print(f"removed {rows} kept reports, layer results and tags of {path}")
-        elif db:
-            raise InputError(f"--db {db}: no such audit database")
+        held = _on_audit_db(db, cache_dir, spec, lambda a: a.prune(seconds))
+        if held is not None:
+            print(f"removed {held[1]} kept reports, layer results and tags of {held[0]}")
         return EXIT_CLEAN
 
     _guarded(debug, work)

@@ -293,6 +293,19 @@ class AuditDb:
                 [now, settings, *chunk, now - USED_REFRESH],
             )
 
+    def counts(self) -> dict[str, int]:
+        """How many audits, images, findings, kept reports and layer results it holds."""
+        out = {}
+        for what, table in (
+            ("audits", "audits"),
+            ("images", "images"),
+            ("findings", "findings"),
+            ("kept reports", "reports"),
+            ("layer results", "layers"),
+        ):
+            out[what] = int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return out
+
     def drop_unnamed_reports(self) -> int:
         """Drop the kept reports of digests no tag names any more (a tag names one digest
         at a time: the reports of the digest it named before are never read again)."""

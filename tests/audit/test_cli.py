@@ -193,6 +193,13 @@ def test_kept_reports_of_moved_tags_are_dropped_and_old_ones_pruned(
     assert prune.returncode == 0, prune.stderr
     assert f"kept reports, layer results and tags of {db}" in prune.stdout
     assert _kept(db) == set()
+    info = subprocess.run(
+        [sys.executable, "-m", "leakscan", "cache", "info", "--cache-dir", str(db.parent)],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert info.returncode == 0, info.stderr
+    assert f"audit db  {db}, " in info.stdout
+    assert f"{audits} audits" in info.stdout and ", 0 kept reports, " in info.stdout
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM audits").fetchone()[0] == audits
         assert conn.execute("SELECT count(*) FROM findings").fetchone()[0] > 0
