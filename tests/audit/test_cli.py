@@ -186,17 +186,18 @@ def test_kept_reports_of_moved_tags_are_dropped_and_old_ones_pruned(
         conn.execute("UPDATE reports SET used = 1000")
         audits = conn.execute("SELECT count(*) FROM audits").fetchone()[0]
     env = dict(os.environ, HOME=str(tmp_path))
-    prune = subprocess.run(
-        [sys.executable, "-m", "leakscan", "cache", "prune", "--cache-dir", str(db.parent)],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
-    )  # fmt: skip
+
+    def cache(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "leakscan", "cache", *args],
+            capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
+        )  # fmt: skip
+
+    prune = cache("prune", "--cache-dir", str(db.parent))
     assert prune.returncode == 0, prune.stderr
     assert f"kept reports, layer results and tags of {db}" in prune.stdout
     assert _kept(db) == set()
-    info = subprocess.run(
-        [sys.executable, "-m", "leakscan", "cache", "info", "--cache-dir", str(db.parent)],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
-    )  # fmt: skip
+    info = cache("info", "--cache-dir", str(db.parent))
     assert info.returncode == 0, info.stderr
     assert f"audit db  {db}, " in info.stdout
     assert f"{audits} audits" in info.stdout and ", 0 kept reports, " in info.stdout
@@ -207,9 +208,6 @@ def test_kept_reports_of_moved_tags_are_dropped_and_old_ones_pruned(
     assert third.code == 1, third.err
     assert view(json.loads(third.out)) == view(json.loads(second.out))
     assert _kept(db)  # kept again for the next one
-    missing = subprocess.run(
-        [sys.executable, "-m", "leakscan", "cache", "prune", "--db", str(tmp_path / "no.db")],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
-    )  # fmt: skip
+    missing = cache("prune", "--db", str(tmp_path / "no.db"))
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "no such audit database" in missing.stderr
