@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 MAX_LINE = 65536
 MAX_FIELDS = 100
 _IP = re.compile(r"[0-9.]+|[0-9A-Fa-f:.]+")
+_UNSAFE_PATH = re.compile(r"[\x00-\x20\x7f]")
+_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class TooLarge(ValueError):
@@ -215,6 +217,10 @@ class Connection:
             sock.close()
 
     def _head_line(self, method: str, path: str, fields: Mapping[str, str]) -> bytes:
+        # a path or a value the registry handed back (a Link, a token realm) must not end
+        # the request line or a field early, as http.client refuses them too
+        if _UNSAFE_PATH.search(path) or any(_UNSAFE_VALUE.search(v) for v in fields.values()):
+            raise ValueError("a control character in a request")
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_field}"]
         lines.append("Accept-Encoding: identity")
         lines += [f"{key}: {value}" for key, value in fields.items()]
@@ -223,9 +229,10 @@ class Connection:
     def send(self, requests: Sequence[tuple[str, str]], fields: Mapping[str, str]) -> None:
         """Write the (method, path) ``requests`` in one go (pipelined, when more than one),
         each with the header ``fields``."""
+        data = b"".join(self._head_line(m, p, fields) for m, p in requests)
         self.open()
         assert self._sock is not None
-        self._sock.sendall(b"".join(self._head_line(m, p, fields) for m, p in requests))
+        self._sock.sendall(data)
 
     def receive(self, head: bool, limit: int) -> Answer:
         """The next answer on this connection; the connection closed after it when the

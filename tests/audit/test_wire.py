@@ -198,3 +198,15 @@ def test_host_names_and_ports() -> None:
     # no server name is sent in TLS for an address
     assert sni_name("127.0.0.1") is None and sni_name("::1") is None
     assert sni_name("registry.example.internal") == "registry.example.internal"
+
+
+def test_a_request_never_carries_a_control_character() -> None:
+    """A path or a value the registry handed back (a Link, a token realm) cannot end the
+    request line or a field early."""
+    conn = Connection("127.0.0.1:1", 1)
+    for path in ("/v2/x\r\nX-Injected: 1", "/v2/x y", "/v2/\x00"):
+        with pytest.raises(ValueError):
+            conn.send([("GET", path)], {})
+    with pytest.raises(ValueError):
+        conn.send([("GET", "/v2/")], {"Authorization": "Bearer a\r\nX-Injected: 1"})
+    assert not conn.is_open  # refused before connecting
