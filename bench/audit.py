@@ -349,9 +349,11 @@ def main() -> int:
     # nor one above it is writable by others, and a tree unpacked by root from `git archive`
     # has group-writable folders (runs before 2026-12-05 09:20 from such a tree compiled
     # the catalog, 3-4 s of CPU, in every audit, and in every Dask worker)
-    rules = os.environ.setdefault(
-        "KF_RULE_CACHE_DIR", tempfile.mkdtemp(prefix="leakscan-bench-rules-")
-    )
+    own_rules = None
+    if not os.environ.get("KF_RULE_CACHE_DIR"):
+        own_rules = tempfile.mkdtemp(prefix="leakscan-bench-rules-")
+        os.environ["KF_RULE_CACHE_DIR"] = own_rules
+    rules = os.environ["KF_RULE_CACHE_DIR"]
     _ENV.update(os.environ)
     registry = regkit.start_registry(args.workdir / "registry", "bench")
     try:
@@ -418,6 +420,8 @@ def main() -> int:
             return _dask(args, registry.host)
     finally:
         registry.stop()
+        if own_rules is not None:
+            shutil.rmtree(own_rules, ignore_errors=True)
     return 0
 
 
