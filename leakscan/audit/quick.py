@@ -84,8 +84,8 @@ API_VERSION = "Docker-Distribution-API-Version"
 USER_AGENT = f"leakscan/{__version__}"
 # HEADs and listings in flight at once: a remote registry is mostly round trips
 THREADS = 4
-# the interpreter's switch interval while the walk's threads wait for answers and this
-# process decodes kept reports (seconds; Python's default is 0.005)
+# the interpreter's switch interval while a Walk runs: its threads wait for answers while
+# this process imports and decodes kept reports (seconds; Python's default is 0.005)
 SWITCH = 0.0005
 # a listing page larger than this is not one this path reads
 MAX_PAGE_BYTES = 16 << 20
@@ -632,6 +632,11 @@ class Walk:
         self._stop = threading.Event()
         self._found: list[Named] = []
         self._error: BaseException | None = None
+        # while the walk runs its threads need the interpreter only briefly for each
+        # answer, and get it sooner than Python's default 5 ms from this process's imports
+        # and decoding; the interval is put back once the walk is over
+        self._interval: float | None = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH)
         self._thread = threading.Thread(
             target=self._run,
             args=(target, tuple(repos), repos_from, tag_filter),
@@ -664,7 +669,7 @@ class Walk:
 
     def result(self) -> list[Named]:
         """Every (repository, tag, digest) walked; what stopped the walk, raised."""
-        self._thread.join()
+        self._join()
         if self._error is not None:
             raise self._error
         return self._found
@@ -672,7 +677,13 @@ class Walk:
     def stop(self) -> None:
         """Send nothing more; return once what is on the wire is answered."""
         self._stop.set()
+        self._join()
+
+    def _join(self) -> None:
         self._thread.join()
+        if self._interval is not None:
+            sys.setswitchinterval(self._interval)
+            self._interval = None
 
 
 def _tag_filter(pattern: str | None) -> re.Pattern[str] | None:
@@ -771,29 +782,23 @@ def _reaudit(
             known = db.remembered(target.name, quick.settings)
             if not known:
                 raise Fallback("nothing kept")
-            # while the registry answers; the walk's threads need the interpreter only
-            # briefly for each answer, and get it sooner than the default 5 ms
-            interval = sys.getswitchinterval()
-            sys.setswitchinterval(SWITCH)
-            try:
-                expected = _expected(quick, known, tag_filter)
-                decoded = _prefetched(db, quick.settings, expected)
-                guessed: list[Entry] | None = None
-                guess: tuple[AuditedImage, ...] = ()
-                texts: list[str] | None = None
-                if render is not None:
-                    try:
-                        guessed = _entries(target, expected, decoded)
-                        # the sightings as they are: record() leaves a known one as it is
-                        guess = audited(
-                            guessed, db.sightings(target.name), -1, quick.new_only, quick.since
-                        )
-                        texts = [render(image) for image in guess]
-                    except (Fallback, KeyError):  # a finding never seen: not guessed
-                        texts = None
-                walked = walk.result()
-            finally:
-                sys.setswitchinterval(interval)
+            # while the registry answers
+            expected = _expected(quick, known, tag_filter)
+            decoded = _prefetched(db, quick.settings, expected)
+            guessed: list[Entry] | None = None
+            guess: tuple[AuditedImage, ...] = ()
+            texts: list[str] | None = None
+            if render is not None:
+                try:
+                    guessed = _entries(target, expected, decoded)
+                    # the sightings as they are: record() leaves a known one as it is
+                    guess = audited(
+                        guessed, db.sightings(target.name), -1, quick.new_only, quick.since
+                    )
+                    texts = [render(image) for image in guess]
+                except (Fallback, KeyError):  # a finding never seen: not guessed
+                    texts = None
+            walked = walk.result()
             for repository, tag, digest in walked:
                 if known.get((repository, tag)) != digest:
                     raise Fallback("a tag that is new, or names another digest")
@@ -907,7 +912,6 @@ def answer(argv: Sequence[str]) -> int | None:
     if args is None or sys.stderr.isatty():
         return None  # a terminal gets the progress bar of the full command
     walk = None
-    interval = sys.getswitchinterval()
     try:
         plan = _plan(args)
         if plan is None:
@@ -915,8 +919,7 @@ def answer(argv: Sequence[str]) -> int | None:
         tag_filter = _tag_filter(args.tag)
         _reachable(plan.target, plan.db)
         # the registry's side starts now: its answers come while the rest is imported and
-        # prepared, and the walk's threads get the interpreter back sooner than every 5 ms
-        sys.setswitchinterval(SWITCH)
+        # prepared
         walk = Walk(plan.target, args.repo, args.repos_from, tag_filter)
         render = _image_text() if args.format == "json" else None
         report, texts = _reaudit(plan.target, _quick(args, plan), walk, render)
@@ -925,7 +928,6 @@ def answer(argv: Sequence[str]) -> int | None:
     finally:
         if walk is not None:
             walk.stop()
-        sys.setswitchinterval(interval)
     # from here on the audit is recorded: no second run, whatever happens; a failure is
     # one line, as the full command's guard says it
     try:

@@ -349,7 +349,9 @@ def test_the_registry_is_walked_while_the_kept_reports_are_decoded(
         monkeypatch.setattr(quick, "_prefetched", prefetched)
         monkeypatch.setenv("HOME", str(tmp_path))
         capsys.readouterr()
+        interval = sys.getswitchinterval()
         assert quick.answer(args) == 1
+        assert sys.getswitchinterval() == interval  # lowered only while the walk ran
         assert waited == [True]
         assert json.loads(capsys.readouterr().out)["stats"]["layers_scanned"] == 0
         assert not [t for t in threading.enumerate() if t.name.startswith("leakscan-reaudit")]
@@ -375,7 +377,9 @@ def test_a_fallback_stops_the_walk(filled: Filled, tmp_path: Path) -> None:
         mp.setattr(quick.Walk, "stop", stop)
         mp.setenv("HOME", str(tmp_path))
         # no report kept under these settings: given up before the walk is in
+        interval = sys.getswitchinterval()
         assert quick.answer([*args, "--min-confidence", "low"]) is None
+        assert sys.getswitchinterval() == interval
     assert stopped.is_set()
     assert not [t for t in threading.enumerate() if t.name.startswith("leakscan-reaudit")]
 
