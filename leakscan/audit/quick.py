@@ -54,7 +54,7 @@ from leakscan.audit.target import (
     repository_names,
     since_time,
 )
-from leakscan.audit.wire import Answer, Connection, TooLarge, open_socket, sni_name, split_host
+from leakscan.audit.wire import Answer, Connection, TooLarge
 from leakscan.quick import read_options
 from leakscan.sources.auth import Challenge, Credentials, RegistryOptions
 from leakscan.sources.hosts import is_loopback
@@ -387,18 +387,17 @@ def _speaks_tls(host: str, timeout: float) -> bool:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        name, port = split_host(host, 443)
-        sock = open_socket(name, port, timeout)
-    except (OSError, ValueError):
+        conn = Connection(host, timeout, ctx)
+    except ValueError:
         raise Fallback("cannot connect") from None
     try:
-        ctx.wrap_socket(sock, server_hostname=sni_name(name)).close()
+        conn.open()
     except ssl.SSLError:
         return False
-    except OSError:
+    except (OSError, ValueError):
         raise Fallback("cannot connect") from None
     finally:
-        sock.close()
+        conn.close()
     return True
 
 

@@ -201,7 +201,10 @@ class Connection:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
-                sock = self.tls.wrap_socket(sock, server_hostname=self._name)
+                # a context that checks no host name is given none for an address (ssl
+                # would send none, and naming it imports the idna codec)
+                name = self._name if self.tls.check_hostname else sni_name(self._name)
+                sock = self.tls.wrap_socket(sock, server_hostname=name)
         except BaseException:
             sock.close()
             raise
