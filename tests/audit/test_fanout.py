@@ -16,6 +16,7 @@ from auditkit import Fill, Filled
 from imagebuilder import Image, Layer, fake_token, write_oci_layout
 from test_core import findings_view, run
 
+from leakscan import model as m
 from leakscan.audit.catalog import Tagged, parse_target, resolve_registry
 from leakscan.audit.core import layer_id
 from leakscan.audit.fanout import (
@@ -83,17 +84,23 @@ def test_dask_unreachable_is_an_error() -> None:
         fan.close()
 
 
-def test_dask_layers_come_back_scanned_the_workers_warmed_first(
-    filled: Filled, cluster: str
-) -> None:
-    """The client connects when made; the workers are warmed when the audit starts, then
-    every layer handed in comes back scanned."""
+def _web_layers(filled: Filled) -> dict[str, m.LayerBlob]:
+    """Every layer of the ``web`` repository's images, once each, by layer id."""
     target = parse_target(filled.registry.host, RegistryOptions())
     blobs = {}
     for found in resolve_registry(target, ["web"], None):
         assert isinstance(found, Tagged)
         for blob in found.image.layers:
             blobs.setdefault(layer_id(blob), blob)
+    return blobs
+
+
+def test_dask_layers_come_back_scanned_the_workers_warmed_first(
+    filled: Filled, cluster: str
+) -> None:
+    """The client connects when made; the workers are warmed when the audit starts, then
+    every layer handed in comes back scanned."""
+    blobs = _web_layers(filled)
     fan = DaskFanout(SETTINGS, cluster)
     try:
         fan.start()
@@ -123,12 +130,7 @@ def test_local_pool_started_late_holds_layers_until_drained(filled: Filled) -> N
     """Layers handed to a pool that was not started before the walk are held until
     drain() (when the walk's threads are gone and workers can be forked): no worker starts
     meanwhile, and every layer comes back scanned."""
-    target = parse_target(filled.registry.host, RegistryOptions())
-    blobs = {}
-    for found in resolve_registry(target, ["web"], None):
-        assert isinstance(found, Tagged)
-        for blob in found.image.layers:
-            blobs.setdefault(layer_id(blob), blob)
+    blobs = _web_layers(filled)
     pool = LocalPool(SETTINGS, 2)
     try:
         pool.submit(list(blobs.values()))

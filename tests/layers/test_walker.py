@@ -125,15 +125,20 @@ def test_long_pax_names() -> None:
     assert list(seen) == ["/" + name]
 
 
+def _random_files(sizes: list[int]) -> bytes:
+    """A layer of random files ``f0``, ``f1``... of those sizes."""
+    layer = Layer()
+    for n, size in enumerate(sizes):
+        layer.file(f"f{n}", os.urandom(size))
+    return layer.tar_bytes()
+
+
 def test_whole_file_reads_and_digests_as_its_stream_does() -> None:
     """A file read whole gives the bytes and the digest its stream gives, across the
     walk's pieces too; read whole or streamed, the walk records the same digest; a file
     read whole, or streamed in part, cannot be read whole again."""
     sizes = [0, 1, 511, 512, READ_SIZE - 700, READ_SIZE + 3, 3 * READ_SIZE + 5]
-    layer = Layer()
-    for n, size in enumerate(sizes):
-        layer.file(f"f{n}", os.urandom(size))
-    data = layer.tar_bytes()
+    data = _random_files(sizes)
     streamed, seen = _walk(data)
     record = LayerRecord()
     for n, entry in enumerate(walk(io.BytesIO(data), record)):
@@ -156,10 +161,7 @@ def test_a_file_after_its_head_reads_from_its_first_byte(then: str) -> None:
     """After head(n), the stream, whole() and digest() still cover the file from its first
     byte, across the walk's pieces too, and the walk records the digest it would have."""
     sizes = [0, 1, 100, 4096, READ_SIZE - 700, READ_SIZE + 3, 3 * READ_SIZE + 5]
-    layer = Layer()
-    for n, size in enumerate(sizes):
-        layer.file(f"f{n}", os.urandom(size))
-    data = layer.tar_bytes()
+    data = _random_files(sizes)
     streamed, seen = _walk(data)
     record = LayerRecord()
     for entry in walk(io.BytesIO(data), record):
