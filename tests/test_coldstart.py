@@ -166,7 +166,9 @@ def test_report_names_the_catalog(warm_home: Path) -> None:
         str(FIXTURE), "-f", "json", "--fail-on", "none", "--no-cache", env=_env(warm_home)
     )
     assert run.returncode == 0, run.stderr
-    tool = json.loads(run.stdout)["tool"]
+    report = json.loads(run.stdout)
+    validate_report(report)
+    tool = report["tool"]
     version = _leakscan("--version", env=_env(warm_home)).stdout.splitlines()[1]
     rules = tool["rules"]
     assert (
