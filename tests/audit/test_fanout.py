@@ -4,11 +4,13 @@ worker processes, this process."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import regkit
@@ -17,6 +19,7 @@ from imagebuilder import Image, Layer, fake_token, write_oci_layout
 from test_core import findings_view, run
 
 from leakscan import model as m
+from leakscan.audit import fanout as fanout_module
 from leakscan.audit.catalog import Tagged, parse_target, resolve_registry
 from leakscan.audit.core import layer_id
 from leakscan.audit.fanout import (
@@ -27,6 +30,7 @@ from leakscan.audit.fanout import (
     SharedStore,
     _machine,
     fanout,
+    scan_batch_on_worker,
     scan_on_worker,
 )
 from leakscan.detectors import DetectorConfig
@@ -112,6 +116,85 @@ def test_dask_layers_come_back_scanned_the_workers_warmed_first(
         assert all(not r.errors and r.diff_id == b.diff_id for b, r in results)
     finally:
         fan.close()
+
+
+def test_dask_small_layers_travel_in_batches(filled: Filled, cluster: str) -> None:
+    """Small layers handed in together go as one task while the cluster has an idle
+    thread (one round trip through the scheduler, not one per layer), and each comes back
+    on its own, scanned as a worker scans it alone."""
+    blobs = _web_layers(filled)
+    assert len(blobs) > 2 and all(
+        0 < (b.size or 0) < fanout_module.SMALL_LAYER for b in blobs.values()
+    )
+    fan = DaskFanout(SETTINGS, cluster)
+    try:
+        fan.submit(list(blobs.values()))
+        assert fan._submitted == 1
+        assert [len(batch) for batch in fan._futures.values()] == [len(blobs)]
+        results = list(fan.ready()) + list(fan.drain())
+    finally:
+        fan.close()
+    assert sorted(layer_id(b) for b, _ in results) == sorted(blobs)
+    for blob, result in results:
+        alone = scan_on_worker(blob, SETTINGS)
+        assert not result.errors and result.diff_id == blob.diff_id
+        assert result.hits == alone.hits and result.record == alone.record
+
+
+def test_dask_batches_are_bounded(
+    filled: Filled, cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch never holds more than BATCH_LAYERS layers; a layer of SMALL_LAYER bytes or
+    more, or of unknown size, goes alone; what is held back goes at drain()."""
+    blobs = list(_web_layers(filled).values())
+    sizes = sorted(b.size or 0 for b in blobs)
+    monkeypatch.setattr(fanout_module, "BATCH_LAYERS", 2)
+    monkeypatch.setattr(fanout_module, "SMALL_LAYER", sizes[-1])  # the largest goes alone
+    unsized = dataclasses.replace(blobs[0], size=None, index=99)
+    fan = DaskFanout(SETTINGS, cluster)
+    try:
+        fan.submit([*blobs, unsized])
+        sent = [len(batch) for batch in fan._futures.values()]
+        assert all(n <= 2 for n in sent)
+        alone = [batch for batch in fan._futures.values() if len(batch) == 1]
+        assert any(b.size is None for (b,) in alone) and any(b.size == sizes[-1] for (b,) in alone)
+        results = list(fan.drain())
+    finally:
+        fan.close()
+    assert not fan._batch
+    assert len(results) == len(blobs) + 1
+    assert all(not r.errors for _, r in results)
+
+
+def test_dask_batch_bytes_bound(
+    filled: Filled, cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that reaches BATCH_BYTES is sent as it is."""
+    blobs = list(_web_layers(filled).values())
+    monkeypatch.setattr(fanout_module, "BATCH_BYTES", 1)  # every layer fills a batch
+    fan = DaskFanout(SETTINGS, cluster)
+    try:
+        fan.submit(blobs)
+        assert sorted(len(batch) for batch in fan._futures.values()) == [1] * len(blobs)
+        assert len(list(fan.drain())) == len(blobs)
+    finally:
+        fan.close()
+
+
+def test_a_layer_that_fails_in_a_batch_fails_alone(filled: Filled) -> None:
+    """An unexpected error scanning one layer of a batch is that layer's error (its type
+    only); the layers beside it are scanned."""
+    good = list(_web_layers(filled).values())[:2]
+
+    def broken() -> BinaryIO:
+        raise RuntimeError("a message that quotes image content")
+
+    bad = dataclasses.replace(good[0], index=7, opener=broken)
+    results = scan_batch_on_worker([good[0], bad, good[1]], SETTINGS)
+    assert [r.diff_id for r in results] == [good[0].diff_id, bad.diff_id, good[1].diff_id]
+    assert not results[0].errors and not results[2].errors
+    assert [p.message for p in results[1].errors] == ["layer 7: Dask worker failed (RuntimeError)"]
+    assert results[0].record == scan_on_worker(good[0], SETTINGS).record
 
 
 def test_daemon_target_refuses_dask(tmp_path: Path) -> None:
