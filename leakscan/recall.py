@@ -126,25 +126,38 @@ class Recall:
         self.store.put_many(LAYER, [(k, value) for k in _keys(self.fingerprint, blob)])
 
     def texts(
-        self, texts: Sequence[Text], scan: Callable[[bytes], list[Match]]
+        self, texts: Sequence[Text], scan: Callable[[list[bytes]], list[list[Match]]]
     ) -> list[tuple[Text, Match]]:
         """Every match in ``texts``: from the store where it holds the string's matches,
-        from ``scan`` for the others (whose matches are then stored)."""
+        from ``scan`` for the others (all of them in one call, each distinct string once;
+        their matches are then stored)."""
         keys = [content_key(self.fingerprint, _sha(t.text)) for t in texts]
         found = self.store.get_many(TEXT, sorted(set(keys)))
-        out: list[tuple[Text, Match]] = []
-        fresh: dict[str, bytes] = {}
+        known: dict[str, list[Match]] = {}
+        todo: dict[str, Text] = {}
         for text, key in zip(texts, keys, strict=True):
+            if key in known or key in todo:
+                continue
             matches = _recover(found[key], text.text) if key in found else None
             if matches is None:
-                matches = scan(text.text.encode())
-                self.stats.texts_scanned += 1
+                todo[key] = text
+            else:
+                known[key] = matches
+        fresh: dict[str, bytes] = {}
+        if todo:
+            scanned = scan([t.text.encode() for t in todo.values()])
+            for (key, text), matches in zip(todo.items(), scanned, strict=True):
+                known[key] = matches
                 packed = _pack(matches, text.text)
                 if packed is not None:
                     fresh[key] = packed
+        out: list[tuple[Text, Match]] = []
+        for text, key in zip(texts, keys, strict=True):
+            if key in todo:
+                self.stats.texts_scanned += 1
             else:
                 self.stats.texts_cached += 1
-            out.extend((text, x) for x in matches)
+            out.extend((text, x) for x in known[key])
         self.store.put_many(TEXT, fresh.items())
         return out
 

@@ -357,7 +357,7 @@ def _scan_image(
         return seen[data]
 
     if recall is not None:
-        hits = recall.texts(texts, scan_text)
+        hits = recall.texts(texts, lambda many: [scan_text(data) for data in many])
     else:
         hits = [(text, match) for text in texts for match in scan_text(text.text.encode())]
     # an id and its secret in two strings (two ENV instructions, two Env variables) are one

@@ -20,7 +20,13 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from leakscan import model as m
-from leakscan.detectors import DetectorConfig, Detectors, build_detectors, default_detectors
+from leakscan.detectors import (
+    DetectorConfig,
+    Detectors,
+    Match,
+    build_detectors,
+    default_detectors,
+)
 from leakscan.layers.archives import ArchiveLimits
 from leakscan.layerscan import LayerScan, scan_layer
 from leakscan.recall import StoreMemo
@@ -73,6 +79,11 @@ class Fanout(Protocol):
         """Every result still to come, each as soon as it is done."""
         ...
 
+    def scan_texts(self, texts: list[bytes]) -> list[list[Match]] | None:
+        """The matches in each of ``texts`` (an image's strings), found where the layers
+        are scanned; None: the caller scans them itself."""
+        ...
+
     def close(self) -> None:
         """Stop whatever was started."""
         ...
@@ -123,6 +134,9 @@ class InProcess:
             if self.memo is not None:
                 self.memo.flush()
             yield blob, result
+
+    def scan_texts(self, texts: list[bytes]) -> list[list[Match]] | None:
+        return None
 
     def close(self) -> None:
         return None
@@ -185,6 +199,10 @@ class LocalPool:
         futures, self._futures = self._futures, {}
         self._done.clear()
         yield from LayerPool.collect(futures)
+
+    def scan_texts(self, texts: list[bytes]) -> list[list[Match]] | None:
+        # this process has the engines already (its workers were forked with them)
+        return None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -399,6 +417,12 @@ def scan_batch_on_worker(
     return results
 
 
+def scan_texts_on_worker(texts: list[bytes], config: DetectorConfig) -> list[list[Match]]:
+    """The matches in each of ``texts``, on a Dask worker (whose engines are loaded)."""
+    engines = _engines_here(config)
+    return [engines.scan(text) for text in texts]
+
+
 def warm_worker(settings: ScanSettings) -> None:
     """Load leakscan and the engines on a Dask worker before its first layer comes."""
     _engines_here(settings.detectors)
@@ -449,6 +473,7 @@ class DaskFanout:
         # tasks finished so far (counted by the client's event loop thread alone)
         self._finished = 0
         self._threads: int | None = None  # the cluster's worker threads, asked once
+        self._texts_sent = 0
         self._warming: list[Any] = []
         self._done: deque[Any] = deque()  # futures as they complete (see LocalPool)
         self._connect()
@@ -582,6 +607,33 @@ class DaskFanout:
         done = as_completed(list(self._futures), loop=self.client.loop)  # type: ignore[no-untyped-call]
         for future in done:
             yield from self._results(future)
+
+    def scan_texts(self, texts: list[bytes]) -> list[list[Match]] | None:
+        """The strings scanned by a worker, ahead of every layer waiting (the client
+        then never loads the rule catalog: 0.3 s of CPU taken from the workers on the
+        same machine). None, for the caller to scan them, if the cluster fails to."""
+        if self.client is None or self._error is not None:
+            return None
+        n = self._texts_sent
+        self._texts_sent += 1
+        try:
+            future = self.client.submit(
+                scan_texts_on_worker,
+                texts,
+                self.settings.detectors,
+                key=f"leakscan-texts-{n}",
+                pure=False,
+                priority=2,
+            )
+        except Exception:  # noqa: BLE001 - the caller scans them itself
+            return None
+        try:
+            found: list[list[Match]] = future.result()
+        except Exception:  # noqa: BLE001 - the caller scans them itself
+            return None
+        finally:
+            future.release()
+        return found
 
     def close(self) -> None:
         client, self.client = self.client, None

@@ -19,6 +19,7 @@ from imagebuilder import Image, Layer, fake_token, write_oci_layout
 from test_core import findings_view, run
 
 from leakscan import model as m
+from leakscan.audit import core as core_module
 from leakscan.audit import fanout as fanout_module
 from leakscan.audit.catalog import Tagged, parse_target, resolve_registry
 from leakscan.audit.core import layer_id
@@ -29,6 +30,7 @@ from leakscan.audit.fanout import (
     ScanSettings,
     SharedStore,
     _machine,
+    build_engines,
     fanout,
     scan_batch_on_worker,
     scan_on_worker,
@@ -195,6 +197,63 @@ def test_a_layer_that_fails_in_a_batch_fails_alone(filled: Filled) -> None:
     assert not results[0].errors and not results[2].errors
     assert [p.message for p in results[1].errors] == ["layer 7: Dask worker failed (RuntimeError)"]
     assert results[0].record == scan_on_worker(good[0], SETTINGS).record
+
+
+def test_dask_client_loads_no_engines(
+    filled: Filled, tmp_path: Path, cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a cluster, the images' strings (an ENV that leaks) are scanned by a worker too:
+    the client never builds the engines, and finds what a local audit finds."""
+    local = run(filled.registry.host, tmp_path / "a.db")
+    strings = [f for f in findings_view(local) if f[4] in ("config", "history")]
+    assert strings, findings_view(local)
+
+    def refused(*_: object) -> None:
+        raise AssertionError("the client built the engines")
+
+    monkeypatch.setattr(core_module, "build_engines", refused)
+    remote = run(filled.registry.host, tmp_path / "b.db", dask=cluster)
+    assert remote.complete, remote.errors
+    assert findings_view(remote) == findings_view(local)
+
+
+def test_dask_client_scans_strings_itself_past_its_calls(
+    filled: Filled, tmp_path: Path, cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past REMOTE_TEXT_CALLS calls the client loads the engines and scans its strings
+    itself (one load costs less than many round trips); the findings are the same."""
+    built: list[object] = []
+    real = core_module.build_engines
+
+    def counted(config: DetectorConfig) -> object:
+        built.append(config)
+        return real(config)
+
+    monkeypatch.setattr(core_module, "build_engines", counted)
+    monkeypatch.setattr(core_module, "REMOTE_TEXT_CALLS", 0)
+    remote = run(filled.registry.host, tmp_path / "b.db", dask=cluster)
+    assert len(built) == 1
+    local = run(filled.registry.host, tmp_path / "a.db")
+    assert findings_view(remote) == findings_view(local)
+
+
+def test_dask_scan_texts_is_the_engines_scan(cluster: str) -> None:
+    """A worker finds in strings what the engines here find; a cluster that cannot be
+    reached scans nothing (None: the caller scans them)."""
+    texts = [f"GITHUB_TOKEN={fake_token('github')}".encode(), b"PATH=/bin", b""]
+    engines = build_engines(DetectorConfig())
+    fan = DaskFanout(SETTINGS, cluster)
+    try:
+        found = fan.scan_texts(texts)
+    finally:
+        fan.close()
+    assert found == [engines.scan(t) for t in texts]
+    assert found[0] and not found[1]
+    away = DaskFanout(SETTINGS, "tcp://127.0.0.1:1")
+    try:
+        assert away.scan_texts(texts) is None
+    finally:
+        away.close()
 
 
 def test_daemon_target_refuses_dask(tmp_path: Path) -> None:
