@@ -36,3 +36,34 @@ def test_objects_are_frozen_at_exit_after_everything_else(tmp_path: Path) -> Non
     report = json.loads(out.read_text())
     validate_report(report)
     assert report["images"][0]["findings"]
+
+
+# main() with the catalog's preloading replaced by a word on stdout
+_PRELOAD_PROBE = """
+import sys
+import leakscan.detectors.kingfisher as kingfisher
+kingfisher.preload = lambda: print("preloaded", flush=True)
+sys.argv = ["leakscan", *sys.argv[1:]]
+from leakscan.__main__ import main
+main()
+"""
+
+
+def _preloads(tmp_path: Path, *args: str) -> bool:
+    proc = subprocess.run(
+        [sys.executable, "-c", _PRELOAD_PROBE, *args, "--db", str(tmp_path / "a.db"),
+         "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, check=False, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    return "preloaded" in proc.stdout
+
+
+def test_an_audit_on_a_dask_cluster_loads_no_catalog_here(tmp_path: Path) -> None:
+    """The workers scan the layers and the strings: the client does not start loading the
+    catalog as an audit that scans here does (each is refused here, for its target, after
+    that choice)."""
+    target = "not a registry"
+    assert _preloads(tmp_path, "audit", target)
+    assert not _preloads(tmp_path, "audit", target, "--dask", "tcp://127.0.0.1:1")
+    assert not _preloads(tmp_path, "audit", target, "--dask=tcp://127.0.0.1:1")
