@@ -21,7 +21,7 @@ from leakscan.errors import LeakscanError, SourceError
 from leakscan.model import SourceImage
 from leakscan.sources.reference import ImageReference, parse_reference
 from leakscan.sources.registry import ACCEPT as MANIFEST_ACCEPT
-from leakscan.sources.registry import RegistrySource
+from leakscan.sources.registry import RegistrySource, referrers_api
 from leakscan.sources.registry_client import RegistryClient
 
 # manifests and configs fetched at a time while walking
@@ -134,6 +134,43 @@ class Unchanged:
 
 
 Resolved = Tagged | Failed | Unchanged
+
+# what the referrers API lists for a subject: the digests of its referrers, or UNLISTED
+# when it would not list them (an error: a full read of the tag says so in a skip)
+UNLISTED = "unlisted"
+Listing = frozenset[str] | str
+
+
+def referrers_now(
+    root: RegistryClient, pairs: Sequence[tuple[str, str]], threads: int = WALK_THREADS
+) -> dict[tuple[str, str], Listing] | None:
+    """What the referrers API (OCI distribution 1.1) lists now for each (repository,
+    subject digest), ``threads`` requests at a time. None when the registry has no such
+    API (the first pair is asked alone first): then referrers live in the tag schema's
+    ``sha256-HEX`` tags, which the walk of the tags sees. A subject the API does not
+    answer for as one that has the API does is UNLISTED."""
+    if not pairs:
+        return {}
+    clients = {repository: root.sibling(repository) for repository, _ in pairs}
+
+    def listed(pair: tuple[str, str]) -> Listing | None:
+        repository, subject = pair
+        try:
+            found = referrers_api(clients[repository], repository, subject)
+        except LeakscanError:
+            return UNLISTED
+        if found is None:
+            return None
+        return frozenset(d["digest"] for d in found if isinstance(d.get("digest"), str))
+
+    first = listed(pairs[0])
+    if first is None:
+        return None
+    out: dict[tuple[str, str], Listing] = {pairs[0]: first}
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for pair, got in zip(pairs[1:], pool.map(listed, pairs[1:]), strict=True):
+            out[pair] = UNLISTED if got is None else got
+    return out
 
 
 class _TagSource(RegistrySource):

@@ -53,6 +53,23 @@ def _content_type(resp: requests.Response) -> str:
     return resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
 
+def referrers_api(
+    client: RegistryClient, repository: str, digest: str
+) -> list[dict[str, Any]] | None:
+    """The descriptors the referrers API (OCI distribution 1.1) lists for ``digest``; None
+    where the registry has no such API (a registry that has one never answers 404)."""
+    where = client.where
+    resp, body = client.get_small(f"/v2/{repository}/referrers/{digest}", OCI_INDEX)
+    if resp.status_code == 200:
+        return referrer_descriptors(parse_json(body, f"{where}: referrers of {digest}"))
+    if resp.status_code not in NO_REFERRERS_API:
+        raise SourceError(
+            f"{where}: registry answered {resp.status_code} {resp.reason} for the "
+            f"referrers of {digest}"
+        )
+    return None
+
+
 class RegistrySource:
     """Every image a registry reference names, one per platform."""
 
@@ -171,16 +188,9 @@ class RegistrySource:
     def referrers(self, digest: str) -> list[dict[str, Any]]:
         """The referrers API (OCI distribution 1.1), and where the registry has none the
         tag schema's fallback: an index tagged ``sha256-<hex>``."""
-        where = self.client.where
-        path = f"/v2/{self.ref.repository}/referrers/{digest}"
-        resp, body = self.client.get_small(path, OCI_INDEX)
-        if resp.status_code == 200:
-            return referrer_descriptors(parse_json(body, f"{where}: referrers of {digest}"))
-        if resp.status_code not in NO_REFERRERS_API:
-            raise SourceError(
-                f"{where}: registry answered {resp.status_code} {resp.reason} for the "
-                f"referrers of {digest}"
-            )
+        listed = referrers_api(self.client, self.ref.repository, digest)
+        if listed is not None:
+            return listed
         doc, _, _ = self._manifest(tag_schema(digest), None, absent_ok=True)
         return referrer_descriptors(doc)
 

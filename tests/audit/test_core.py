@@ -15,8 +15,10 @@ import pytest
 import regkit
 from auditkit import Fill, Filled, push_all
 from imagebuilder import Image, Layer, fake_token, write_oci_layout
+from referrerkit import ReferrersApi, signed
 from schema import validate_report
 
+from leakscan import model as m
 from leakscan.audit import AuditOptions, AuditReport, audit
 from leakscan.audit.report import audit_dict
 from leakscan.errors import LeakscanError
@@ -356,3 +358,94 @@ def test_a_referrers_tag_makes_its_subject_read_again(fresh: Filled, tmp_path: P
         assert not [p for m, p, _, _ in proxy.log if m == "GET" and p == "/v2/tools/manifests/1"]
     finally:
         proxy.close()
+
+
+def _manifest_gets(proxy: regkit.FaultProxy, repository: str) -> list[str]:
+    return [
+        p for m, p, _, _ in proxy.log if m == "GET" and p.startswith(f"/v2/{repository}/manifests/")
+    ]
+
+
+def _attested(report: AuditReport) -> list[tuple[str, str]]:
+    """(tag, referrer digest) of each finding in an attestation."""
+    return sorted(
+        (i.tag or "", f.location.attestation_digest)
+        for i in report.images
+        for f in i.report.findings
+        if isinstance(f.location, m.AttestationLocation)
+    )
+
+
+def test_referrers_listed_by_the_api_are_held_against_the_kept_reports(
+    fill: Fill, tmp_path: Path
+) -> None:
+    """On a registry with the referrers API, a referrer attached to (or taken from) an
+    image leaves its digest as it was: the audit asks the API of every unchanged tag's
+    manifests, reads in full those whose listing is not what their kept reports read,
+    and reports what a fresh audit reports; a listing unchanged reads nothing again."""
+    # (``fill``: the session's skopeo policy, which push needs)
+    registry = regkit.start_registry(tmp_path / "registry", "refapi")
+    proxy = None
+    try:
+        subject, referrer, index = signed(registry, tmp_path, tag=False)
+        proxy = ReferrersApi(registry, {})  # the API lists nothing yet
+        db = tmp_path / "a.db"
+        assert _attested(run(proxy.host, db)) == []
+        proxy.answers[subject["digest"]] = index
+        proxy.reset(regkit.Faults())
+        second = run(proxy.host, db)
+        assert _attested(second) == [("1", referrer)]
+        assert "/v2/signed/app/manifests/1" in _manifest_gets(proxy, "signed/app")
+        assert findings_view(second) == findings_view(run(proxy.host, tmp_path / "fresh.db"))
+        # listed as the kept reports read it: the tag is not read again
+        proxy.reset(regkit.Faults())
+        third = run(proxy.host, db)
+        assert findings_view(third) == findings_view(second)
+        assert _manifest_gets(proxy, "signed/app") == []
+        asked = [p for _, p, _, _ in proxy.log]
+        assert f"/v2/signed/app/referrers/{subject['digest']}" in asked
+        # the referrer is gone from the listing: so is its finding
+        proxy.answers.clear()
+        proxy.reset(regkit.Faults())
+        assert _attested(run(proxy.host, db)) == []
+        assert "/v2/signed/app/manifests/1" in _manifest_gets(proxy, "signed/app")
+    finally:
+        if proxy is not None:
+            proxy.close()
+        registry.stop()
+
+
+def test_a_referrers_listing_that_failed_is_tried_again_once_it_answers(
+    fill: Fill,
+    tmp_path: Path,
+) -> None:
+    """A registry that refused to list referrers (a 500 each time): the kept report says
+    they were not listed; while it still refuses, the tag is not read again; once it
+    answers as a registry without the API does (404), the tag is read again and the
+    report no longer says so."""
+    # (``fill``: the session's skopeo policy, which push needs)
+    registry = regkit.start_registry(tmp_path / "registry", "refail")
+    proxy = regkit.FaultProxy(registry)
+    try:
+        signed(registry, tmp_path, tag=False)
+        refusing = regkit.Faults(fail={"/referrers/": 1000})
+        scan = ScanOptions(cache=None, registry=RegistryOptions(retries=0))
+        db = tmp_path / "a.db"
+
+        def unlisted(report: AuditReport) -> bool:
+            return any("not listed" in p.message for i in report.images for p in i.report.skipped)
+
+        proxy.reset(refusing)
+        assert unlisted(run(proxy.host, db, scan=scan))
+        proxy.reset(refusing)
+        assert unlisted(run(proxy.host, db, scan=scan))
+        assert _manifest_gets(proxy, "signed/app") == []
+        proxy.reset(regkit.Faults())
+        assert not unlisted(run(proxy.host, db, scan=scan))
+        assert "/v2/signed/app/manifests/1" in _manifest_gets(proxy, "signed/app")
+        proxy.reset(regkit.Faults())
+        run(proxy.host, db, scan=scan)
+        assert _manifest_gets(proxy, "signed/app") == []
+    finally:
+        proxy.close()
+        registry.stop()
