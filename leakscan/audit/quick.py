@@ -93,6 +93,11 @@ MAX_PAGE_BYTES = 16 << 20
 _PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO = re.compile(rf"{_PART}(?:/{_PART})*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# what a registry without the referrers API answers it (the registry source's
+# NO_REFERRERS_API; a test holds the two equal)
+NO_REFERRERS_API = frozenset({400, 404, 405, 501})
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 _NEXT = re.compile(r'\s*<([^>]*)>\s*;\s*rel="?next"?\s*')
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
 
@@ -661,6 +666,9 @@ class Walk:
                 if not all(_REPO.fullmatch(r) for r in names):
                     raise Fallback("a repository name this path does not put in a URL")
                 self._found = list(_digests(wire, names, tag_filter, self._stop))
+                if self._found:
+                    repository, _, digest = self._found[0]
+                    _no_referrers_api(wire, repository, digest)
             finally:
                 wire.close()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
@@ -683,6 +691,18 @@ class Walk:
         if self._interval is not None:
             sys.setswitchinterval(self._interval)
             self._interval = None
+
+
+def _no_referrers_api(wire: Wire, repository: str, digest: str) -> None:
+    """Fallback unless the registry has no referrers API (OCI distribution 1.1): referrers
+    attached through it leave every digest as it was, and the full audit holds what the API
+    lists against the kept reports. Without it they come as ``sha256-HEX`` tags, which this
+    walk sees as new tags."""
+    if not _DIGEST.fullmatch(digest):
+        raise Fallback("a digest this path does not put in a URL")
+    got = wire.request("GET", f"/v2/{repository}/referrers/{digest}", OCI_INDEX, repository)
+    if got.status not in NO_REFERRERS_API:
+        raise Fallback("the registry lists referrers: the full audit compares them")
 
 
 def _tag_filter(pattern: str | None) -> re.Pattern[str] | None:

@@ -24,6 +24,7 @@ import pytest
 import regkit
 from auditkit import Fill, Filled, push_all
 from clirun import Run
+from referrerkit import ReferrersApi, signed
 from regkit import FaultProxy
 from schema import validate_report
 
@@ -293,10 +294,42 @@ def test_listings_paged_as_the_full_walk_pages_them(filled: Filled) -> None:
 
 
 def test_what_it_shares_with_the_registry_client() -> None:
-    from leakscan.sources.registry import ACCEPT
+    from leakscan.sources.registry import ACCEPT, NO_REFERRERS_API, OCI_INDEX
     from leakscan.sources.registry_client import USER_AGENT
 
     assert quick.ACCEPT == ACCEPT and quick.USER_AGENT == USER_AGENT
+    assert quick.NO_REFERRERS_API == NO_REFERRERS_API and quick.OCI_INDEX == OCI_INDEX
+
+
+def test_a_registry_with_the_referrers_api_is_left_to_the_full_audit(
+    fill: Fill, tmp_path: Path
+) -> None:
+    """Referrers attached through the API leave every digest as it was: where the
+    registry has the API, this path asks it once and leaves the audit to the full path,
+    which finds a referrer attached since the last audit (Debian's registry has none, and
+    the other tests here are answered by this path)."""
+    # (``fill``: the session's skopeo policy, which push needs)
+    registry = regkit.start_registry(tmp_path / "registry", "quick-refapi")
+    proxy = None
+    try:
+        subject, referrer, index = signed(registry, tmp_path, tag=False)
+        proxy = ReferrersApi(registry, {})
+        args = [proxy.host, "--format", "json", "--no-cache", "--db", str(tmp_path / "a.db")]
+        assert cli(args, tmp_path).code == 0
+        proxy.answers[subject["digest"]] = index
+        proxy.reset(regkit.Faults())
+        assert lean(args, tmp_path) == (None, "")
+        assert [p for _, p, _, _ in proxy.log if "/referrers/" in p] == [
+            f"/v2/signed/app/referrers/{subject['digest']}"
+        ]
+        again = cli(args, tmp_path)
+        assert again.code == 1, again.err
+        (image,) = json.loads(again.out)["images"]
+        assert [f["location"]["attestation_digest"] for f in image["findings"]] == [referrer]
+    finally:
+        if proxy is not None:
+            proxy.close()
+        registry.stop()
 
 
 class HeadGate(FaultProxy):
