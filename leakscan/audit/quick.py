@@ -10,14 +10,15 @@ per tag; the interpreter importing the CLI (typer, pydantic), the registry clien
 
 Anything this path does not handle sends the full audit on its way, with nothing written
 and nothing said: an option it does not know or that needs the full machinery (credentials
-or TLS flags, --dask, a plugin, a baseline, a shared store), a terminal on stderr
+or TLS flags, a plugin, a baseline, a shared store), a terminal on stderr
 (it gets the progress bar), a challenge it cannot answer as the registry client would (it
 answers Bearer and Basic with the stored credentials the client looks up: docker config,
 auth files), a status other than 200, a tag that is new or names another digest, a kept
 report that does not read back. Only once
 every tag is known unchanged does it write to the audit database, through the same steps
 as the full audit (:mod:`leakscan.audit.result`), and render with the same renderers: the
-report is the full path's, to the byte (bar the audit's id, start and duration).
+report is the full path's, to the byte (bar the audit's id, start and duration). With
+``--dask`` the cluster is not contacted: an unchanged registry has nothing to scan.
 
 HTTP is :mod:`leakscan.audit.wire`'s, with kept-alive connections, one per thread: the
 listings and HEADs are small and many, and each one through ``requests`` costs several times
@@ -94,6 +95,7 @@ _PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO = re.compile(rf"{_PART}(?:/{_PART})*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_DASK = re.compile(r"(?:(?:tcp|tls)://)?[A-Za-z0-9.-]+:[0-9]{1,5}")
 # what a registry without the referrers API answers it (the registry source's
 # NO_REFERRERS_API; a test holds the two equal)
 NO_REFERRERS_API = frozenset({400, 404, 405, 501})
@@ -125,6 +127,7 @@ _VALUED = {
     "--cache-dir": ("cache_dir", False),
     "--config": ("config", False),
     "--since": ("since", False),
+    "--dask": ("dask", False),
 }
 _SWITCHES = {"--new-only": "new_only", "--no-cache": "no_cache", "--plain-http": "plain_http"}
 
@@ -146,6 +149,7 @@ class Args:
     cache_dir: str | None = None
     config: str | None = None
     since: str | None = None
+    dask: str | None = None
     new_only: bool = False
     no_cache: bool = False
     plain_http: bool = False
@@ -161,6 +165,10 @@ def parse(argv: Sequence[str]) -> Args | None:
     if args.level is not None and args.level not in CONFIDENCE_RANK:
         return None
     if not (args.workers.isascii() and args.workers.isdigit() and int(args.workers) >= 1):
+        return None
+    # a scheduler's address: never contacted here (nothing is scanned), so only its form
+    # is looked at; one of another form is the full command's to judge
+    if args.dask is not None and not _DASK.fullmatch(args.dask):
         return None
     args.target = targets[0]
     return args

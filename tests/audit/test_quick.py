@@ -241,11 +241,28 @@ def test_a_moved_or_unknown_tag_leaves_it_to_the_full_audit(fresh: Filled, tmp_p
         conn.execute("DELETE FROM tags WHERE repository = ? AND tag = ?", moved)
     assert lean(args, tmp_path) == (None, "") and audits(db) == 3
     # options it does not handle
-    for more in (["--dask", "127.0.0.1:1"], ["--creds", "a:b"], ["--no-tls-verify"], ["x:1"]):
+    for more in (["--creds", "a:b"], ["--no-tls-verify"], ["x:1"], ["--dask", "a cluster"]):
         assert lean([*args, *more], tmp_path) == (None, "")
     assert quick.parse([*args, "--workers", "0"]) is None
     assert quick.parse([*args, "--format", "sarif"]) is None
     assert audits(db) == 3
+
+
+def test_dask_is_not_needed_when_nothing_changed(filled: Filled, tmp_path: Path) -> None:
+    """An unchanged registry has nothing to scan: with --dask this path answers as
+    without it, and never contacts the cluster (nothing listens at that address); once a
+    tag moves, the full audit runs on the cluster."""
+    db = tmp_path / "a.db"
+    args = [filled.registry.host, "--format", "json", "--no-cache", "--db", str(db)]
+    assert cli(args, tmp_path).code == 1
+    status, plain = lean(args, tmp_path)
+    for dask in (["--dask", "tcp://127.0.0.1:1"], ["--dask=127.0.0.1:1"]):
+        assert quick.parse([*args, *dask]) is not None
+        again, out = lean([*args, *dask], tmp_path)
+        assert (again, timeless(out)["images"]) == (status, timeless(plain)["images"])
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE tags SET digest = ? WHERE rowid = 1", ("sha256:" + "0" * 64,))
+    assert lean([*args, "--dask", "tcp://127.0.0.1:1"], tmp_path) == (None, "")
 
 
 def test_token_auth_with_the_docker_config_credentials(fill: Fill, tmp_path: Path) -> None:
