@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from leakscan.audit.referrers import UNLISTED, Listing, listing_of
 from leakscan.audit.target import DAEMON as DAEMON
 from leakscan.audit.target import MAX_PAGES, PAGE
 from leakscan.audit.target import Target as Target
@@ -135,11 +136,6 @@ class Unchanged:
 
 Resolved = Tagged | Failed | Unchanged
 
-# what the referrers API lists for a subject: the digests of its referrers, or UNLISTED
-# when it would not list them (an error: a full read of the tag says so in a skip)
-UNLISTED = "unlisted"
-Listing = frozenset[str] | str
-
 
 def referrers_now(
     root: RegistryClient, pairs: Sequence[tuple[str, str]], threads: int = WALK_THREADS
@@ -161,7 +157,7 @@ def referrers_now(
             return UNLISTED
         if found is None:
             return None
-        return frozenset(d["digest"] for d in found if isinstance(d.get("digest"), str))
+        return listing_of({"manifests": found})
 
     first = listed(pairs[0])
     if first is None:

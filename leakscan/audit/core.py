@@ -18,16 +18,15 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 
 from leakscan import model as m
+from leakscan.audit import referrers
 from leakscan.audit.catalog import (
-    UNLISTED,
     UNTAGGED,
     Failed,
-    Listing,
     Resolved,
     Tagged,
     Target,
@@ -548,7 +547,11 @@ def _registry_audit(
             for i, item in enumerate(walked)
             if isinstance(item, Unchanged)
         }
-        subjects = {i: _subjects(item, found) for i, (item, found) in founds.items() if found}
+        subjects = {
+            i: referrers.subjects(item.repository, item.digest, found)
+            for i, (item, found) in founds.items()
+            if found
+        }
         pairs = sorted({pair for both in subjects.values() for pair in both})
         # referrers attached through the API leave the digest of their subject as it was:
         # what the API lists now is held against what the kept reports read
@@ -556,7 +559,7 @@ def _registry_audit(
         for i, (item, found) in founds.items():
             if found is None or any(pair in moved_referrers for pair in subjects[i]):
                 late[(item.repository, item.tag)] = []  # damaged, or referrers came
-            elif _referrers_moved(found, subjects[i], listed):
+            elif referrers.moved(found, subjects[i], listed):
                 late[(item.repository, item.tag)] = []  # referrers came or went (the API)
             else:
                 usable[i] = found
@@ -595,45 +598,6 @@ def _registry_audit(
     finally:
         root.close()
     return kept
-
-
-def _subjects(item: Unchanged, reports: Sequence[m.ImageReport]) -> list[tuple[str, str]]:
-    """(repository, digest) of every manifest an unchanged tag's reports read: the digest
-    the tag names (an index or the manifest), and each platform's manifest."""
-    digests = {item.digest} | {r.manifest_digest for r in reports if r.manifest_digest}
-    return [(item.repository, d) for d in sorted(digests)]
-
-
-def _referrers_moved(
-    reports: Sequence[m.ImageReport],
-    subjects: Sequence[tuple[str, str]],
-    listed: Mapping[tuple[str, str], Listing] | None,
-) -> bool:
-    """Whether the referrers of an unchanged tag's ``subjects`` are not those its kept
-    ``reports`` read: the API (``listed``) lists others, or, on a registry that answers
-    as one without the API (None), a listing that failed last time may work now."""
-    for pair in subjects:
-        kept = _kept_listing(reports, pair[1])
-        if listed is None:
-            if kept == UNLISTED:
-                return True
-        elif listed[pair] != kept:
-            return True
-    return False
-
-
-def _kept_listing(reports: Sequence[m.ImageReport], subject: str) -> Listing:
-    """What the referrers listing of ``subject`` was when ``reports`` were made: the
-    digests of the referrers they read, or UNLISTED (their skip that says so names the
-    subject in place of a referrer)."""
-    digests: set[str] = set()
-    for report in reports:
-        for one in report.attestations:
-            if one.via == "referrer" and one.subject == subject:
-                if one.digest == subject:
-                    return UNLISTED
-                digests.add(one.digest)
-    return frozenset(digests)
 
 
 def _kept_reports(

@@ -46,7 +46,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from leakscan import __version__
+from leakscan.audit import referrers
 from leakscan.audit.db import AuditDb, audit_db_path
+from leakscan.audit.referrers import UNLISTED, Listing, listing_of
 from leakscan.audit.target import (
     MAX_PAGES,
     PAGE,
@@ -643,6 +645,8 @@ class Walk:
     ) -> None:
         self._stop = threading.Event()
         self._found: list[Named] = []
+        # whether the registry has the referrers API (asked once, of the first tag walked)
+        self.referrers_api = False
         self._error: BaseException | None = None
         # while the walk runs its threads need the interpreter only briefly for each
         # answer, and get it sooner than Python's default 5 ms from this process's imports
@@ -676,7 +680,7 @@ class Walk:
                 self._found = list(_digests(wire, names, tag_filter, self._stop))
                 if self._found:
                     repository, _, digest = self._found[0]
-                    _no_referrers_api(wire, repository, digest)
+                    self.referrers_api = _has_referrers_api(wire, repository, digest)
             finally:
                 wire.close()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
@@ -701,16 +705,54 @@ class Walk:
             self._interval = None
 
 
-def _no_referrers_api(wire: Wire, repository: str, digest: str) -> None:
-    """Fallback unless the registry has no referrers API (OCI distribution 1.1): referrers
-    attached through it leave every digest as it was, and the full audit holds what the API
-    lists against the kept reports. Without it they come as ``sha256-HEX`` tags, which this
-    walk sees as new tags."""
+def _has_referrers_api(wire: Wire, repository: str, digest: str) -> bool:
+    """Whether the registry has the referrers API (OCI distribution 1.1): referrers
+    attached through it leave every digest as it was (without it they come as
+    ``sha256-HEX`` tags, which the walk sees as new tags)."""
     if not _DIGEST.fullmatch(digest):
         raise Fallback("a digest this path does not put in a URL")
     got = wire.request("GET", f"/v2/{repository}/referrers/{digest}", OCI_INDEX, repository)
-    if got.status not in NO_REFERRERS_API:
-        raise Fallback("the registry lists referrers: the full audit compares them")
+    return got.status not in NO_REFERRERS_API
+
+
+def _listing(wire: Wire, repository: str, subject: str) -> Listing:
+    """What the referrers API lists for ``subject`` (as the full audit reads it)."""
+    if not _DIGEST.fullmatch(subject):
+        raise Fallback("a digest this path does not put in a URL")
+    got = wire.request("GET", f"/v2/{repository}/referrers/{subject}", OCI_INDEX, repository)
+    if got.status == 200:
+        try:
+            return listing_of(json.loads(got.body))
+        except ValueError:
+            return UNLISTED
+    if got.status in NO_REFERRERS_API:
+        raise Fallback("a subject the referrers API does not answer for")
+    return UNLISTED
+
+
+def _referrers_moved(target: Target, api: bool, walked: list[Named], entries: list[Entry]) -> bool:
+    """Whether the referrers of a walked tag are not those its kept reports read (see
+    :mod:`leakscan.audit.referrers`): on a registry with the API, each subject's listing
+    is asked now (``THREADS`` at a time, on connections of their own)."""
+    by_tag: dict[tuple[str, str], list[m.ImageReport]] = {}
+    for repository, tag, report in entries:
+        by_tag.setdefault((repository, tag or ""), []).append(report)
+    pairs = {
+        (repository, tag): referrers.subjects(repository, digest, by_tag.get((repository, tag), []))
+        for repository, tag, digest in walked
+    }
+    listed: dict[tuple[str, str], Listing] | None = None
+    if api:
+        wanted = sorted({pair for both in pairs.values() for pair in both})
+        wire = connect(target)
+        pool = _Pool(THREADS)
+        try:
+            jobs = [pool.submit(_listing, wire, r, d) for r, d in wanted]
+            listed = {pair: job.result() for pair, job in zip(wanted, jobs, strict=True)}
+        finally:
+            pool.close()
+            wire.close()
+    return any(referrers.moved(by_tag.get(tag, []), both, listed) for tag, both in pairs.items())
 
 
 def _tag_filter(pattern: str | None) -> re.Pattern[str] | None:
@@ -833,6 +875,8 @@ def _reaudit(
                 entries = guessed
             else:
                 entries = _entries(target, walked, decoded)
+            if _referrers_moved(target, walk.referrers_api, walked, entries):
+                raise Fallback("referrers came or went, or could not be listed last time")
             lids = kept_layer_ids(e[2] for e in entries)
             # every tag is as it was: from here on this is the audit, written as the full one is
             audit_id = db.start(target.name, started)

@@ -318,13 +318,12 @@ def test_what_it_shares_with_the_registry_client() -> None:
     assert quick.NO_REFERRERS_API == NO_REFERRERS_API and quick.OCI_INDEX == OCI_INDEX
 
 
-def test_a_registry_with_the_referrers_api_is_left_to_the_full_audit(
-    fill: Fill, tmp_path: Path
-) -> None:
-    """Referrers attached through the API leave every digest as it was: where the
-    registry has the API, this path asks it once and leaves the audit to the full path,
-    which finds a referrer attached since the last audit (Debian's registry has none, and
-    the other tests here are answered by this path)."""
+def test_referrers_api_listings_held_against_the_kept_reports(fill: Fill, tmp_path: Path) -> None:
+    """Referrers attached through the API leave every digest as it was: on a registry
+    with the API this path asks it for each manifest the kept reports read, answers while
+    the listings are what they read, and leaves a listing that changed to the full audit,
+    which reads the referrer (Debian's registry has no API: the other tests here are
+    answered without it)."""
     # (``fill``: the session's skopeo policy, which push needs)
     registry = regkit.start_registry(tmp_path / "registry", "quick-refapi")
     proxy = None
@@ -333,16 +332,18 @@ def test_a_registry_with_the_referrers_api_is_left_to_the_full_audit(
         proxy = ReferrersApi(registry, {})
         args = [proxy.host, "--format", "json", "--no-cache", "--db", str(tmp_path / "a.db")]
         assert cli(args, tmp_path).code == 0
-        proxy.answers[subject["digest"]] = index
+        listing = f"/v2/signed/app/referrers/{subject['digest']}"
         proxy.reset(regkit.Faults())
+        assert lean(args, tmp_path)[0] == 0
+        assert [p for _, p, _, _ in proxy.log if "/referrers/" in p] == [listing, listing]
+        proxy.answers[subject["digest"]] = index
         assert lean(args, tmp_path) == (None, "")
-        assert [p for _, p, _, _ in proxy.log if "/referrers/" in p] == [
-            f"/v2/signed/app/referrers/{subject['digest']}"
-        ]
         again = cli(args, tmp_path)
         assert again.code == 1, again.err
         (image,) = json.loads(again.out)["images"]
         assert [f["location"]["attestation_digest"] for f in image["findings"]] == [referrer]
+        status, out = lean(args, tmp_path)
+        assert status == 1 and timeless(out)["images"] == timeless(again.out)["images"]
     finally:
         if proxy is not None:
             proxy.close()
