@@ -550,7 +550,7 @@ def _registry_audit(
         subjects = {
             i: referrers.subjects(item.repository, item.digest, found)
             for i, (item, found) in founds.items()
-            if found
+            if found is not None
         }
         pairs = sorted({pair for both in subjects.values() for pair in both})
         # referrers attached through the API leave the digest of their subject as it was:
