@@ -256,6 +256,20 @@ def test_dask_scan_texts_is_the_engines_scan(cluster: str) -> None:
         away.close()
 
 
+def test_dask_scan_texts_that_fail_on_the_cluster_are_the_callers(
+    cluster: str, tmp_path: Path
+) -> None:
+    """A string scan that fails on the worker (here its engines cannot be built: a
+    detect-secrets plugin file that is not there) gives None, for the caller to scan the
+    strings itself (and say what is wrong, as a scan does)."""
+    missing = DetectorConfig(detect_secrets_plugins=(str(tmp_path / "no-such-plugin.py"),))
+    fan = DaskFanout(ScanSettings(missing, ArchiveLimits(), None), cluster)
+    try:
+        assert fan.scan_texts([b"PATH=/bin"]) is None
+    finally:
+        fan.close()
+
+
 def test_daemon_target_refuses_dask(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--dask"):
         run("docker-daemon:", tmp_path / "a.db", dask="tcp://127.0.0.1:1")
