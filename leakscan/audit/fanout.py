@@ -584,6 +584,10 @@ class DaskFanout:
             results = [_failed(b, f"Dask worker failed ({type(exc).__name__})") for b in blobs]
         finally:
             future.release()
+        if not (isinstance(results, list) and len(results) == len(blobs)):
+            # a worker of another leakscan, say: what it sent is not these layers' results
+            why = "Dask worker answered with something else than the layers' results"
+            results = [_failed(b, why) for b in blobs]
         yield from zip(blobs, results, strict=True)
 
     def ready(self) -> Results:

@@ -38,6 +38,7 @@ from leakscan.audit.fanout import (
 from leakscan.detectors import DetectorConfig
 from leakscan.errors import InputError
 from leakscan.layers.archives import ArchiveLimits
+from leakscan.layerscan import LayerScan
 from leakscan.scan import ScanOptions
 from leakscan.sources.auth import RegistryOptions
 from leakscan.store import CONTENT, open_store, store_info
@@ -266,6 +267,40 @@ def test_dask_scan_texts_that_fail_on_the_cluster_are_the_callers(
     fan = DaskFanout(ScanSettings(missing, ArchiveLimits(), None), cluster)
     try:
         assert fan.scan_texts([b"PATH=/bin"]) is None
+    finally:
+        fan.close()
+
+
+class _Answered:
+    """A future that is done, with ``value``."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def result(self) -> object:
+        return self.value
+
+    def release(self) -> None:
+        return None
+
+
+def test_dask_results_not_the_layers_are_errors(filled: Filled, cluster: str) -> None:
+    """A batch's answer that is not one result per layer (a worker of another leakscan)
+    fails each of its layers; it never pairs results with the wrong layers."""
+    blobs = tuple(_web_layers(filled).values())[:2]
+    fan = DaskFanout(SETTINGS, cluster)
+    try:
+        for answer in ([LayerScan(diff_id=blobs[0].diff_id)], "scanned", None):
+            future = _Answered(answer)
+            fan._futures[future] = blobs
+            got = list(fan._results(future))
+            assert [b for b, _ in got] == list(blobs)
+            assert all(
+                [p.message for p in r.errors]
+                == [f"layer {b.index}: Dask worker answered with something else than the "
+                    "layers' results"]
+                for b, r in got
+            )  # fmt: skip
     finally:
         fan.close()
 
