@@ -515,6 +515,8 @@ class Quick:
 
 # a tag's place in the walk, and the digest it names: (repository, tag, digest)
 Named = tuple[str, str, str]
+# a (repository, digest) asked for its referrers, and the registry's answer
+Probe = tuple[tuple[str, str], Answer]
 
 
 def _digests(
@@ -645,8 +647,9 @@ class Walk:
     ) -> None:
         self._stop = threading.Event()
         self._found: list[Named] = []
-        # whether the registry has the referrers API (asked once, of the first tag walked)
-        self.referrers_api = False
+        # the registry's referrers answer for the first tag walked, when it has the API
+        # (None: it has not)
+        self.probe: Probe | None = None
         self._error: BaseException | None = None
         # while the walk runs its threads need the interpreter only briefly for each
         # answer, and get it sooner than Python's default 5 ms from this process's imports
@@ -680,7 +683,9 @@ class Walk:
                 self._found = list(_digests(wire, names, tag_filter, self._stop))
                 if self._found:
                     repository, _, digest = self._found[0]
-                    self.referrers_api = _has_referrers_api(wire, repository, digest)
+                    got = _referrers_answer(wire, repository, digest)
+                    if got.status not in NO_REFERRERS_API:
+                        self.probe = ((repository, digest), got)
             finally:
                 wire.close()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
@@ -705,21 +710,16 @@ class Walk:
             self._interval = None
 
 
-def _has_referrers_api(wire: Wire, repository: str, digest: str) -> bool:
-    """Whether the registry has the referrers API (OCI distribution 1.1): referrers
-    attached through it leave every digest as it was (without it they come as
-    ``sha256-HEX`` tags, which the walk sees as new tags)."""
+def _referrers_answer(wire: Wire, repository: str, digest: str) -> Answer:
+    """The registry's answer to the referrers API (OCI distribution 1.1) for ``digest``."""
     if not _DIGEST.fullmatch(digest):
         raise Fallback("a digest this path does not put in a URL")
-    got = wire.request("GET", f"/v2/{repository}/referrers/{digest}", OCI_INDEX, repository)
-    return got.status not in NO_REFERRERS_API
+    return wire.request("GET", f"/v2/{repository}/referrers/{digest}", OCI_INDEX, repository)
 
 
-def _listing(wire: Wire, repository: str, subject: str) -> Listing:
-    """What the referrers API lists for ``subject`` (as the full audit reads it)."""
-    if not _DIGEST.fullmatch(subject):
-        raise Fallback("a digest this path does not put in a URL")
-    got = wire.request("GET", f"/v2/{repository}/referrers/{subject}", OCI_INDEX, repository)
+def _listing(got: Answer) -> Listing:
+    """What a referrers answer of a registry that has the API lists (as the full audit
+    reads it)."""
     if got.status == 200:
         try:
             return listing_of(json.loads(got.body))
@@ -730,10 +730,13 @@ def _listing(wire: Wire, repository: str, subject: str) -> Listing:
     return UNLISTED
 
 
-def _referrers_moved(target: Target, api: bool, walked: list[Named], entries: list[Entry]) -> bool:
+def _referrers_moved(
+    target: Target, probe: Probe | None, walked: list[Named], entries: list[Entry]
+) -> bool:
     """Whether the referrers of a walked tag are not those its kept reports read (see
-    :mod:`leakscan.audit.referrers`): on a registry with the API, each subject's listing
-    is asked now (``THREADS`` at a time, on connections of their own)."""
+    :mod:`leakscan.audit.referrers`): on a registry with the API (``probe``: its answer
+    for the first tag walked), each other subject's listing is asked now (``THREADS`` at a
+    time, on connections of their own)."""
     by_tag: dict[tuple[str, str], list[m.ImageReport]] = {}
     for repository, tag, report in entries:
         by_tag.setdefault((repository, tag or ""), []).append(report)
@@ -742,16 +745,21 @@ def _referrers_moved(target: Target, api: bool, walked: list[Named], entries: li
         for repository, tag, digest in walked
     }
     listed: dict[tuple[str, str], Listing] | None = None
-    if api:
-        wanted = sorted({pair for both in pairs.values() for pair in both})
-        wire = connect(target)
-        pool = _Pool(THREADS)
-        try:
-            jobs = [pool.submit(_listing, wire, r, d) for r, d in wanted]
-            listed = {pair: job.result() for pair, job in zip(wanted, jobs, strict=True)}
-        finally:
-            pool.close()
-            wire.close()
+    if probe is not None:
+        asked, answer = probe
+        listed = {asked: _listing(answer)}
+        wanted = sorted({pair for both in pairs.values() for pair in both} - {asked})
+        if wanted:
+            wire = connect(target)
+            pool = _Pool(THREADS)
+            try:
+                jobs = [pool.submit(_referrers_answer, wire, r, d) for r, d in wanted]
+                listed.update(
+                    (pair, _listing(job.result())) for pair, job in zip(wanted, jobs, strict=True)
+                )
+            finally:
+                pool.close()
+                wire.close()
     return any(referrers.moved(by_tag.get(tag, []), both, listed) for tag, both in pairs.items())
 
 
@@ -875,7 +883,7 @@ def _reaudit(
                 entries = guessed
             else:
                 entries = _entries(target, walked, decoded)
-            if _referrers_moved(target, walk.referrers_api, walked, entries):
+            if _referrers_moved(target, walk.probe, walked, entries):
                 raise Fallback("referrers came or went, or could not be listed last time")
             lids = kept_layer_ids(e[2] for e in entries)
             # every tag is as it was: from here on this is the audit, written as the full one is
