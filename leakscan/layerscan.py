@@ -147,7 +147,9 @@ class _Waiting(NamedTuple):
 
     path: str
     key: str
-    data: bytes
+    # the file's bytes as the walk's pieces hold them (not copied: joined only for a file
+    # the memo does not know, a few in a re-scan)
+    parts: list[bytes | memoryview]
     digest: bytes
     head: str | None
 
@@ -281,15 +283,16 @@ def scan_layer(
             pending.extend((scan, layer_path, at, whole, tally) for scan, at in scans)
         settle(MAX_PENDING_FILES)
 
-    # files waiting for the memo, and their bytes
+    # files waiting for the memo, and the bytes of the pieces their parts keep alive
     waiting: list[_Waiting] = []
     held = 0
+    last_piece: object = None
 
     def look_up() -> None:
         """Settle the files waiting for the memo: known results in line, the others to the
         engines."""
-        nonlocal waiting, held
-        batch, waiting, held = waiting, [], 0
+        nonlocal waiting, held, last_piece
+        batch, waiting, held, last_piece = waiting, [], 0, None
         if not batch or memo is None:
             return
         known = memo.recall_many(list(dict.fromkeys(w.key for w in batch)))
@@ -305,7 +308,9 @@ def scan_layer(
                 settle(MAX_PENDING_FILES)
                 continue
             tally = _Tally(w.path, w.key, w.head)
-            start(w.path, io.BytesIO(w.data), len(w.data), partial(bytes, w.digest), tally)
+            data = b"".join(w.parts)
+            start(w.path, io.BytesIO(data), len(data), partial(bytes, w.digest), tally)
+            del data
 
     def start_git(w: _GitWaiting, tally: _Tally | None) -> None:
         """Hand a git blob (and the members of archives in it) to the engines."""
@@ -385,11 +390,16 @@ def scan_layer(
                             moved(raw.count)
                         continue
                 if memo is not None and MEMO_MIN <= entry.size <= MEMO_MAX:
-                    data = entry.whole()
+                    parts = entry.parts()
                     digest = entry.digest()
                     key = memo_key(digest, entry.path)
-                    waiting.append(_Waiting(entry.path, key, data, digest, head))
-                    held += len(data)
+                    waiting.append(_Waiting(entry.path, key, parts, digest, head))
+                    for part in parts:
+                        # a view keeps its whole piece: what is held is the pieces
+                        piece = part.obj if isinstance(part, memoryview) else part
+                        if piece is not last_piece:
+                            held += len(piece)  # type: ignore[arg-type]
+                            last_piece = piece
                     if len(waiting) >= LOOKUP_FILES or held >= LOOKUP_BYTES:
                         look_up()
                 else:

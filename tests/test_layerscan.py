@@ -340,3 +340,52 @@ def test_memo_key_reads_what_the_engines_read_of_a_path(path: str) -> None:
     flavour = hashlib.sha256(f"{is_vendored(path)}\0{tail}".encode()).hexdigest()[:16]
     assert memo_key(digest, path) == f"{digest.hex()}:{flavour}"
     assert memo_key(digest, path) == memo_key(digest, path)  # the folder's answer cached
+
+
+class _CountingMemo:
+    """A memo that knows nothing and notes the size of each batch it is asked."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.kept: dict[str, object] = {}
+
+    def recall_many(self, keys: list[str]) -> dict[str, object]:
+        self.batches.append(len(keys))
+        return {}
+
+    def keep(self, key: str, result: object, head: str | None = None) -> None:
+        self.kept[key] = result
+
+    def knows_head(self, head: str) -> bool:
+        return False
+
+
+def test_files_waiting_for_the_memo_hold_at_most_lookup_bytes_of_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file waiting for the memo keeps the walk's pieces that hold it (its bytes are
+    not copied): a batch is looked up once the pieces held reach LOOKUP_BYTES, however
+    small its files; small files side by side share a piece and wait together."""
+    from leakscan import layerscan
+    from leakscan.layers.walker import READ_SIZE
+
+    monkeypatch.setattr(layerscan, "LOOKUP_BYTES", 3 * READ_SIZE)
+    apart = Layer(auto_dirs=False)
+    for n in range(12):
+        # a piece of folders between two small files (no file the walk hands out): each
+        # small file in a piece of its own
+        apart.file(f"small{n}.txt", f"line {n}\n")
+        for d in range(READ_SIZE // 512):
+            apart.dir(f"d{n}/{d}")
+    memo = _CountingMemo()
+    out = scan_layer(_layer_blob(apart), Detectors([]), ArchiveLimits(), memo=memo)
+    assert not out.errors
+    assert sum(memo.batches) == 12 and max(memo.batches) <= 3, memo.batches
+    together = Layer()
+    for n in range(12):
+        together.file(f"small{n}.txt", f"line {n}\n")
+    memo = _CountingMemo()
+    out = scan_layer(_layer_blob(together), Detectors([]), ArchiveLimits(), memo=memo)
+    assert not out.errors
+    assert memo.batches == [12]
+    assert len(memo.kept) == 12

@@ -464,17 +464,17 @@ def test_large_files_are_looked_up_by_their_head(
     large = {"/srv/app/settings.env", "/srv/app/blob.bin"}
     read_whole: list[str] = []
     scanned: list[str] = []
-    real_whole, real_scanner = FileEntry.whole, Engines.scanner
+    real_parts, real_scanner = FileEntry.parts, Engines.scanner
 
-    def whole(self: FileEntry) -> bytes:
+    def parts(self: FileEntry) -> list[bytes | memoryview]:
         read_whole.append(self.path)
-        return real_whole(self)
+        return real_parts(self)
 
     def scanner(self: Engines, subject: Any) -> Any:
         scanned.append(subject.path)
         return real_scanner(self, subject)
 
-    monkeypatch.setattr(FileEntry, "whole", whole)
+    monkeypatch.setattr(FileEntry, "parts", parts)
     monkeypatch.setattr(Engines, "scanner", scanner)
     spec = str(tmp_path / "store" / "results.sqlite3")
     opts = _opts(tmp_path, workers=1)

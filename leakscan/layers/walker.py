@@ -156,6 +156,20 @@ class _Tape:
         self.pos = end
         return memoryview(self.buf)[pos:end]
 
+    def views(self, n: int) -> list[memoryview]:
+        """The next ``n`` bytes as views of the pieces that hold them, none copied (each
+        view keeps its whole piece alive); fewer bytes only at the end of the stream."""
+        out: list[memoryview] = []
+        while n > 0:
+            if self.pos >= len(self.buf) and not self._next_piece():
+                break
+            pos = self.pos
+            end = min(pos + n, len(self.buf))
+            self.pos = end
+            out.append(memoryview(self.buf)[pos:end])
+            n -= end - pos
+        return out
+
     def skip(self, n: int) -> bool:
         """Pass over ``n`` bytes; False if the stream ended first."""
         while True:
@@ -263,7 +277,7 @@ _SHA256 = hashlib.sha256()
 
 class FileEntry:
     """A regular file met in the walk, valid until the next entry: its bytes as a
-    ``stream``, or all at once by :meth:`whole`."""
+    ``stream``, or all at once by :meth:`parts`."""
 
     # one per file of every layer: the reader object (an io.RawIOBase, costly to make and
     # to drop) is made only for a caller that streams the file; a file read whole, as
@@ -282,7 +296,7 @@ class FileEntry:
 
     def head(self, n: int) -> bytes:
         """The file's first ``n`` bytes (all of them when it is shorter), before anything
-        else has read it; its stream, :meth:`whole` and :meth:`digest` still start from
+        else has read it; its stream, :meth:`parts` and :meth:`digest` still start from
         its first byte (raises LayerError when the tar ends inside them)."""
         if self._digest is not None or self._reader is not None or self._hasher is not None:
             raise ValueError("the file was read already")
@@ -297,7 +311,7 @@ class FileEntry:
 
     @property
     def reader(self) -> HashingReader:
-        """The file's bytes, hashed as they are read (none left once :meth:`whole` or
+        """The file's bytes, hashed as they are read (none left once :meth:`parts` or
         :meth:`digest` has read them)."""
         if self._reader is None:
             if self._digest is not None:
@@ -314,26 +328,24 @@ class FileEntry:
         """The file's bytes."""
         return self.reader  # type: ignore[return-value]
 
-    def whole(self) -> bytes:
-        """Every byte of the file at once, before anything else has read it (raises
-        LayerError when the tar ends inside it)."""
-        if self._digest is not None:
+    def parts(self) -> list[bytes | memoryview]:
+        """Every byte of the file at once, before anything else has read it, not copied:
+        its head, then views of the layer's pieces that hold the rest. They stay valid
+        after the walk moves on (each keeps its piece alive); hashed as they are taken.
+        Raises LayerError when the tar ends inside them."""
+        if self._digest is not None or self._reader is not None:
             raise ValueError("the file was read already")
-        if self._reader is not None:
-            if self._reader.count:
-                raise ValueError("the file was read in part already")
-            return self._reader.read()  # hashed as it is read
         head = self._head
         size = self.size - len(head)
-        data = self._tape.exact(size) if size else b""
-        if len(data) < size:
-            raise _truncated("in", self.path)
+        views = self._tape.views(size) if size else []
         hasher = self._hasher or _SHA256.copy()
-        hasher.update(data)
+        for view in views:
+            hasher.update(view)
+            size -= len(view)
+        if size:
+            raise _truncated("in", self.path)
         self._digest = hasher.digest()
-        # after a head, one copy of the whole file: only a file the memo may know is
-        # read whole after its head (see leakscan.layerscan)
-        return head + data if head else data
+        return [head, *views] if head else list(views)
 
     def digest(self) -> bytes:
         """Raw sha256 of the whole file (reads whatever the caller left unread)."""

@@ -134,31 +134,38 @@ def _random_files(sizes: list[int]) -> bytes:
 
 
 def test_whole_file_reads_and_digests_as_its_stream_does() -> None:
-    """A file read whole gives the bytes and the digest its stream gives, across the
-    walk's pieces too; read whole or streamed, the walk records the same digest; a file
-    read whole, or streamed in part, cannot be read whole again."""
+    """A file read whole (its parts) gives the bytes and the digest its stream gives,
+    across the walk's pieces too; read whole or streamed, the walk records the same digest;
+    a file read whole, or streamed in part, cannot be read whole again. The parts are not
+    copies, and stay valid once the walk has moved on (every file's joined after it)."""
     sizes = [0, 1, 511, 512, READ_SIZE - 700, READ_SIZE + 3, 3 * READ_SIZE + 5]
     data = _random_files(sizes)
     streamed, seen = _walk(data)
     record = LayerRecord()
+    kept = {}
     for n, entry in enumerate(walk(io.BytesIO(data), record)):
-        whole = entry.whole()
+        parts = entry.parts()
+        kept[entry.path] = parts
+        whole = b"".join(parts)
         assert whole == seen[entry.path] and len(whole) == sizes[n]
         assert entry.digest() == hashlib.sha256(whole).digest()
         assert entry.stream.read() == b""  # read already
         with pytest.raises(ValueError):
-            entry.whole()
+            entry.parts()
     assert record.entries == streamed.entries
+    assert {path: b"".join(parts) for path, parts in kept.items()} == seen
+    assert all(isinstance(part, memoryview) for part in kept["/f6"])
+    assert len(kept["/f6"]) >= 3  # 3 pieces and more: views of each, not one copy
     for entry in walk(io.BytesIO(data), LayerRecord()):
         if entry.size:
             entry.stream.read(1)
             with pytest.raises(ValueError):
-                entry.whole()
+                entry.parts()
 
 
 @pytest.mark.parametrize("then", ["stream", "stream in parts", "whole", "digest"])
 def test_a_file_after_its_head_reads_from_its_first_byte(then: str) -> None:
-    """After head(n), the stream, whole() and digest() still cover the file from its first
+    """After head(n), the stream, parts() and digest() still cover the file from its first
     byte, across the walk's pieces too, and the walk records the digest it would have."""
     sizes = [0, 1, 100, 4096, READ_SIZE - 700, READ_SIZE + 3, 3 * READ_SIZE + 5]
     data = _random_files(sizes)
@@ -177,7 +184,7 @@ def test_a_file_after_its_head_reads_from_its_first_byte(then: str) -> None:
                 parts.append(part)
             assert b"".join(parts) == full
         elif then == "whole":
-            assert entry.whole() == full
+            assert b"".join(entry.parts()) == full
         assert entry.digest() == hashlib.sha256(full).digest()
     assert record.entries == streamed.entries
 
@@ -188,7 +195,7 @@ def test_a_head_is_taken_before_anything_else_reads_the_file() -> None:
         if n == 0:
             entry.stream.read(1)
         else:
-            entry.whole()
+            entry.parts()
         with pytest.raises(ValueError):
             entry.head(100)
 
@@ -205,7 +212,7 @@ def test_a_file_read_whole_from_a_truncated_tar_is_an_error(cut: int) -> None:
     data = Layer().file("a", os.urandom(2 * READ_SIZE)).tar_bytes()[:cut]
     entry = next(walk(io.BytesIO(data), LayerRecord()))
     with pytest.raises(LayerError, match="truncated in /a"):
-        entry.whole()
+        entry.parts()
 
 
 @pytest.mark.parametrize("cut", [100, 600, 1500])
