@@ -17,6 +17,9 @@ Compression = Literal["none", "gzip", "zstd"]
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 READ_SIZE = 1 << 20
+# a gzip read this large is decoded for itself and handed out whole; a smaller one is cut
+# from a READ_SIZE piece decoded ahead
+DIRECT_READ = 64 << 10
 
 
 def sniff(head: bytes) -> Compression:
@@ -80,6 +83,21 @@ class _GzipStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int | None = -1, /) -> bytes:
+        """As :meth:`readinto` fills a buffer, without io.RawIOBase's two more copies of
+        every byte (into a buffer of its own, then out of it): a large read gets the piece
+        decoded for it as it is."""
+        if size is None or size < 0:
+            return self.readall()
+        if self._off >= len(self._buf) and size >= DIRECT_READ:
+            return self._step(size)
+        if self._off >= len(self._buf):
+            self._buf = self._step(max(size, READ_SIZE))
+            self._off = 0
+        data = self._buf[self._off : self._off + size]
+        self._off += len(data)
+        return data
+
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         # a short read rather than a wait for more: what was decoded before a damaged part
         # of the stream is handed out before the error is raised, by the next call
@@ -118,11 +136,17 @@ class _ZstdStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+    def read(self, size: int | None = -1, /) -> bytes:
+        """The decoder's bytes as it returns them (see :meth:`_GzipStream.read`)."""
+        if size is None or size < 0:
+            return self.readall()
         try:
-            data = self._reader.read(len(b))
+            return self._reader.read(size)
         except zstandard.ZstdError as exc:
             raise LayerError(f"zstd stream is corrupt: {exc}") from None
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
         n = len(data)
         b[:n] = data
         return n

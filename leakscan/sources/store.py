@@ -7,6 +7,7 @@ it was given.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
@@ -208,6 +209,15 @@ class TarStore:
 
     def open(self, name: str) -> BinaryIO:
         info = self._member(name)
+        # an uncompressed archive (what docker save writes) is read in place through a
+        # descriptor of the member's own; tarfile's reader copies every byte twice more
+        # (0.14 s of CPU for a 400 MiB image). A compressed archive or a sparse member goes
+        # through tarfile
+        if isinstance(self._tar.fileobj, io.BufferedReader) and info.sparse is None:
+            try:
+                return _Member(self.location, info.offset_data, info.size)  # type: ignore[return-value]
+            except OSError as exc:
+                raise SourceError(f"{self.location}: cannot read: {exc.strerror or exc}") from None
         fh = self._tar.extractfile(info)
         if fh is None:  # pragma: no cover - regular members always have a reader
             raise SourceError(f"{self.location}: {name} cannot be read")
@@ -221,3 +231,39 @@ class TarStore:
 
     def close(self) -> None:
         self._tar.close()
+
+
+class _Member(io.RawIOBase):
+    """``size`` bytes at ``offset`` of the file at ``path``: a member of an uncompressed
+    tar, each read one copy out of the page cache. Ends early where the file does (a
+    truncated archive): the layer's reader says the tar ends too soon."""
+
+    def __init__(self, path: str, offset: int, size: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self._next = offset
+        self._end = offset + size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        left = self._end - self._next
+        want = left if size is None or size < 0 else min(size, left)
+        if want <= 0:
+            return b""
+        data = os.pread(self._fd, want, self._next)
+        if not data:
+            self._end = self._next  # the file ends here: so does the member
+        self._next += len(data)
+        return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()

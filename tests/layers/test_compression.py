@@ -46,6 +46,36 @@ def test_round_trip(blob: bytes, kind: str) -> None:
     assert _read(blob) == (kind, DATA)
 
 
+@pytest.mark.parametrize(
+    "blob",
+    [
+        gzip.compress(DATA),
+        gzip.compress(DATA[:1000]) + gzip.compress(DATA[1000:]),
+        zstandard.ZstdCompressor().compress(DATA),
+    ],
+)
+@pytest.mark.parametrize("how", ["read", "readinto"])
+def test_decoded_bytes_are_the_same_in_reads_of_any_size(blob: bytes, how: str) -> None:
+    """Small reads (cut from a piece decoded ahead), large ones (decoded for themselves)
+    and reads into a buffer, mixed, give the stream's bytes in order."""
+    _, stream = decompressed(io.BytesIO(blob))
+    sizes = [1, 3, 200_000, 70_000, 65_535, 1 << 20, 5, 256 << 10]
+    got = bytearray()
+    for n in range(10_000):
+        size = sizes[n % len(sizes)]
+        if how == "read":
+            piece = stream.read(size)
+            assert len(piece) <= size
+        else:
+            buf = bytearray(size)
+            piece = buf[: stream.readinto(buf)]
+        if not piece:
+            break
+        got += piece
+    assert bytes(got) == DATA
+    assert stream.read(10) == b""
+
+
 def test_sniff_short_inputs() -> None:
     assert sniff(b"") == "none" and sniff(b"\x1f") == "none" and sniff(b"\x1f\x8b") == "gzip"
     assert _read(b"") == ("none", b"")
