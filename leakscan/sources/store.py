@@ -16,6 +16,7 @@ import tarfile
 from typing import Any, BinaryIO, Protocol
 
 from leakscan.errors import SourceError, UnsafePathError
+from leakscan.streams import PieceStream
 
 # manifests, indexes and configs are small; a bigger one is hostile or broken
 MAX_JSON_BYTES = 32 << 20
@@ -233,7 +234,7 @@ class TarStore:
         self._tar.close()
 
 
-class _Member(io.RawIOBase):
+class _Member(PieceStream):
     """``size`` bytes at ``offset`` of the file at ``path``: a member of an uncompressed
     tar, each read one copy out of the page cache. Ends early where the file does (a
     truncated archive): the layer's reader says the tar ends too soon."""
@@ -242,9 +243,6 @@ class _Member(io.RawIOBase):
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         self._next = offset
         self._end = offset + size
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int | None = -1, /) -> bytes:
         left = self._end - self._next
@@ -256,12 +254,6 @@ class _Member(io.RawIOBase):
             self._end = self._next  # the file ends here: so does the member
         self._next += len(data)
         return data
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(b))
-        n = len(data)
-        b[:n] = data
-        return n
 
     def close(self) -> None:
         if not self.closed:
