@@ -223,10 +223,10 @@ def _in_working_tree(records: Sequence[LayerRecord], git: m.GitPlace) -> bool:
     """Whether a blob of a ``.git`` directory's history is also in that repository's
     working tree, at its path, with the same bytes, in some layer: that file's finding is
     the one reported."""
-    if git.repo_path is None or git.blob_sha256 is None or not git.git_dir.endswith("/.git"):
+    if git.repo_path is None or git.blob_digest is None or not git.git_dir.endswith("/.git"):
         return False
     path = posixpath.join(posixpath.dirname(git.git_dir), git.repo_path)
-    want = bytes.fromhex(git.blob_sha256)
+    want = bytes.fromhex(git.blob_digest)
     return any((e := r.entries.get(path)) is not None and e.digest == want for r in records)
 
 

@@ -19,7 +19,7 @@ from leakscan.detectors.stream import PendingScan, ScanRunner, start_scan
 from leakscan.errors import LeakscanError
 from leakscan.layers.archives import ArchiveLimits, Skipped, expand
 from leakscan.layers.compression import ExpansionGuard, HashingReader, decompressed
-from leakscan.layers.walker import LayerRecord, walk
+from leakscan.layers.walker import LayerRecord, file_digest, walk
 from leakscan.sightings import Seen, merged
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ LOOKUP_BYTES = 8 << 20
 @dataclass(frozen=True)
 class FileHit:
     """A secret in a file of a layer (every engine's match of it, merged), with the file's
-    raw sha256 (to judge its fate).
+    raw digest (:func:`~leakscan.layers.walker.file_digest`, to judge its fate).
 
     ``path`` is the layer file; ``shown`` is where the secret is, the same path or an archive
     member in it (``OUTER!/INNER``), whose fate is the layer file's.
@@ -417,15 +417,13 @@ def scan_layer(
             for repo in gits.repositories():
                 path = repo.git_dir
                 for one, holder, digest in repo.blobs:
-                    sha = hashlib.sha256(one.data).digest()
-                    w = _GitWaiting(
-                        one,
-                        repo.git_dir,
-                        holder,
-                        digest,
-                        memo_key(sha, git_subject(repo.git_dir, one)) if memo is not None else "",
-                        git_place(repo.git_dir, one, sha.hex()),
-                    )
+                    # the digest a working-tree file of these bytes has (its key, its record)
+                    content = file_digest(one.data)
+                    key = ""
+                    if memo is not None:
+                        key = memo_key(content, git_subject(repo.git_dir, one))
+                    place = git_place(repo.git_dir, one, content)
+                    w = _GitWaiting(one, repo.git_dir, holder, digest, key, place)
                     del one  # (its bytes not held by this name while the next is read)
                     if memo is not None and MEMO_MIN <= len(w.blob.data) <= MEMO_MAX:
                         git_waiting.append(w)
@@ -509,8 +507,7 @@ def head_key(size: int, head: bytes, path: str) -> str:
     """Where the memo notes that a file of ``size`` bytes beginning with ``head`` was kept,
     for :func:`memo_key`'s reading of ``path``: a hint that the file may be known, never
     a result (its whole content is looked up before anything is taken from the memo)."""
-    digest = hashlib.sha256(b"head\0%d\0" % size + head).digest()
-    return memo_key(digest, path)
+    return memo_key(file_digest(b"head\0%d\0" % size + head), path)
 
 
 def git_shown(git_dir: str, blob: GitBlob) -> str:
@@ -545,18 +542,21 @@ def git_subject(git_dir: str, blob: GitBlob) -> str:
 SHORT_ID = 7
 
 
-def git_place(git_dir: str, blob: GitBlob, sha256_hex: str) -> m.GitPlace:
-    """Where a developer finds ``blob`` (whose bytes have that sha256) in its history."""
+def git_place(git_dir: str, blob: GitBlob, content: bytes) -> m.GitPlace:
+    """Where a developer finds ``blob`` (whose bytes have the :func:`file_digest`
+    ``content``) in its history."""
     commit = blob.commit
+    is_blob = blob.part != "message"
     return m.GitPlace(
         git_dir=git_dir,
         object_id=blob.object_id,
-        part="message" if blob.part == "message" else "blob",
-        blob_sha256=sha256_hex if blob.part == "blob" else None,
+        part="blob" if is_blob else "message",
+        blob_sha256=hashlib.sha256(blob.data).hexdigest() if is_blob else None,
         commit=commit.oid if commit else None,
         author_date=commit.author_date if commit else None,
         subject=commit.subject if commit else None,
         repo_path=blob.repo_path,
+        blob_digest=content.hex() if is_blob else None,
     )
 
 

@@ -101,6 +101,9 @@ class GitPlace:
     author_date: str | None
     subject: str | None
     repo_path: str | None
+    # the blob's bytes as the layer walk digests a file (BLAKE3, hex): what tells whether
+    # the working tree beside the git directory holds the same bytes at its path
+    blob_digest: str | None = None
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ of the current piece.
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
+
+import blake3
 
 from leakscan.errors import LayerError
 from leakscan.layers import tarparse
@@ -48,7 +49,8 @@ OPAQUE_MARKER = ".wh..wh..opq"
 
 @dataclass(frozen=True, slots=True)
 class EntryRecord:
-    """One path a layer adds, with the raw sha256 of its bytes for files and hard links.
+    """One path a layer adds, with the raw digest of its bytes (:func:`file_digest`) for
+    files and hard links.
 
     Records live until the whole image is walked, one per path of every layer: they are kept
     small (slots, 32-byte digests, one shared record for each kind without content).
@@ -206,9 +208,10 @@ class _MemberReader(HashingReader):
         size: int,
         path: str,
         prefix: bytes = b"",
-        hasher: hashlib._Hash | None = None,
+        hasher: Hasher | None = None,
     ) -> None:
-        # HashingReader's own reading (through ``_raw``) is overridden whole
+        # HashingReader's own reading (through ``_raw``) is overridden whole, and its hash
+        # too: a file's digest is :func:`file_digest`'s
         super().__init__(cast(BinaryIO, None))
         self._tape = tape
         self._path = path
@@ -216,8 +219,7 @@ class _MemberReader(HashingReader):
         # from the tape and hashed into ``hasher`` already) is handed out before them
         self.left = size
         self._prefix = prefix
-        if hasher is not None:
-            self.hasher = hasher
+        self.hasher = hasher if hasher is not None else _FILE_HASH.copy()  # type: ignore[assignment]
 
     def _truncated(self) -> LayerError:
         # ``left`` stays: every later read, and the walk itself, fail the same way
@@ -270,9 +272,30 @@ class _MemberReader(HashingReader):
                 self.hasher.update(view)
 
 
-# each file's hasher is a copy of this one: hashlib.sha256() looks the algorithm up in
-# OpenSSL every time (a copy saves ~1.4 us a file; a 400 MiB image holds 18,000 files)
-_SHA256 = hashlib.sha256()
+class Hasher(Protocol):
+    """What the walk needs of a hash object."""
+
+    def update(self, data: bytes | memoryview, /) -> object: ...
+
+    def digest(self) -> bytes: ...
+
+    def copy(self) -> Hasher: ...
+
+
+# A file's digest is BLAKE3, not the sha256 layers are named by: every byte of every layer
+# is hashed once for the layer's digest (sha256, which must verify) and once file by file,
+# and BLAKE3 takes a third of sha256's time here (5.6 GB/s against 1.9 GB/s with the CPU's
+# sha256 instructions; a re-scan of known files in new layers spends most of its CPU on
+# the two hashes). A file's digest is compared only with other files' digests (records,
+# content keys), never with a digest from outside. Each file's hasher is a copy of this one.
+_FILE_HASH: Hasher = blake3.blake3()
+
+
+def file_digest(data: bytes | memoryview) -> bytes:
+    """The digest the walk gives a file of these bytes (32 bytes)."""
+    hasher = _FILE_HASH.copy()
+    hasher.update(data)
+    return hasher.digest()
 
 
 class FileEntry:
@@ -292,7 +315,7 @@ class FileEntry:
         self._digest: bytes | None = None
         # the first bytes, once :meth:`head` took them, and the hash they began
         self._head = b""
-        self._hasher: hashlib._Hash | None = None
+        self._hasher: Hasher | None = None
 
     def head(self, n: int) -> bytes:
         """The file's first ``n`` bytes (all of them when it is shorter), before anything
@@ -304,7 +327,7 @@ class FileEntry:
         data = self._tape.exact(take) if take else b""
         if len(data) < take:
             raise _truncated("in", self.path)
-        hasher = _SHA256.copy()
+        hasher = _FILE_HASH.copy()
         hasher.update(data)
         self._head, self._hasher = data, hasher
         return data
@@ -338,7 +361,7 @@ class FileEntry:
         head = self._head
         size = self.size - len(head)
         views = self._tape.views(size) if size else []
-        hasher = self._hasher or _SHA256.copy()
+        hasher = self._hasher or _FILE_HASH.copy()
         for view in views:
             hasher.update(view)
             size -= len(view)
@@ -348,13 +371,14 @@ class FileEntry:
         return [head, *views] if head else list(views)
 
     def digest(self) -> bytes:
-        """Raw sha256 of the whole file (reads whatever the caller left unread)."""
+        """Raw digest of the whole file, :func:`file_digest`'s (reads whatever the caller
+        left unread)."""
         if self._digest is None and self._reader is not None:
             self._reader.drain()
             self._digest = self._reader.hasher.digest()
         if self._digest is None:
             # nobody read it (beyond its head): hashed where it lies in the layer's pieces
-            hasher = self._hasher or _SHA256.copy()
+            hasher = self._hasher or _FILE_HASH.copy()
             left = self.size - len(self._head)
             while left > 0:
                 view = self._tape.view(min(left, READ_SIZE))

@@ -249,6 +249,7 @@ _GIT_FIELDS = (
     "author_date",
     "subject",
     "repo_path",
+    "blob_digest",
 )
 
 

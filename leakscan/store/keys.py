@@ -20,7 +20,8 @@ if TYPE_CHECKING:  # a re-scan the store answers whole imports neither (see fing
     from leakscan.layers.archives import ArchiveLimits
 
 # bump when what the store keeps changes shape
-STORE_FORMAT = 1
+# 2: files are digested with BLAKE3 (records, content keys), git places carry blob_digest
+STORE_FORMAT = 2
 _ENGINES = ("kingfisher-secret-scanner", "detect-secrets")
 
 

@@ -115,7 +115,7 @@ class GitCollector:
         return None
 
     def digest(self, path: str, digest: bytes) -> None:
-        """The sha256 of an object-store file taken (it decides the file's fate)."""
+        """The digest of an object-store file taken (it decides the file's fate)."""
         found = _OBJECT.match(path)
         if found is not None and found["dir"] in self._dirs:
             self._dirs[found["dir"]].digests[path] = digest
