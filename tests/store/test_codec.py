@@ -168,3 +168,32 @@ def test_a_record_read_back_answers_lookups_as_the_dict_it_was() -> None:
         assert record.entries.get(missing) is None and missing not in record.entries
     assert dict(record.entries.items()) == entries and len(record.entries) == len(entries)
     assert list(record.entries) == list(entries)
+
+
+def test_a_git_hit_comes_back_with_its_whole_place() -> None:
+    """A secret in a git directory's history keeps every field of its place, the blob's
+    digests included (``blob_digest`` tells whether the working tree holds the same bytes:
+    a place without it would report the blob beside the working-tree file)."""
+    secret = fake_token("github")
+    place = m.GitPlace(
+        git_dir="/app/.git",
+        object_id="ab" * 20,
+        part="blob",
+        blob_sha256="cd" * 32,
+        commit="ef" * 20,
+        author_date="2026-01-02T03:04:05+01:00",
+        subject="add the config",
+        repo_path="config/.env",
+        blob_digest="12" * 32,
+    )
+    holder = "/app/.git/objects/pack/pack-1.pack"
+    hit = FileHit(
+        2, holder, "/app/.git!efefefe:config/.env", os.urandom(32), (_fresh(secret),), place
+    )
+    scan = LayerScan(
+        record=LayerRecord(entries={holder: EntryRecord("file", hit.digest)}), hits=[hit]
+    )
+    value = encode_layer(scan)
+    assert value is not None and secret.encode() not in value
+    back, _ = decode_layer(value, 2)
+    assert back.hits[0].git == place
