@@ -13,7 +13,7 @@ from functools import lru_cache, partial
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol
 
 from leakscan import model as m
-from leakscan.detectors import Detectors, Subject
+from leakscan.detectors import Scanners, Subject
 from leakscan.detectors.context import is_vendored
 from leakscan.detectors.stream import PendingScan, ScanRunner, start_scan
 from leakscan.errors import LeakscanError
@@ -179,7 +179,7 @@ class LayerScan:
 
 def scan_layer(
     blob: m.LayerBlob,
-    engines: Detectors,
+    engines: Scanners,
     limits: ArchiveLimits,
     moved: Callable[[int], None] | None = None,
     max_file_size: int | None = None,
@@ -561,7 +561,7 @@ def git_place(git_dir: str, blob: GitBlob, content: bytes) -> m.GitPlace:
 
 
 def _git_scans(
-    git_dir: str, blob: GitBlob, engines: Detectors, limits: ArchiveLimits, runner: ScanRunner
+    git_dir: str, blob: GitBlob, engines: Scanners, limits: ArchiveLimits, runner: ScanRunner
 ) -> Iterator[tuple[PendingScan | str, str]]:
     """Scans of one blob of a git directory (archives in it opened, as in a layer file),
     each with where it is shown, and what of it was skipped (a reason in place of the

@@ -4,9 +4,12 @@ progress goes through a callback."""
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from leakscan import model as m
@@ -14,7 +17,10 @@ from leakscan.detectors import (
     Confidence,
     DetectorConfig,
     Detectors,
+    FileScanner,
     Match,
+    Scanners,
+    Subject,
     build_detectors,
     default_detectors,
 )
@@ -110,8 +116,28 @@ class _Engines:
             )
         return self._engines
 
+    def loading(self) -> bool:
+        """Whether the engines would wait for the rule catalog, still loading on the
+        thread ``python -m leakscan`` started (kingfisher.preload)."""
+        if self._engines is not None:
+            return False
+        kingfisher = sys.modules.get("leakscan.detectors.kingfisher")
+        return kingfisher is not None and bool(kingfisher.preloading())
+
+    def lazy(self) -> Scanners:
+        """The engines, built when a file first needs them."""
+        return _Lazy(self)
+
+    def prepare(self) -> None:
+        """Import what building the engines imports besides the catalog (detect-secrets,
+        ~0.15 s), so that building them once it has loaded is quick."""
+        if self.options.detectors.detect_secrets:
+            import leakscan.detectors.detect_secrets  # noqa: F401
+
     def pool(self) -> LayerPool | None:
-        """Worker processes (None with engines the caller gave: those cannot travel)."""
+        """Worker processes (None with engines the caller gave: those cannot travel).
+        While the catalog loads, the pool is made without engines: the caller gives them
+        (``pool.engines``) before its first task, so that forked workers inherit them."""
         if self._given:
             return None
         if self._pool is None:
@@ -119,7 +145,8 @@ class _Engines:
             workers = (self.options.workers or os.cpu_count() or 1) - 1
             from leakscan.workers import LayerPool
 
-            self._pool = LayerPool(self.options.detectors, workers, self.get())
+            built = None if self.loading() and not self.stored_only else self.get()
+            self._pool = LayerPool(self.options.detectors, workers, built)
         return self._pool
 
     def close(self, abort: bool = False) -> None:
@@ -127,6 +154,16 @@ class _Engines:
         if self._pool is not None:
             self._pool.close(abort)
             self._pool = None
+
+
+class _Lazy:
+    """The engines of an :class:`_Engines`, built when a file first needs them."""
+
+    def __init__(self, engines: _Engines) -> None:
+        self._engines = engines
+
+    def scanner(self, subject: Subject) -> FileScanner | None:
+        return self._engines.get().scanner(subject)
 
 
 def scan_from_store(
@@ -276,14 +313,18 @@ def _scan_image(
         if progress:
             progress(Progress(label, blob.index, count, bytes_read, blob.size, layer_done=True))
 
-    def here(blob: m.LayerBlob, alone: bool) -> LayerScan:
+    def here(blob: m.LayerBlob, alone: bool, tick: Callable[[], object] | None = None) -> LayerScan:
+        """Scan ``blob`` in this process (``tick`` is called after each file)."""
+
         def moved(bytes_read: int) -> None:
             if progress:
                 progress(Progress(label, blob.index, count, bytes_read, blob.size))
+            if tick is not None:
+                tick()
 
         result = scan_layer(
             blob,
-            engines.get(),
+            engines.lazy() if engines.loading() else engines.get(),
             options.archives,
             moved,
             options.max_file_size,
@@ -307,15 +348,49 @@ def _scan_image(
     todo = [blob for blob in image.layers if blob.index not in recalled]
     fresh: list[tuple[m.LayerBlob, LayerScan]] = []
     pool = engines.pool() if todo else None
-    if pool is not None and pool.worth_it(todo):
+    # the catalog still loading, and a result store to look files up in (a re-scan finds
+    # most of them there): this process walks its share meanwhile, and forks the workers
+    # once the engines are built, so that they inherit them (a re-layered image of known
+    # files: its first layer started 0.15 s sooner)
+    early = pool is not None and pool.engines is None and memo is not None
+    if pool is not None and pool.worth_it(todo, later=pool.engines is None):
+        from leakscan.workers import Handout
+
         mine, theirs = pool.share(todo)
         shared = (options.cache, recall.fingerprint) if memo and recall and options.cache else None
-        futures = pool.submit(theirs, options.archives, options.max_file_size, shared)
         helped = lopsided(mine, todo, pool.workers + 1)
+        handout = Handout(pool, theirs, options.archives, options.max_file_size, shared)
+        started = False
+
+        def start_workers(wait: bool = True) -> None:
+            """Start the workers on their share; without ``wait``, only once the catalog has
+            loaded and its thread has ended (a process is forked only with one thread)."""
+            nonlocal started
+            if started or pool is None:
+                return
+            if not wait and (engines.loading() or threading.active_count() > 1):
+                return
+            if pool.engines is None:
+                pool.engines = engines.get()
+            handout.start()
+            started = True
+
+        if early and not helped:  # (a helper thread would keep this process from forking)
+            engines.prepare()
+        else:
+            start_workers()
         for blob in mine:
-            fresh.append((blob, here(blob, alone=helped)))
+            tick = None if started else partial(start_workers, wait=False)
+            fresh.append((blob, here(blob, helped, tick)))
             done(blob, blob.size or 0)
-        for blob, result in pool.collect(futures):
+        start_workers()
+        # the workers' layers none has been handed yet: this process takes them, the smallest
+        # first, while the workers go on from the largest (re-layered bench image: 7% faster
+        # with the early walk above, the same on images of many small layers)
+        while (back := handout.take_back()) is not None:
+            fresh.append((back, here(back, alone=False)))
+            done(back, back.size or 0)
+        for blob, result in handout.results():
             fresh.append((blob, result))
             done(blob, blob.size or 0)
     else:

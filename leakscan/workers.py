@@ -20,8 +20,9 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 
 from leakscan import model as m
 from leakscan.detectors import DetectorConfig, Detectors, build_detectors
@@ -124,13 +125,17 @@ class LayerPool:
         self._pool: ProcessPoolExecutor | None = None
         self.forked = False
 
-    def worth_it(self, blobs: Sequence[m.LayerBlob]) -> bool:
-        """Whether ``blobs`` are many and large enough to share out."""
+    def worth_it(self, blobs: Sequence[m.LayerBlob], later: bool = False) -> bool:
+        """Whether ``blobs`` are many and large enough to share out (``later``: the caller
+        gives the engines once they are built, and the workers are forked then)."""
         readable = [b for b in blobs if not b.unavailable]
         total = sum(b.size or 0 for b in readable)
         if self.workers <= 0 or len(readable) <= 1:
             return False
-        forks = self.engines is not None and can_fork()
+        if later:
+            forks = "fork" in multiprocessing.get_all_start_methods()
+        else:
+            forks = self.engines is not None and can_fork()
         return total >= (MIN_FORKED_BYTES if forks else MIN_SPAWNED_BYTES)
 
     def share(self, blobs: Sequence[m.LayerBlob]) -> tuple[list[m.LayerBlob], list[m.LayerBlob]]:
@@ -221,3 +226,90 @@ class LayerPool:
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Handout:
+    """The workers' share of layers, handed to them as they free up, the largest left
+    first, by a thread of the calling process; the caller takes back the smallest ones not
+    handed out yet once its own share is scanned.
+
+    Each worker also has one layer waiting behind the one it scans, as long as the layers
+    left after it hold at least as much again: handed only when a worker has nothing left,
+    a worker waited ~16 ms for each next layer (the thread that hands it out shares the
+    GIL with this process's scan; an image of 40 layers of 5 MB scanned 3% slower), and
+    handed all at once (or one ahead to the last), the layers at the end waited in a
+    worker's queue while this process, done with its share, sat idle (a re-layered image
+    re-scanned from the store: 7% slower).
+    """
+
+    def __init__(
+        self,
+        pool: LayerPool,
+        blobs: Sequence[m.LayerBlob],
+        limits: ArchiveLimits,
+        max_file_size: int | None = None,
+        memo: MemoSpec | None = None,
+    ) -> None:
+        self._pool = pool
+        self._how = (limits, max_file_size, memo)
+        self._lock = threading.Lock()
+        self._left = deque(sorted(blobs, key=lambda b: b.size or 0, reverse=True))
+        # every layer handed out, with its result to come
+        self.futures: dict[Future[LayerScan], m.LayerBlob] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Hand each worker its first layer (starting the workers: call it while this
+        process may still fork them), and the rest as they free up."""
+        first = [blob for _ in range(self._pool.workers) if (blob := self._next()) is not None]
+        self.futures.update(self._pool.submit(first, *self._how))
+        if self._left:
+            self._thread = threading.Thread(target=self._feed, name="leakscan-handout", daemon=True)
+            self._thread.start()
+
+    def _next(self, ahead: bool = False) -> m.LayerBlob | None:
+        """The largest layer left (None: none left; with ``ahead``, also when the layers
+        after it hold less than it does)."""
+        with self._lock:
+            if not self._left:
+                return None
+            if ahead and sum(b.size or 0 for b in self._left) < 2 * (self._left[0].size or 0):
+                return None
+            return self._left.popleft()
+
+    def take_back(self) -> m.LayerBlob | None:
+        """The smallest layer not handed to a worker yet, for the caller to scan itself."""
+        with self._lock:
+            return self._left.pop() if self._left else None
+
+    def _feed(self) -> None:
+        workers = self._pool.workers
+        while True:
+            with self._lock:
+                running = [f for f in self.futures if not f.done()]
+                left = bool(self._left)
+            if not left:
+                return
+            blob = None
+            if len(running) < 2 * workers:
+                blob = self._next(ahead=len(running) >= workers)
+            if blob is None:
+                if not running:  # the caller took the last ones back meanwhile
+                    return
+                wait(running, return_when=FIRST_COMPLETED)
+                continue
+            try:
+                handed = self._pool.submit([blob], *self._how)
+            except Exception:  # noqa: BLE001 - a pool that broke or was shut: the caller scans it
+                with self._lock:
+                    self._left.appendleft(blob)
+                return
+            with self._lock:
+                self.futures.update(handed)
+
+    def results(self) -> Iterator[tuple[m.LayerBlob, LayerScan]]:
+        """Every layer handed out, as it completes (call it once :meth:`take_back` has none
+        left: then nothing more is handed out)."""
+        if self._thread is not None:
+            self._thread.join()
+        yield from LayerPool.collect(self.futures)

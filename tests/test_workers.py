@@ -9,9 +9,11 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
+import pytest
 from clirun import Run, run_leakscan
 from helpers import write
 from imagebuilder import Image, Layer, fake_token
@@ -311,3 +313,118 @@ def test_a_lopsided_share_gets_a_helper_thread() -> None:
     even = blobs(214, 90, 88, 6)
     assert not lopsided(even[:1], even, 2)  # 54%: the bench image, no faster with one
     assert not lopsided([], blobs(0, 0), 2)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "handed"),
+    [
+        ((100, 50, 30, 20), [0, 1]),  # the layers after layer 1 hold as much again: handed behind
+        ((100, 50, 20, 10), [0]),  # they hold less: kept for whoever frees up first
+    ],
+)
+def test_the_caller_takes_back_the_layers_no_worker_was_handed(
+    sizes: tuple[int, ...], handed: list[int], tmp_path: Path
+) -> None:
+    """A worker gets the largest layer, and one behind it only while the layers left after
+    that one hold at least as much again; the calling process takes the others back, the
+    smallest first; every layer is scanned once, by the worker or by the caller."""
+    from leakscan.workers import Handout
+
+    fifo = tmp_path / "held"
+    os.mkfifo(fifo)
+    data = Layer().file("app/a.env", f"GITHUB_TOKEN={fake_token('github')}\n").tar_bytes()
+    plain = tmp_path / "layer.tar"
+    plain.write_bytes(data)
+    held = m.LayerBlob(0, None, None, None, sizes[0], partial(open, fifo, "rb"))
+    rest = [
+        m.LayerBlob(i, None, None, None, size, partial(open, plain, "rb"))
+        for i, size in enumerate(sizes[1:], start=1)
+    ]
+    pool = LayerPool(DetectorConfig(), 1, default_detectors())
+    handout = Handout(pool, [rest[2], held, rest[0], rest[1]], ArchiveLimits())
+    try:
+        handout.start()
+        # the worker waits in the held layer (a FIFO nobody writes yet): what is handed to
+        # it now stays handed. A hang guard, not a race: the hand-out is awaited
+        deadline = time.monotonic() + 120
+        while len(handout.futures) < len(handed) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # (and nothing more is handed meanwhile: checked below)
+        assert [blob.index for blob in handout.futures.values()] == handed
+        back = []
+        while (blob := handout.take_back()) is not None:
+            back.append(blob.index)
+        assert back == sorted(set(range(len(sizes))) - set(handed), reverse=True)
+        with open(fifo, "wb") as fh:  # the held layer's bytes at last
+            fh.write(data)
+        results = {blob.index: result for blob, result in handout.results()}
+    finally:
+        pool.close()
+    assert sorted(results) == handed
+    assert all(not r.errors and r.hits for r in results.values())
+
+
+# a scan with a result store while the rule catalog "loads": a thread stands for the one
+# python -m leakscan starts (kingfisher.preload), and ends once this process has scanned
+# a file of its own share. The pool's start is noted: forked or spawned, and when.
+_EARLY_CHECK = """
+import json, sys, threading
+from leakscan import workers
+from leakscan.detectors import kingfisher
+from leakscan.scan import ScanOptions, scan
+
+workers.MIN_FORKED_BYTES = 0
+go = threading.Event()
+loading = threading.Thread(target=go.wait, daemon=True)
+loading.start()
+kingfisher._PRELOAD = loading
+seen = []
+
+def progress(p):
+    seen.append(p.layer_index)
+    if len(seen) == 2:
+        go.set()
+        loading.join()
+
+opened = []
+real_open = workers.LayerPool._open
+
+def spy(self, tasks):
+    real_open(self, tasks)
+    opened.append({"forked": self.forked, "progress_before": len(seen)})
+
+workers.LayerPool._open = spy
+options = ScanOptions(workers=2, cache=sys.argv[2], min_confidence="low")
+report = scan(sys.argv[1], options, progress=progress)
+plain = scan(sys.argv[1], ScanOptions(workers=1, min_confidence="low"))
+
+def key(r):
+    return sorted(
+        [f.rule_id, f.location.path, f.location.status, f.fingerprint]
+        for i in r.images for f in i.findings
+    )
+
+print(json.dumps({"opened": opened, "found": key(report), "plain": key(plain),
+                  "errors": [e.message for e in report.errors]}))
+"""
+
+
+def test_a_scan_with_a_store_walks_while_the_catalog_loads_then_forks(tmp_path: Path) -> None:
+    """While the rule catalog still loads on its thread, a scan with a result store walks
+    this process's share, and starts the workers once the thread has ended: forked (they
+    inherit the engines built then), after this process has scanned a file. The report is
+    the one a scan in one process gives."""
+    ref, tokens = _image(tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-c", _EARLY_CHECK, ref, str(tmp_path / "store" / "results.sqlite3")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert not out["errors"]
+    (opened,) = out["opened"]
+    assert opened["forked"], "the workers were spawned, not forked"
+    assert opened["progress_before"] >= 2, "the workers started before this process walked"
+    assert out["found"] == out["plain"] and len(out["found"]) >= len(tokens)

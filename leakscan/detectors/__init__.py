@@ -84,6 +84,13 @@ class Detector(Protocol):
         ...
 
 
+class Scanners(Protocol):
+    """What a layer scan asks of the engines: how to scan one file (None: no engine
+    wants it)."""
+
+    def scanner(self, subject: Subject) -> FileScanner | None: ...
+
+
 @dataclass(frozen=True)
 class FileScanner:
     """How to scan the bytes of one subject.

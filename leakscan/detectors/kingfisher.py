@@ -275,11 +275,22 @@ _KNOWN_SCOPES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 }
 
 
+_PRELOAD: threading.Thread | None = None
+
+
 def preload() -> threading.Thread:
     """Start loading the catalog on a daemon thread; :func:`catalog` waits for it."""
+    global _PRELOAD
     thread = threading.Thread(target=catalog, name="leakscan-rules", daemon=True)
     thread.start()
+    _PRELOAD = thread
     return thread
+
+
+def preloading() -> bool:
+    """Whether :func:`preload`'s thread is still at work (the catalog not loaded yet, or
+    the thread not ended yet)."""
+    return _PRELOAD is not None and _PRELOAD.is_alive()
 
 
 @dataclass(frozen=True)
