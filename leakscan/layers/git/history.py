@@ -10,7 +10,6 @@ names, all still leave the blobs readable, named by their object id.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -43,11 +42,6 @@ class GitBlob:
     commit: Commit | None  # the commit that introduced it (None: no commit names it)
     repo_path: str | None  # its path in that commit's tree
     part: str = "blob"  # "blob" or "message"
-
-    @property
-    def sha256(self) -> str:
-        """The sha256 of its bytes (the same as a working-tree copy's)."""
-        return hashlib.sha256(self.data).hexdigest()
 
 
 def _date(seconds: int, tz: bytes) -> str | None:
