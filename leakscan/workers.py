@@ -307,9 +307,15 @@ class Handout:
             with self._lock:
                 self.futures.update(handed)
 
-    def results(self) -> Iterator[tuple[m.LayerBlob, LayerScan]]:
-        """Every layer handed out, as it completes (call it once :meth:`take_back` has none
-        left: then nothing more is handed out)."""
+    def settled(self) -> bool:
+        """Once :meth:`take_back` has none left: wait for the hand-out to end, and say
+        whether every layer was handed out or taken back. False when a pool that broke put
+        back a layer it could not hand out: the caller takes it back too."""
         if self._thread is not None:
             self._thread.join()
+        with self._lock:
+            return not self._left
+
+    def results(self) -> Iterator[tuple[m.LayerBlob, LayerScan]]:
+        """Every layer handed out, as it completes (once :meth:`settled`)."""
         yield from LayerPool.collect(self.futures)

@@ -357,6 +357,7 @@ def test_the_caller_takes_back_the_layers_no_worker_was_handed(
         assert back == sorted(set(range(len(sizes))) - set(handed), reverse=True)
         with open(fifo, "wb") as fh:  # the held layer's bytes at last
             fh.write(data)
+        assert handout.settled()
         results = {blob.index: result for blob, result in handout.results()}
     finally:
         pool.close()
@@ -428,3 +429,35 @@ def test_a_scan_with_a_store_walks_while_the_catalog_loads_then_forks(tmp_path: 
     assert opened["forked"], "the workers were spawned, not forked"
     assert opened["progress_before"] >= 2, "the workers started before this process walked"
     assert out["found"] == out["plain"] and len(out["found"]) >= len(tokens)
+
+
+def test_layers_a_broken_pool_could_not_take_are_taken_back(tmp_path: Path) -> None:
+    """A worker that dies (here: its layer ends the process) breaks the pool: its layer is
+    an error, and the layers not handed out yet, the one the hand-out was handing
+    included, are taken back by the caller, none lost."""
+    from leakscan.workers import Handout
+
+    plain = tmp_path / "layer.tar"
+    plain.write_bytes(Layer().file("app/a.txt", "nothing here\n").tar_bytes())
+    dying = m.LayerBlob(0, None, None, None, 100, partial(os._exit, 3))
+    # the layers after the second hold less than it does: none is handed behind the first
+    rest = [
+        m.LayerBlob(i, None, None, None, size, partial(open, plain, "rb"))
+        for i, size in ((1, 50), (2, 20), (3, 10))
+    ]
+    pool = LayerPool(DetectorConfig(detect_secrets=False), 1, default_detectors())
+    handout = Handout(pool, [*rest, dying], ArchiveLimits())
+    try:
+        handout.start()
+        ((blob, result),) = list(handout.results())  # the dying layer, once it is done
+        # the hand-out took the next layer, could not hand it to the broken pool, and ended:
+        # the layer is back in line, not lost
+        assert not handout.settled()
+        back = []
+        while (one := handout.take_back()) is not None:
+            back.append(one.index)
+        assert handout.settled()
+    finally:
+        pool.close()
+    assert blob is dying and "worker process failed" in result.errors[0].message
+    assert back == [3, 2, 1]
