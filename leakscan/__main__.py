@@ -137,11 +137,11 @@ def main() -> None:
         if status is not None:
             sys.exit(status)
     _rules_beside(args)
-    if args and args[0] == "audit" and _flag(args, "--dask") is not None:
-        # the cluster's workers scan the layers and the images' strings: this process
-        # loads the catalog only if they fail it (0.3 s of CPU otherwise taken from them)
-        pass
-    elif args and args[0] not in _NO_SCAN:
+    # an audit with --dask: the cluster's workers scan the layers and the images' strings,
+    # and this process loads the catalog only if they fail it (0.3 s of CPU otherwise taken
+    # from them)
+    dask_audit = bool(args) and args[0] == "audit" and _flag(args, "--dask") is not None
+    if args and args[0] not in _NO_SCAN and not dask_audit:
         if _store_known(args):
             # an image the store knows whole is answered before the CLI's imports, which
             # cost a re-scan more than the re-scan itself

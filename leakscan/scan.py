@@ -19,7 +19,6 @@ from leakscan.detectors import (
     Detectors,
     FileScanner,
     Match,
-    Scanners,
     Subject,
     build_detectors,
     default_detectors,
@@ -124,9 +123,10 @@ class _Engines:
         kingfisher = sys.modules.get("leakscan.detectors.kingfisher")
         return kingfisher is not None and bool(kingfisher.preloading())
 
-    def lazy(self) -> Scanners:
-        """The engines, built when a file first needs them."""
-        return _Lazy(self)
+    def scanner(self, subject: Subject) -> FileScanner | None:
+        """The engines' scanner for ``subject`` (this object stands for the engines in a
+        layer scan): the engines are built when a file first needs them."""
+        return self.get().scanner(subject)
 
     def prepare(self) -> None:
         """Import what building the engines imports besides the catalog (detect-secrets,
@@ -154,16 +154,6 @@ class _Engines:
         if self._pool is not None:
             self._pool.close(abort)
             self._pool = None
-
-
-class _Lazy:
-    """The engines of an :class:`_Engines`, built when a file first needs them."""
-
-    def __init__(self, engines: _Engines) -> None:
-        self._engines = engines
-
-    def scanner(self, subject: Subject) -> FileScanner | None:
-        return self._engines.get().scanner(subject)
 
 
 def scan_from_store(
@@ -324,7 +314,7 @@ def _scan_image(
 
         result = scan_layer(
             blob,
-            engines.lazy() if engines.loading() else engines.get(),
+            engines if engines.loading() else engines.get(),
             options.archives,
             moved,
             options.max_file_size,

@@ -150,7 +150,7 @@ class _Tape:
         return self.buf[pos:end]
 
     def view(self, n: int) -> memoryview:
-        """Like :meth:`take`, without copying (for bytes only hashed, never kept)."""
+        """Like :meth:`take`, without copying (the view keeps its whole piece alive)."""
         if self.pos >= len(self.buf) and not self._next_piece():
             return memoryview(b"")
         pos = self.pos
@@ -162,14 +162,9 @@ class _Tape:
         """The next ``n`` bytes as views of the pieces that hold them, none copied (each
         view keeps its whole piece alive); fewer bytes only at the end of the stream."""
         out: list[memoryview] = []
-        while n > 0:
-            if self.pos >= len(self.buf) and not self._next_piece():
-                break
-            pos = self.pos
-            end = min(pos + n, len(self.buf))
-            self.pos = end
-            out.append(memoryview(self.buf)[pos:end])
-            n -= end - pos
+        while n > 0 and (view := self.view(n)):
+            out.append(view)
+            n -= len(view)
         return out
 
     def skip(self, n: int) -> bool:
